@@ -1,0 +1,199 @@
+"""Offered actions: single-use, bound to their run and parameters, decided by few."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from store.audit import add_audit
+from store.base import Repository, new_id
+from store.models import OfferedActionRow, RunRow, utcnow
+from store.records import ActionStatus, OfferedAction, RunEvent, RunStatus
+from store.runs import add_event, to_event
+
+
+def _action(row: OfferedActionRow) -> OfferedAction:
+    return OfferedAction(
+        id=row.id,
+        offer_id=row.offer_id,
+        run_id=row.run_id,
+        type=row.type,
+        label=row.label,
+        params=dict(row.params),
+        status=ActionStatus(row.status),
+        decided_by=row.decided_by,
+        decided_at=row.decided_at,
+    )
+
+
+class DecisionOutcome(StrEnum):
+    APPROVED = "approved"
+    NOT_FOUND = "not_found"
+    NOT_AUTHORISED = "not_authorised"
+    ALREADY_DECIDED = "already_decided"
+    RUN_NOT_WAITING = "run_not_waiting"
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: DecisionOutcome
+    action: OfferedAction | None = None
+
+
+def may_decide(user_id: str, *, requester_id: str, approvers: frozenset[str]) -> bool:
+    """Fail closed: the requester, or someone named in APPROVERS; nobody else."""
+    return bool(user_id) and (user_id == requester_id or user_id in approvers)
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    type: str
+    label: str
+    params: dict[str, Any]
+
+
+class ActionRepository(Repository):
+    async def offer(
+        self,
+        *,
+        run_id: str,
+        specs: list[ActionSpec],
+        event_payload: dict[str, Any],
+        **run_changes: Any,
+    ) -> tuple[RunEvent, list[OfferedAction]]:
+        """Store a set of buttons, the `actions_offered` event naming them, and the run's
+        change (usually to waiting_approval), all in one transaction."""
+        offer_id = new_id()
+        rows = [
+            OfferedActionRow(
+                id=new_id(),
+                offer_id=offer_id,
+                run_id=run_id,
+                type=spec.type,
+                label=spec.label[:75],
+                params=spec.params,
+                status=ActionStatus.OFFERED,
+            )
+            for spec in specs
+        ]
+        actions = [_action(row) for row in rows]
+        payload = {
+            **event_payload,
+            "offer_id": offer_id,
+            "actions": [
+                {"id": a.id, "type": a.type, "label": a.label, "params": a.params}
+                for a in actions
+            ],
+        }
+        async with self._sessions.begin() as session:
+            session.add_all(rows)
+            await session.flush()
+            event = await add_event(session, run_id, "actions_offered", payload)
+            if run_changes:
+                await session.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id)
+                    .values(updated_at=utcnow(), **run_changes)
+                )
+            recorded = to_event(event)
+        self._notify("event", run_id)
+        return recorded, [_action(row) for row in rows]
+
+    async def get(self, action_id: str) -> OfferedAction | None:
+        async with self._sessions() as session:
+            row = await session.get(OfferedActionRow, action_id)
+            return _action(row) if row else None
+
+    async def for_offer(self, offer_id: str) -> list[OfferedAction]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(OfferedActionRow)
+                .where(OfferedActionRow.offer_id == offer_id)
+                .order_by(OfferedActionRow.created_at, OfferedActionRow.id)
+            )
+            return [_action(row) for row in rows]
+
+    async def approved_unapplied(self) -> list[OfferedAction]:
+        """Decisions taken whose effect was not applied (the process died in between)."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(OfferedActionRow).where(OfferedActionRow.status == ActionStatus.APPROVED)
+            )
+            return [_action(row) for row in rows]
+
+    async def decide(
+        self, action_id: str, *, user_id: str, approvers: frozenset[str]
+    ) -> Decision:
+        """Approve an offered action once. The run must be waiting for approval; the other
+        buttons of the same offer are superseded in the same transaction."""
+        async with self._sessions.begin() as session:
+            row = await session.get(OfferedActionRow, action_id)
+            if row is None:
+                return Decision(DecisionOutcome.NOT_FOUND)
+            run = await session.get(RunRow, row.run_id)
+            if run is None:
+                return Decision(DecisionOutcome.NOT_FOUND)
+            if not may_decide(user_id, requester_id=run.requester_id, approvers=approvers):
+                return Decision(DecisionOutcome.NOT_AUTHORISED, _action(row))
+            if row.status != ActionStatus.OFFERED:
+                return Decision(DecisionOutcome.ALREADY_DECIDED, _action(row))
+            if run.status != RunStatus.WAITING_APPROVAL:
+                return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row))
+            now = utcnow()
+            result = await session.execute(
+                update(OfferedActionRow)
+                .where(
+                    OfferedActionRow.id == action_id,
+                    OfferedActionRow.status == ActionStatus.OFFERED,
+                )
+                .values(status=ActionStatus.APPROVED, decided_by=user_id, decided_at=now)
+            )
+            if result.rowcount != 1:
+                return Decision(DecisionOutcome.ALREADY_DECIDED, _action(row))
+            await session.execute(
+                update(OfferedActionRow)
+                .where(
+                    OfferedActionRow.offer_id == row.offer_id,
+                    OfferedActionRow.id != action_id,
+                    OfferedActionRow.status == ActionStatus.OFFERED,
+                )
+                .values(status=ActionStatus.SUPERSEDED, decided_by=user_id, decided_at=now)
+            )
+            add_audit(
+                session,
+                workspace_id=run.workspace_id,
+                actor_id=user_id,
+                action="action_decided",
+                subject=row.type,
+                run_id=run.id,
+                detail={"action_id": row.id, "label": row.label},
+            )
+            await session.refresh(row)
+            return Decision(DecisionOutcome.APPROVED, _action(row))
+
+    async def supersede_open(self, run_id: str) -> int:
+        """Close every open offer of a run (it was cancelled or finished)."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(OfferedActionRow)
+                .where(
+                    OfferedActionRow.run_id == run_id,
+                    OfferedActionRow.status == ActionStatus.OFFERED,
+                )
+                .values(status=ActionStatus.SUPERSEDED, decided_at=utcnow())
+            )
+            return result.rowcount
+
+    async def mark_applied(self, action_id: str) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(OfferedActionRow)
+                .where(
+                    OfferedActionRow.id == action_id,
+                    OfferedActionRow.status == ActionStatus.APPROVED,
+                )
+                .values(status=ActionStatus.APPLIED)
+            )
+            return result.rowcount == 1

@@ -1,0 +1,299 @@
+"""Encrypted credentials and the requests that wait for them.
+
+Values go in and out only through `put`, `reveal` and `fulfil`; every other method returns
+metadata. Each use is audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from store.audit import add_audit
+from store.base import Listener, Repository, new_id
+from store.crypto import CredentialCipher, Owner
+from store.models import CredentialRequestRow, CredentialRow, RunRow, utcnow
+from store.records import CredentialInfo, CredentialRequest, RequestStatus, RunStatus
+from store.runs import add_event
+
+WORKSPACE_USER = "*"
+"""The user id that marks a workspace-wide credential."""
+
+
+def _info(row: CredentialRow) -> CredentialInfo:
+    return CredentialInfo(
+        workspace_id=row.workspace_id,
+        user_id=row.user_id,
+        provider=row.provider,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_used_at=row.last_used_at,
+    )
+
+
+def _request(row: CredentialRequestRow) -> CredentialRequest:
+    return CredentialRequest(
+        id=row.id,
+        run_id=row.run_id,
+        workspace_id=row.workspace_id,
+        user_id=row.user_id,
+        provider=row.provider,
+        reason=row.reason,
+        status=RequestStatus(row.status),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        resolved_at=row.resolved_at,
+    )
+
+
+class FulfilOutcome(StrEnum):
+    STORED = "stored"
+    NOT_FOUND = "not_found"
+    WRONG_USER = "wrong_user"
+    ALREADY_RESOLVED = "already_resolved"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class FulfilResult:
+    outcome: FulfilOutcome
+    request: CredentialRequest | None = None
+    run_resumed: bool = False
+
+
+class CredentialRepository(Repository):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        notify: Listener,
+        cipher: CredentialCipher,
+    ) -> None:
+        super().__init__(sessions, notify)
+        self._cipher = cipher
+
+    async def put(self, owner: Owner, secret: str, *, actor_id: str) -> None:
+        async with self._sessions.begin() as session:
+            await self._upsert(session, owner, secret)
+            add_audit(
+                session,
+                workspace_id=owner.workspace_id,
+                actor_id=actor_id,
+                action="credential_stored",
+                subject=owner.provider,
+                detail={"owner": owner.user_id},
+            )
+
+    async def _upsert(self, session: AsyncSession, owner: Owner, secret: str) -> None:
+        ciphertext = self._cipher.encrypt(owner, secret)
+        row = await session.scalar(self._select(owner))
+        if row is None:
+            session.add(
+                CredentialRow(
+                    workspace_id=owner.workspace_id,
+                    user_id=owner.user_id,
+                    provider=owner.provider,
+                    ciphertext=ciphertext,
+                )
+            )
+        else:
+            row.ciphertext = ciphertext
+            row.updated_at = utcnow()
+
+    @staticmethod
+    def _select(owner: Owner):  # noqa: ANN205 - a SQLAlchemy Select
+        return select(CredentialRow).where(
+            CredentialRow.workspace_id == owner.workspace_id,
+            CredentialRow.user_id == owner.user_id,
+            CredentialRow.provider == owner.provider,
+        )
+
+    async def exists(self, owner: Owner) -> bool:
+        async with self._sessions() as session:
+            return await session.scalar(self._select(owner)) is not None
+
+    async def reveal(
+        self, owner: Owner, *, actor_id: str, run_id: str | None = None
+    ) -> str | None:
+        """Decrypt for use (never for display); None when absent. The use is audited."""
+        async with self._sessions.begin() as session:
+            row = await session.scalar(self._select(owner))
+            if row is None:
+                return None
+            secret = self._cipher.decrypt(owner, row.ciphertext)
+            row.last_used_at = utcnow()
+            add_audit(
+                session,
+                workspace_id=owner.workspace_id,
+                actor_id=actor_id,
+                action="credential_used",
+                subject=owner.provider,
+                run_id=run_id,
+                detail={"owner": owner.user_id},
+            )
+            return secret
+
+    async def list_for_user(self, *, workspace_id: str, user_id: str) -> list[CredentialInfo]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(CredentialRow)
+                .where(
+                    CredentialRow.workspace_id == workspace_id, CredentialRow.user_id == user_id
+                )
+                .order_by(CredentialRow.provider)
+            )
+            return [_info(row) for row in rows]
+
+    async def delete(self, owner: Owner, *, actor_id: str) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(CredentialRow).where(
+                    CredentialRow.workspace_id == owner.workspace_id,
+                    CredentialRow.user_id == owner.user_id,
+                    CredentialRow.provider == owner.provider,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            add_audit(
+                session,
+                workspace_id=owner.workspace_id,
+                actor_id=actor_id,
+                action="credential_deleted",
+                subject=owner.provider,
+                detail={"owner": owner.user_id},
+            )
+            return True
+
+    async def rotate_all(self) -> tuple[int, int]:
+        """Re-encrypt every row under the newest key. Returns (rotated, already current)."""
+        rotated = current = 0
+        async with self._sessions() as session:
+            ids = list(await session.scalars(select(CredentialRow.id).order_by(CredentialRow.id)))
+        for row_id in ids:
+            async with self._sessions.begin() as session:
+                row = await session.get(CredentialRow, row_id)
+                if row is None:
+                    continue
+                if self._cipher.is_current(row.ciphertext):
+                    current += 1
+                    continue
+                row.ciphertext = self._cipher.rotate(row.ciphertext)
+                rotated += 1
+        return rotated, current
+
+    async def create_request(
+        self,
+        *,
+        run_id: str,
+        workspace_id: str,
+        user_id: str,
+        provider: str,
+        reason: str,
+        expires_at: datetime,
+    ) -> CredentialRequest:
+        row = CredentialRequestRow(
+            id=new_id(),
+            run_id=run_id,
+            workspace_id=workspace_id,
+            user_id=user_id,
+            provider=provider,
+            reason=reason,
+            status=RequestStatus.PENDING,
+            expires_at=expires_at,
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+        return _request(row)
+
+    async def get_request(self, request_id: str) -> CredentialRequest | None:
+        async with self._sessions() as session:
+            row = await session.get(CredentialRequestRow, request_id)
+            return _request(row) if row else None
+
+    async def pending_requests(self, *, run_id: str | None = None) -> list[CredentialRequest]:
+        async with self._sessions() as session:
+            query = select(CredentialRequestRow).where(
+                CredentialRequestRow.status == RequestStatus.PENDING
+            )
+            if run_id is not None:
+                query = query.where(CredentialRequestRow.run_id == run_id)
+            rows = await session.scalars(query.order_by(CredentialRequestRow.created_at))
+            return [_request(row) for row in rows]
+
+    async def resolve_request(self, request_id: str, status: RequestStatus) -> bool:
+        """Close a pending request (expired or cancelled); False if it was not pending."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(CredentialRequestRow)
+                .where(
+                    CredentialRequestRow.id == request_id,
+                    CredentialRequestRow.status == RequestStatus.PENDING,
+                )
+                .values(status=status, resolved_at=utcnow())
+            )
+            return result.rowcount == 1
+
+    async def fulfil(
+        self, request_id: str, *, user_id: str, secret: str, resume_input: str
+    ) -> FulfilResult:
+        """Store the secret for the request's owner and wake its run, all in one transaction.
+
+        The run goes back to `queued` (any replica may pick it up) once no other request of
+        it is pending. Nothing is written unless every check passes.
+        """
+        async with self._sessions.begin() as session:
+            row = await session.get(CredentialRequestRow, request_id)
+            if row is None:
+                return FulfilResult(FulfilOutcome.NOT_FOUND)
+            if row.user_id != user_id:
+                return FulfilResult(FulfilOutcome.WRONG_USER, _request(row))
+            if row.status != RequestStatus.PENDING:
+                return FulfilResult(FulfilOutcome.ALREADY_RESOLVED, _request(row))
+            if row.expires_at < utcnow():
+                return FulfilResult(FulfilOutcome.EXPIRED, _request(row))
+            owner = Owner(row.workspace_id, row.user_id, row.provider)
+            await self._upsert(session, owner, secret)
+            row.status = RequestStatus.FULFILLED
+            row.resolved_at = utcnow()
+            add_audit(
+                session,
+                workspace_id=row.workspace_id,
+                actor_id=user_id,
+                action="credential_stored",
+                subject=row.provider,
+                run_id=row.run_id,
+                detail={"owner": user_id, "request": row.id},
+            )
+            await add_event(
+                session,
+                row.run_id,
+                "credential_received",
+                {"request_id": row.id, "provider": row.provider, "user_id": user_id},
+            )
+            await session.flush()
+            still_pending = await session.scalar(
+                select(CredentialRequestRow.id).where(
+                    CredentialRequestRow.run_id == row.run_id,
+                    CredentialRequestRow.status == RequestStatus.PENDING,
+                )
+            )
+            resumed = False
+            if still_pending is None:
+                result = await session.execute(
+                    update(RunRow)
+                    .where(
+                        RunRow.id == row.run_id,
+                        RunRow.status == RunStatus.WAITING_CREDENTIAL,
+                    )
+                    .values(status=RunStatus.QUEUED, resume_input=resume_input, updated_at=utcnow())
+                )
+                resumed = result.rowcount == 1
+            fulfilled = _request(row)
+        self._notify("event", fulfilled.run_id)
+        if resumed:
+            self._notify("run_ready", fulfilled.run_id)
+        return FulfilResult(FulfilOutcome.STORED, fulfilled, resumed)

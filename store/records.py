@@ -1,0 +1,133 @@
+"""Plain, frozen records that repositories return, so callers never hold live ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING_CREDENTIAL = "waiting_credential"
+    WAITING_APPROVAL = "waiting_approval"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_STATUSES
+
+
+FINISHED_STATUSES = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
+)
+WAITING_STATUSES = frozenset({RunStatus.WAITING_CREDENTIAL, RunStatus.WAITING_APPROVAL})
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    workspace_id: str
+    channel_id: str
+    thread_ts: str | None
+    requester_id: str
+    task: str
+    status: RunStatus
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    turns: int
+    prompt_tokens: int
+    completion_tokens: int
+    team_state: str | None
+    resume_input: str | None
+    outcome: str | None
+    cancelled_by: str | None
+    lease_owner: str | None
+    recoveries: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    id: int
+    run_id: str
+    seq: int
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+    slack_ts: str | None
+    posted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CredentialInfo:
+    """What may be shown about a stored credential: never its value."""
+
+    workspace_id: str
+    user_id: str
+    provider: str
+    created_at: datetime
+    updated_at: datetime
+    last_used_at: datetime | None
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"
+    FULFILLED = "fulfilled"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class CredentialRequest:
+    id: str
+    run_id: str
+    workspace_id: str
+    user_id: str
+    provider: str
+    reason: str
+    status: RequestStatus
+    created_at: datetime
+    expires_at: datetime
+    resolved_at: datetime | None
+
+
+class ActionStatus(StrEnum):
+    OFFERED = "offered"
+    APPROVED = "approved"
+    APPLIED = "applied"
+    SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True)
+class OfferedAction:
+    id: str
+    offer_id: str
+    run_id: str
+    type: str
+    label: str
+    params: dict[str, Any]
+    status: ActionStatus
+    decided_by: str | None
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    workspace_id: str
+    actor_id: str
+    action: str
+    subject: str
+    run_id: str | None
+    detail: dict[str, Any] = field(default_factory=dict)

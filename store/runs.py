@@ -1,0 +1,327 @@
+"""Runs and their ordered events. Appending an event and changing the run commit together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.base import Repository, new_id
+from store.models import RunEventRow, RunRow, utcnow
+from store.records import FINISHED_STATUSES, Run, RunEvent, RunStatus
+
+
+def to_run(row: RunRow) -> Run:
+    return Run(
+        id=row.id,
+        workspace_id=row.workspace_id,
+        channel_id=row.channel_id,
+        thread_ts=row.thread_ts,
+        requester_id=row.requester_id,
+        task=row.task,
+        status=RunStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        turns=row.turns,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        team_state=row.team_state,
+        resume_input=row.resume_input,
+        outcome=row.outcome,
+        cancelled_by=row.cancelled_by,
+        lease_owner=row.lease_owner,
+        recoveries=row.recoveries,
+    )
+
+
+def to_event(row: RunEventRow) -> RunEvent:
+    return RunEvent(
+        id=row.id,
+        run_id=row.run_id,
+        seq=row.seq,
+        kind=row.kind,
+        payload=dict(row.payload),
+        created_at=row.created_at,
+        slack_ts=row.slack_ts,
+        posted_at=row.posted_at,
+    )
+
+
+async def add_event(
+    session: AsyncSession, run_id: str, kind: str, payload: dict[str, Any]
+) -> RunEventRow:
+    """Give the event the run's next sequence number; the counter row serialises writers."""
+    seq = await session.scalar(
+        update(RunRow)
+        .where(RunRow.id == run_id)
+        .values(last_seq=RunRow.last_seq + 1)
+        .returning(RunRow.last_seq)
+    )
+    if seq is None:
+        raise LookupError(f"run {run_id} does not exist")
+    row = RunEventRow(run_id=run_id, seq=seq, kind=kind, payload=payload)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+def _finishing(changes: dict[str, Any]) -> dict[str, Any]:
+    status = changes.get("status")
+    if status is not None and RunStatus(status) in FINISHED_STATUSES:
+        changes.setdefault("finished_at", utcnow())
+        changes.setdefault("lease_owner", None)
+        changes.setdefault("lease_expires_at", None)
+    return changes
+
+
+class RunRepository(Repository):
+    async def create(
+        self,
+        *,
+        workspace_id: str,
+        channel_id: str,
+        requester_id: str,
+        task: str,
+        idempotency_key: str | None = None,
+    ) -> tuple[Run, bool]:
+        """Create a queued run; the same idempotency key returns the first run and False."""
+        row = RunRow(
+            id=new_id(),
+            workspace_id=workspace_id,
+            channel_id=channel_id,
+            requester_id=requester_id,
+            task=task,
+            status=RunStatus.QUEUED,
+            idempotency_key=idempotency_key,
+            turns=0,
+            prompt_tokens=0,
+            completion_tokens=0,
+            recoveries=0,
+            last_seq=0,
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = await self.get_by_idempotency_key(idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+        return to_run(row), True
+
+    async def get(self, run_id: str) -> Run | None:
+        async with self._sessions() as session:
+            row = await session.get(RunRow, run_id)
+            return to_run(row) if row else None
+
+    async def get_by_idempotency_key(self, key: str) -> Run | None:
+        async with self._sessions() as session:
+            row = await session.scalar(select(RunRow).where(RunRow.idempotency_key == key))
+            return to_run(row) if row else None
+
+    async def list_for_user(
+        self, *, workspace_id: str, user_id: str, limit: int = 20
+    ) -> list[Run]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(RunRow)
+                .where(RunRow.workspace_id == workspace_id, RunRow.requester_id == user_id)
+                .order_by(RunRow.created_at.desc())
+                .limit(limit)
+            )
+            return [to_run(row) for row in rows]
+
+    async def list_by_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(RunRow)
+                .where(RunRow.status.in_([str(s) for s in statuses]))
+                .order_by(RunRow.created_at)
+            )
+            return [to_run(row) for row in rows]
+
+    async def count_by_status(self, status: RunStatus) -> int:
+        async with self._sessions() as session:
+            return int(
+                await session.scalar(
+                    select(func.count()).select_from(RunRow).where(RunRow.status == status)
+                )
+                or 0
+            )
+
+    async def queue_position(self, run_id: str) -> int:
+        """How many queued runs were created before this one."""
+        async with self._sessions() as session:
+            created = await session.scalar(select(RunRow.created_at).where(RunRow.id == run_id))
+            if created is None:
+                return 0
+            return int(
+                await session.scalar(
+                    select(func.count())
+                    .select_from(RunRow)
+                    .where(RunRow.status == RunStatus.QUEUED, RunRow.created_at < created)
+                )
+                or 0
+            )
+
+    async def transition(
+        self,
+        run_id: str,
+        *,
+        expected: Iterable[RunStatus] | None = None,
+        held_by: str | None = None,
+        event: tuple[str, dict[str, Any]] | None = None,
+        **changes: Any,
+    ) -> RunEvent | bool:
+        """Change a run, optionally only from `expected` statuses or while replica `held_by`
+        holds its lease, and append `event` in the same transaction.
+
+        Returns the appended event (or True with no event) on success, False when the run
+        was not in an expected state: a compare-and-set that replicas can race on safely.
+        """
+        changes = _finishing(dict(changes))
+        query = update(RunRow).where(RunRow.id == run_id)
+        if expected is not None:
+            query = query.where(RunRow.status.in_([str(s) for s in expected]))
+        if held_by is not None:
+            query = query.where(RunRow.lease_owner == held_by)
+        async with self._sessions.begin() as session:
+            result = await session.execute(query.values(updated_at=utcnow(), **changes))
+            if result.rowcount != 1:
+                return False
+            appended = await add_event(session, run_id, *event) if event else None
+        if appended is not None:
+            self._notify("event", run_id)
+        if changes.get("status") == RunStatus.QUEUED:
+            self._notify("run_ready", run_id)
+        return to_event(appended) if appended is not None else True
+
+    async def append_event(
+        self, run_id: str, kind: str, payload: dict[str, Any], **changes: Any
+    ) -> RunEvent:
+        """Persist an event (and run changes) before anyone sees it."""
+        changes = _finishing(dict(changes))
+        async with self._sessions.begin() as session:
+            row = await add_event(session, run_id, kind, payload)
+            if changes:
+                await session.execute(
+                    update(RunRow).where(RunRow.id == run_id).values(updated_at=utcnow(), **changes)
+                )
+        self._notify("event", run_id)
+        return to_event(row)
+
+    async def add_usage(self, run_id: str, *, prompt_tokens: int, completion_tokens: int) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(
+                    prompt_tokens=RunRow.prompt_tokens + prompt_tokens,
+                    completion_tokens=RunRow.completion_tokens + completion_tokens,
+                )
+            )
+
+    async def claim_next(self, *, owner: str, lease_s: int) -> Run | None:
+        """Take the oldest queued run for this replica, or None. Safe across replicas."""
+        now = utcnow()
+        async with self._sessions() as session:
+            candidates = list(
+                await session.scalars(
+                    select(RunRow.id)
+                    .where(
+                        RunRow.status == RunStatus.QUEUED,
+                        or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < now),
+                    )
+                    .order_by(RunRow.created_at)
+                    .limit(5)
+                )
+            )
+        for run_id in candidates:
+            claimed = await self.transition(
+                run_id,
+                expected=[RunStatus.QUEUED],
+                status=RunStatus.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                started_at=func.coalesce(RunRow.started_at, now),
+            )
+            if claimed:
+                return await self.get(run_id)
+        return None
+
+    async def renew_lease(self, run_id: str, *, owner: str, lease_s: int) -> bool:
+        """Extend this replica's lease; False means the run was taken or changed elsewhere."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(RunRow)
+                .where(
+                    RunRow.id == run_id,
+                    RunRow.lease_owner == owner,
+                    RunRow.status == RunStatus.RUNNING,
+                )
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+            )
+            return result.rowcount == 1
+
+    async def orphaned(self, *, now: datetime | None = None) -> list[Run]:
+        """Runs marked running whose owner's lease has lapsed: their process died."""
+        now = now or utcnow()
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(RunRow).where(
+                    RunRow.status == RunStatus.RUNNING,
+                    or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < now),
+                )
+            )
+            return [to_run(row) for row in rows]
+
+    async def events(self, run_id: str, *, after_seq: int = 0) -> list[RunEvent]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(RunEventRow)
+                .where(RunEventRow.run_id == run_id, RunEventRow.seq > after_seq)
+                .order_by(RunEventRow.seq)
+            )
+            return [to_event(row) for row in rows]
+
+    async def runs_with_unposted_events(self, *, limit: int = 100) -> list[str]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(RunEventRow.run_id)
+                .where(RunEventRow.posted_at.is_(None))
+                .group_by(RunEventRow.run_id)
+                .order_by(func.min(RunEventRow.id))
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def unposted_events(self, run_id: str) -> list[RunEvent]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(RunEventRow)
+                .where(RunEventRow.run_id == run_id, RunEventRow.posted_at.is_(None))
+                .order_by(RunEventRow.seq)
+            )
+            return [to_event(row) for row in rows]
+
+    async def mark_posted(self, event_id: int, *, slack_ts: str | None) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(RunEventRow)
+                .where(RunEventRow.id == event_id)
+                .values(slack_ts=slack_ts, posted_at=utcnow())
+            )
+
+    async def set_thread(self, run_id: str, thread_ts: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(RunRow).where(RunRow.id == run_id).values(thread_ts=thread_ts)
+            )

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
+
 from store.audit import add_audit
 from store.base import Repository, new_id
 from store.models import OfferedActionRow, RunRow, utcnow
@@ -83,8 +84,7 @@ class ActionRepository(Repository):
             **event_payload,
             "offer_id": offer_id,
             "actions": [
-                {"id": a.id, "type": a.type, "label": a.label, "params": a.params}
-                for a in actions
+                {"id": a.id, "type": a.type, "label": a.label, "params": a.params} for a in actions
             ],
         }
         async with self._sessions.begin() as session:
@@ -123,9 +123,7 @@ class ActionRepository(Repository):
             )
             return [_action(row) for row in rows]
 
-    async def decide(
-        self, action_id: str, *, user_id: str, approvers: frozenset[str]
-    ) -> Decision:
+    async def decide(self, action_id: str, *, user_id: str, approvers: frozenset[str]) -> Decision:
         """Approve an offered action once. The run must be waiting for approval; the other
         buttons of the same offer are superseded in the same transaction."""
         async with self._sessions.begin() as session:

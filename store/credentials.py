@@ -115,9 +115,7 @@ class CredentialRepository(Repository):
         async with self._sessions() as session:
             return await session.scalar(self._select(owner)) is not None
 
-    async def reveal(
-        self, owner: Owner, *, actor_id: str, run_id: str | None = None
-    ) -> str | None:
+    async def reveal(self, owner: Owner, *, actor_id: str, run_id: str | None = None) -> str | None:
         """Decrypt for use (never for display); None when absent. The use is audited."""
         async with self._sessions.begin() as session:
             row = await session.scalar(self._select(owner))
@@ -140,9 +138,7 @@ class CredentialRepository(Repository):
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(CredentialRow)
-                .where(
-                    CredentialRow.workspace_id == workspace_id, CredentialRow.user_id == user_id
-                )
+                .where(CredentialRow.workspace_id == workspace_id, CredentialRow.user_id == user_id)
                 .order_by(CredentialRow.provider)
             )
             return [_info(row) for row in rows]

@@ -127,9 +127,7 @@ class RunRepository(Repository):
             row = await session.scalar(select(RunRow).where(RunRow.idempotency_key == key))
             return to_run(row) if row else None
 
-    async def list_for_user(
-        self, *, workspace_id: str, user_id: str, limit: int = 20
-    ) -> list[Run]:
+    async def list_for_user(self, *, workspace_id: str, user_id: str, limit: int = 20) -> list[Run]:
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(RunRow)

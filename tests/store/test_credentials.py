@@ -87,7 +87,9 @@ async def test_rotation_then_old_key_dropped(database_url: str) -> None:
         await first.credentials.put(owner, f"sk-{owner.user_id}", actor_id=owner.user_id)
     await first.close()
 
-    both = await Store.open(load_settings(database_url=database_url, server_secret_key=f"{k2},{k1}"))
+    both = await Store.open(
+        load_settings(database_url=database_url, server_secret_key=f"{k2},{k1}")
+    )
     assert await both.credentials.rotate_all() == (5, 0)
     assert await both.credentials.rotate_all() == (0, 5)
     await both.close()

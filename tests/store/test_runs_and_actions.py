@@ -1,0 +1,155 @@
+"""Runs, events, credential requests and offered actions as the runner uses them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from store import Store
+from store.actions import ActionSpec, DecisionOutcome
+from store.credentials import FulfilOutcome
+from store.models import utcnow
+from store.records import ActionStatus, RequestStatus, RunStatus
+
+
+async def _run(store: Store, key: str | None = None):
+    run, _ = await store.runs.create(
+        workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t", idempotency_key=key
+    )
+    return run
+
+
+async def test_idempotency_key_returns_the_first_run(store: Store) -> None:
+    first, created = await store.runs.create(
+        workspace_id="T1", channel_id="C1", requester_id="U", task="a", idempotency_key="k1"
+    )
+    again, created_again = await store.runs.create(
+        workspace_id="T1", channel_id="C1", requester_id="U", task="a", idempotency_key="k1"
+    )
+    assert created and not created_again and again.id == first.id
+
+
+async def test_events_are_numbered_and_drained_in_order(store: Store) -> None:
+    seen: list[tuple[str, str]] = []
+    store.subscribe(lambda topic, run_id: seen.append((topic, run_id)))
+    run = await _run(store)
+    for index in range(3):
+        await store.runs.append_event(run.id, "info", {"i": index})
+    events = await store.runs.unposted_events(run.id)
+    assert [e.seq for e in events] == [1, 2, 3]
+    await store.runs.mark_posted(events[0].id, slack_ts="1.0001")
+    assert await store.runs.runs_with_unposted_events() == [run.id]
+    assert [e.seq for e in await store.runs.unposted_events(run.id)] == [2, 3]
+    assert seen.count(("event", run.id)) == 3
+
+
+async def test_claim_lease_and_orphan_detection(store: Store) -> None:
+    run = await _run(store)
+    claimed = await store.runs.claim_next(owner="replica-a", lease_s=30)
+    assert claimed is not None and claimed.id == run.id and claimed.status == RunStatus.RUNNING
+    assert await store.runs.claim_next(owner="replica-b", lease_s=30) is None
+    assert await store.runs.renew_lease(run.id, owner="replica-b", lease_s=30) is False
+    assert await store.runs.orphaned() == []
+    later = utcnow() + timedelta(seconds=60)
+    assert [r.id for r in await store.runs.orphaned(now=later)] == [run.id]
+
+
+async def test_transition_is_compare_and_set(store: Store) -> None:
+    run = await _run(store)
+    ok = await store.runs.transition(
+        run.id, expected=[RunStatus.QUEUED], status=RunStatus.CANCELLED, event=("finished", {})
+    )
+    assert ok and not isinstance(ok, bool) and ok.kind == "finished"
+    again = await store.runs.transition(
+        run.id, expected=[RunStatus.QUEUED], status=RunStatus.RUNNING
+    )
+    assert again is False
+    final = await store.runs.get(run.id)
+    assert final is not None and final.finished_at is not None
+
+
+async def test_fulfilling_a_request_stores_the_key_and_requeues_the_run(store: Store) -> None:
+    run = await _run(store)
+    await store.runs.transition(run.id, status=RunStatus.WAITING_CREDENTIAL)
+    request = await store.credentials.create_request(
+        run_id=run.id,
+        workspace_id="T1",
+        user_id="UREQ",
+        provider="openrouter",
+        reason="LLM key",
+        expires_at=utcnow() + timedelta(hours=1),
+    )
+    wrong = await store.credentials.fulfil(
+        request.id, user_id="UOTHER", secret="sk-x", resume_input=""
+    )
+    assert wrong.outcome == FulfilOutcome.WRONG_USER
+    done = await store.credentials.fulfil(
+        request.id, user_id="UREQ", secret="sk-ok", resume_input="go"
+    )
+    assert done.outcome == FulfilOutcome.STORED and done.run_resumed
+    twice = await store.credentials.fulfil(
+        request.id, user_id="UREQ", secret="sk-2", resume_input="go"
+    )
+    assert twice.outcome == FulfilOutcome.ALREADY_RESOLVED
+    resumed = await store.runs.get(run.id)
+    assert (
+        resumed is not None and resumed.status == RunStatus.QUEUED and resumed.resume_input == "go"
+    )
+    kinds = [e.kind for e in await store.runs.events(run.id)]
+    assert kinds == ["credential_received"]
+
+
+async def test_expired_request_writes_nothing(store: Store) -> None:
+    from store.crypto import Owner
+
+    run = await _run(store)
+    await store.runs.transition(run.id, status=RunStatus.WAITING_CREDENTIAL)
+    request = await store.credentials.create_request(
+        run_id=run.id,
+        workspace_id="T1",
+        user_id="UREQ",
+        provider="openrouter",
+        reason="LLM key",
+        expires_at=utcnow() - timedelta(seconds=1),
+    )
+    result = await store.credentials.fulfil(
+        request.id, user_id="UREQ", secret="sk", resume_input=""
+    )
+    assert result.outcome == FulfilOutcome.EXPIRED
+    assert not await store.credentials.exists(Owner("T1", "UREQ", "openrouter"))
+    assert await store.runs.events(run.id) == []
+    assert await store.credentials.resolve_request(request.id, RequestStatus.EXPIRED)
+
+
+async def test_actions_single_use_and_fail_closed(store: Store) -> None:
+    run = await _run(store)
+    event, actions = await store.actions.offer(
+        run_id=run.id,
+        specs=[ActionSpec("revise", "Revise", {"feedback": "fix"}), ActionSpec("stop", "Stop", {})],
+        event_payload={"reason": "wrong"},
+        status=RunStatus.WAITING_APPROVAL,
+    )
+    assert event.kind == "actions_offered" and len(event.payload["actions"]) == 2
+    revise, stop = actions
+    nobody = frozenset[str]()
+    assert (
+        await store.actions.decide(revise.id, user_id="USTRANGER", approvers=nobody)
+    ).outcome == (DecisionOutcome.NOT_AUTHORISED)
+    assert (await store.actions.decide(revise.id, user_id="", approvers=nobody)).outcome == (
+        DecisionOutcome.NOT_AUTHORISED
+    )
+    approved = await store.actions.decide(
+        revise.id, user_id="UAPPROVER", approvers=frozenset({"UAPPROVER"})
+    )
+    assert approved.outcome == DecisionOutcome.APPROVED and approved.action is not None
+    assert approved.action.decided_by == "UAPPROVER"
+    assert (await store.actions.decide(revise.id, user_id="UREQ", approvers=nobody)).outcome == (
+        DecisionOutcome.ALREADY_DECIDED
+    )
+    sibling = await store.actions.get(stop.id)
+    assert sibling is not None and sibling.status == ActionStatus.SUPERSEDED
+    assert (await store.actions.decide(stop.id, user_id="UREQ", approvers=nobody)).outcome == (
+        DecisionOutcome.ALREADY_DECIDED
+    )
+    assert await store.actions.mark_applied(revise.id)
+    audit = [e.action for e in await store.audit.list(workspace_id="T1")]
+    assert audit.count("action_decided") == 1

@@ -1,0 +1,93 @@
+"""Settings: each missing or malformed value gives one clear line that names it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from store.keys import dev_key_file, resolve_secret_keys
+from store.settings import ConfigError, Settings, load_settings
+
+
+def _error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings().require_slack()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "SLACK_BOT_TOKEN is missing"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET is missing"),
+        ({"SLACK_BOT_TOKEN": "xoxp-user-token"}, "SLACK_BOT_TOKEN is invalid"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "nope"}, "SLACK_APP_TOKEN is invalid"),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "PORT": "http"},
+            "PORT is invalid",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "MAX_TURNS": "0"},
+            "MAX_TURNS is invalid",
+        ),
+        ({"DATABASE_URL": "sqlite:///sync.db"}, "DATABASE_URL is invalid"),
+        ({"APPROVERS": "alice,bob"}, "APPROVERS is invalid"),
+        ({"AUTO_APPLY": "revise,explode"}, "AUTO_APPLY is invalid"),
+        ({"LLM_MODEL_INFO": "{not json"}, "LLM_MODEL_INFO is invalid"),
+        ({"APP_ENV": "production"}, "SERVER_SECRET_KEY is invalid"),
+    ],
+)
+def test_one_clear_line_per_problem(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    message = _error(monkeypatch, **env)
+    assert message.startswith(named), message
+    assert ": " in message  # says what to do
+
+
+def test_secret_values_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _error(monkeypatch, SLACK_BOT_TOKEN="xoxp-SECRET-VALUE-123")
+    assert "SECRET-VALUE" not in message
+
+
+def test_defaults_and_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPROVERS", "U01, W02")
+    monkeypatch.setenv("AUTO_APPLY", "continue")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-x")
+    settings = load_settings()
+    assert settings.approvers == ["U01", "W02"]
+    assert settings.auto_apply == ["continue"]
+    assert settings.socket_mode
+    assert settings.verifier_model_name == settings.llm_model
+    assert settings.database_url == "sqlite+aiosqlite:///data/autogen-slack.db"
+    with pytest.raises(ValidationError):  # frozen
+        settings.max_turns = 3  # type: ignore[misc]
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("MAX_TURNS=7\nLLM_MODEL=my/model\n")
+    settings = load_settings()
+    assert settings.max_turns == 7 and settings.llm_model == "my/model"
+
+
+def test_development_generates_a_private_key_file(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/db/app.db")
+    keys = resolve_secret_keys(settings)
+    path = dev_key_file(settings)
+    assert path == tmp_path / "db" / "server-secret.key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert resolve_secret_keys(settings) == keys  # reused, not regenerated
+
+
+def test_env_example_documents_every_setting() -> None:
+    from tests.conftest import PROJECT_ROOT
+
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert f"{name.upper()}=" in example, f"{name.upper()} is not in .env.example"

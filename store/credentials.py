@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -180,6 +181,53 @@ class CredentialRepository(Repository):
                 row.ciphertext = self._cipher.rotate(row.ciphertext)
                 rotated += 1
         return rotated, current
+
+    async def request_and_wait(
+        self,
+        *,
+        run_id: str,
+        held_by: str | None,
+        workspace_id: str,
+        user_id: str,
+        provider: str,
+        reason: str,
+        expires_at: datetime,
+        event_payload: dict[str, Any],
+        **run_changes: Any,
+    ) -> CredentialRequest | None:
+        """Open a request, append its `credential_request` event and park the run, in one
+        transaction. None when the run is no longer held by `held_by` (cancelled meanwhile)."""
+        row = CredentialRequestRow(
+            id=new_id(),
+            run_id=run_id,
+            workspace_id=workspace_id,
+            user_id=user_id,
+            provider=provider,
+            reason=reason,
+            status=RequestStatus.PENDING,
+            expires_at=expires_at,
+        )
+        query = update(RunRow).where(RunRow.id == run_id)
+        if held_by is not None:
+            query = query.where(RunRow.lease_owner == held_by)
+        async with self._sessions.begin() as session:
+            result = await session.execute(query.values(updated_at=utcnow(), **run_changes))
+            if result.rowcount != 1:
+                return None
+            session.add(row)
+            await session.flush()
+            payload = {
+                **event_payload,
+                "request_id": row.id,
+                "user_id": user_id,
+                "provider": provider,
+                "reason": reason,
+                "expires_at": expires_at.isoformat(),
+            }
+            await add_event(session, run_id, "credential_request", payload)
+            request = _request(row)
+        self._notify("event", run_id)
+        return request
 
     async def create_request(
         self,

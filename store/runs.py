@@ -176,14 +176,14 @@ class RunRepository(Repository):
         *,
         expected: Iterable[RunStatus] | None = None,
         held_by: str | None = None,
-        event: tuple[str, dict[str, Any]] | None = None,
+        events: list[tuple[str, dict[str, Any]]] | None = None,
         **changes: Any,
-    ) -> RunEvent | bool:
+    ) -> list[RunEvent] | bool:
         """Change a run, optionally only from `expected` statuses or while replica `held_by`
-        holds its lease, and append `event` in the same transaction.
+        holds its lease, and append `events` in the same transaction.
 
-        Returns the appended event (or True with no event) on success, False when the run
-        was not in an expected state: a compare-and-set that replicas can race on safely.
+        Returns the appended events (or True with none) on success, False when the run was
+        not in an expected state: a compare-and-set that replicas can race on safely.
         """
         changes = _finishing(dict(changes))
         query = update(RunRow).where(RunRow.id == run_id)
@@ -195,12 +195,13 @@ class RunRepository(Repository):
             result = await session.execute(query.values(updated_at=utcnow(), **changes))
             if result.rowcount != 1:
                 return False
-            appended = await add_event(session, run_id, *event) if event else None
-        if appended is not None:
+            appended = [await add_event(session, run_id, *event) for event in events or []]
+            recorded = [to_event(row) for row in appended]
+        if recorded:
             self._notify("event", run_id)
         if changes.get("status") == RunStatus.QUEUED:
             self._notify("run_ready", run_id)
-        return to_event(appended) if appended is not None else True
+        return recorded or True
 
     async def append_event(
         self, run_id: str, kind: str, payload: dict[str, Any], **changes: Any

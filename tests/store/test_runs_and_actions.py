@@ -56,9 +56,9 @@ async def test_claim_lease_and_orphan_detection(store: Store) -> None:
 async def test_transition_is_compare_and_set(store: Store) -> None:
     run = await _run(store)
     ok = await store.runs.transition(
-        run.id, expected=[RunStatus.QUEUED], status=RunStatus.CANCELLED, event=("finished", {})
+        run.id, expected=[RunStatus.QUEUED], status=RunStatus.CANCELLED, events=[("finished", {})]
     )
-    assert ok and not isinstance(ok, bool) and ok.kind == "finished"
+    assert ok and not isinstance(ok, bool) and ok[0].kind == "finished"
     again = await store.runs.transition(
         run.id, expected=[RunStatus.QUEUED], status=RunStatus.RUNNING
     )

@@ -1,0 +1,488 @@
+"""Drive one claimed run, turn by turn, until it finishes or parks itself in the database.
+
+A turn is one `run_stream` call on a team loaded with `max_turns=1`. After each turn the
+team state is saved together with the turn's agent messages (one transaction), the verifier
+judges each message, and the run either goes on, waits (credential, approval: the team is
+dropped and only rows remain), or finishes. Every write is conditional on this replica
+still holding the run, so a cancel from anywhere wins at the next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from autogen_agentchat.base import TaskResult, Team
+from autogen_agentchat.messages import BaseChatMessage
+from autogen_core import CancellationToken
+from autogen_core.tools import FunctionTool
+
+from runner import events as ev
+from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
+from runner.redact import redact
+from runner.team import TURN_BOUNDARY_REASON, TeamConfigError, build_team, read_team_config
+from runner.verifier import Verifier, VerifierResult
+from store import Store
+from store.actions import ActionSpec
+from store.credentials import WORKSPACE_USER
+from store.crypto import Owner
+from store.models import utcnow
+from store.records import OfferedAction, Run, RunStatus
+from store.settings import Settings
+
+log = logging.getLogger(__name__)
+
+VERIFIER_CONTEXT_MESSAGES = 8
+RUNNING = [RunStatus.RUNNING]
+
+
+class RunLost(Exception):
+    """This replica no longer holds the run (cancelled or taken over); stop quietly."""
+
+
+@dataclass
+class ToolRequests:
+    """Credentials that agents asked for during the current turn."""
+
+    wanted: list[tuple[str, str]] = field(default_factory=list)
+
+
+def credential_tool(store: Store, run: Run, requests: ToolRequests) -> FunctionTool:
+    """`request_credential(provider, reason)`: says whether a key exists, never its value."""
+
+    async def request_credential(provider: str, reason: str) -> str:
+        name = provider.strip().lower()[:64] or "unknown"
+        for user_id in (run.requester_id, WORKSPACE_USER):
+            if await store.credentials.exists(Owner(run.workspace_id, user_id, name)):
+                return f"A {name} credential is available; tools that need it will read it."
+        requests.wanted.append((name, reason.strip()[:500] or "An agent needs it."))
+        return (
+            f"No {name} credential is stored. The run pauses after this turn and asks the "
+            "requester for it privately; you will be told when it is available."
+        )
+
+    return FunctionTool(
+        request_credential,
+        name="request_credential",
+        description=(
+            "Ask the person who started this run for a credential (API key) for a provider. "
+            "Returns only whether it is available, never the value."
+        ),
+    )
+
+
+@dataclass
+class Totals:
+    turns: int
+    prompt_tokens: int
+    completion_tokens: int
+
+    def add(self, prompt: int, completion: int) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def columns(self) -> dict[str, int]:
+        return {
+            "turns": self.turns,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        verifier: Verifier | None,
+        owner: str,
+        auto_apply: Callable[[OfferedAction], Awaitable[None]] | None = None,
+    ) -> None:
+        self._auto_apply = auto_apply
+        self._store = store
+        self._settings = settings
+        self._verifier = verifier
+        self._owner = owner
+        self.draining = False
+
+    async def execute(self, run: Run, token: CancellationToken) -> None:
+        try:
+            await self._execute(run, token)
+        except RunLost:
+            log.info("run no longer held here", extra={"run_id": run.id})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error(
+                "run failed: %s", redact(f"{type(exc).__name__}: {exc}"), extra={"run_id": run.id}
+            )
+            text = describe(ProviderFailure.OTHER, self._settings)
+            try:
+                await self.finish(run, RunStatus.FAILED, text, error=("internal", text))
+            except RunLost:
+                pass
+
+    async def _execute(self, run: Run, token: CancellationToken) -> None:
+        key = await resolve_llm_key(self._store, self._settings, run)
+        if key is None:
+            await self.wait_for_credential(
+                run,
+                provider=self._settings.llm_provider,
+                reason="The agents need an LLM API key to start.",
+                resume_input=run.resume_input,
+            )
+            return
+        requests = ToolRequests()
+        try:
+            team = build_team(
+                read_team_config(self._settings),
+                settings=self._settings,
+                api_key=key.value,
+                tools=[credential_tool(self._store, run, requests)],
+            )
+            if run.team_state:
+                await team.load_state(json.loads(run.team_state))
+        except (TeamConfigError, ValueError) as exc:
+            await self.finish(
+                run,
+                RunStatus.INTERRUPTED,
+                "The team could not be loaded.",
+                error=("team_config", redact(str(exc), [key.value])),
+            )
+            return
+        next_input: str | None = run.resume_input if run.team_state else run.task
+        history = await self._recent_messages(run)
+        totals = Totals(run.turns, run.prompt_tokens, run.completion_tokens)
+        pending = await self._unverified_message(run)
+        if pending is not None:
+            verdict = await self._verify(run, key.value, history[:-1], pending, totals)
+            if await self._after_verdict(run, verdict, totals):
+                return
+        started = run.started_at or utcnow()
+        deadline = started + timedelta(seconds=self._settings.run_timeout_s)
+        while True:
+            if self.draining:
+                await self._release(run, next_input)
+                return
+            if totals.turns >= self._settings.max_turns:
+                await self.finish(
+                    run,
+                    RunStatus.COMPLETED,
+                    f"Stopped at the turn limit (MAX_TURNS={self._settings.max_turns}).",
+                    totals=totals,
+                )
+                return
+            remaining = (deadline - utcnow()).total_seconds()
+            if remaining <= 0:
+                await self._timed_out(run, totals)
+                return
+            try:
+                messages, stop_reason = await asyncio.wait_for(
+                    self._one_turn(team, next_input, token), timeout=remaining
+                )
+            except TimeoutError:
+                token.cancel()
+                await self._timed_out(run, totals)
+                return
+            except asyncio.CancelledError:
+                if token.is_cancelled():
+                    raise RunLost() from None
+                raise
+            except Exception as exc:
+                await self._provider_failed(run, exc, next_input, key.value, totals)
+                return
+            next_input = None
+            state = json.dumps(await team.save_state())
+            judged: list[tuple[int, tuple[str, str]]] = []
+            for message in messages:
+                if message.models_usage is not None:
+                    totals.add(
+                        message.models_usage.prompt_tokens, message.models_usage.completion_tokens
+                    )
+            if messages:
+                totals.turns += 1
+            for index, message in enumerate(messages):
+                content = redact(message.to_text(), [key.value])
+                last = index == len(messages) - 1
+                extra: dict[str, Any] = (
+                    {"team_state": state, "resume_input": None, **totals.columns()} if last else {}
+                )
+                appended = await self._write(
+                    run,
+                    [
+                        (
+                            ev.AGENT_MESSAGE,
+                            {
+                                "source": message.source,
+                                "content": content,
+                                "turn": totals.turns,
+                                "message_type": type(message).__name__,
+                            },
+                        )
+                    ],
+                    **extra,
+                )
+                judged.append((appended[0].seq, (message.source, content)))
+            if not messages:
+                await self._write(run, [], team_state=state, resume_input=None)
+            for seq, message in judged:
+                verdict = await self._verify(run, key.value, history, (seq, message), totals)
+                history.append(message)
+                if await self._after_verdict(run, verdict, totals):
+                    return
+            if self._settings.run_token_budget and totals.tokens >= self._settings.run_token_budget:
+                text = (
+                    f"The run used {totals.tokens} tokens, over its budget of "
+                    f"{self._settings.run_token_budget} (RUN_TOKEN_BUDGET)."
+                )
+                await self.finish(
+                    run, RunStatus.FAILED, text, totals=totals, error=("token_budget", text)
+                )
+                return
+            if requests.wanted:
+                provider, reason = requests.wanted[0]
+                requests.wanted.clear()
+                await self.wait_for_credential(
+                    run,
+                    provider=provider,
+                    reason=reason,
+                    resume_input=f"The {provider} credential is now available. Continue the task.",
+                )
+                return
+            if stop_reason != TURN_BOUNDARY_REASON:
+                await self.finish(run, RunStatus.COMPLETED, _outcome(history), totals=totals)
+                return
+
+    async def _one_turn(
+        self, team: Team, task: str | None, token: CancellationToken
+    ) -> tuple[list[BaseChatMessage], str | None]:
+        messages: list[BaseChatMessage] = []
+        stop_reason: str | None = None
+        async for item in team.run_stream(task=task, cancellation_token=token):
+            if isinstance(item, TaskResult):
+                stop_reason = item.stop_reason
+            elif isinstance(item, BaseChatMessage) and item.source != "user":
+                messages.append(item)
+        return messages, stop_reason
+
+    async def _write(
+        self, run: Run, events: list[tuple[str, dict[str, Any]]], **changes: Any
+    ) -> list[Any]:
+        result = await self._store.runs.transition(
+            run.id, expected=RUNNING, held_by=self._owner, events=events, **changes
+        )
+        if result is False:
+            raise RunLost()
+        return result if isinstance(result, list) else []
+
+    async def _verify(
+        self,
+        run: Run,
+        api_key: str,
+        history: list[tuple[str, str]],
+        message: tuple[int, tuple[str, str]],
+        totals: Totals,
+    ) -> VerifierResult | None:
+        if self._verifier is None or not self._settings.verifier_enabled:
+            return None
+        seq, (source, content) = message
+        result = await self._verifier.judge(
+            api_key=api_key,
+            task=run.task,
+            transcript=history[-VERIFIER_CONTEXT_MESSAGES:],
+            message=(source, content),
+        )
+        totals.add(result.prompt_tokens, result.completion_tokens)
+        await self._write(
+            run,
+            [(ev.VERIFIER_RESULT, {"agent_seq": seq, "source": source, **result.as_payload()})],
+            **totals.columns(),
+        )
+        return result
+
+    async def _after_verdict(
+        self, run: Run, verdict: VerifierResult | None, totals: Totals
+    ) -> bool:
+        """Pause for approval on a failing verdict with actions. True when the run parked."""
+        if verdict is None or verdict.verdict != "fail" or not verdict.suggested_actions:
+            return False
+        specs = [
+            ActionSpec(
+                a["type"],
+                a["label"],
+                {"feedback": verdict.reason, **a["params"]}
+                if a["type"] == "revise"
+                else a["params"],
+            )
+            for a in verdict.suggested_actions
+        ]
+        for fallback in ("continue", "stop"):
+            if not any(spec.type == fallback for spec in specs):
+                specs.append(ActionSpec(fallback, _FALLBACK_LABELS[fallback], {}))
+        offered = await self._store.actions.offer(
+            run_id=run.id,
+            specs=specs,
+            event_payload={"reason": verdict.reason},
+            status=RunStatus.WAITING_APPROVAL,
+            lease_owner=None,
+            lease_expires_at=None,
+            **totals.columns(),
+        )
+        if self._auto_apply is not None:
+            for action in offered[1]:
+                if action.type in self._settings.auto_apply:
+                    await self._auto_apply(action)
+                    break
+        return True
+
+    async def wait_for_credential(
+        self,
+        run: Run,
+        *,
+        provider: str,
+        reason: str,
+        resume_input: str | None,
+        rejected: bool = False,
+    ) -> None:
+        request = await self._store.credentials.request_and_wait(
+            run_id=run.id,
+            held_by=self._owner,
+            workspace_id=run.workspace_id,
+            user_id=run.requester_id,
+            provider=provider,
+            reason=reason,
+            expires_at=utcnow() + timedelta(seconds=self._settings.credential_timeout_s),
+            event_payload={"rejected": rejected},
+            status=RunStatus.WAITING_CREDENTIAL,
+            resume_input=resume_input,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        if request is None:
+            raise RunLost()
+
+    async def _provider_failed(
+        self, run: Run, exc: BaseException, turn_input: str | None, api_key: str, totals: Totals
+    ) -> None:
+        failure = classify(exc)
+        log.warning(
+            "turn failed: %s (%s)",
+            failure,
+            redact(type(exc).__name__, [api_key]),
+            extra={"run_id": run.id},
+        )
+        if failure == ProviderFailure.KEY_REJECTED:
+            await self.wait_for_credential(
+                run,
+                provider=self._settings.llm_provider,
+                reason="The LLM provider rejected the key that was used. Please add a valid key.",
+                resume_input=turn_input if run.team_state or totals.turns else None,
+                rejected=True,
+            )
+            return
+        text = describe(failure, self._settings)
+        await self.finish(run, RunStatus.FAILED, text, totals=totals, error=(failure.value, text))
+
+    async def _timed_out(self, run: Run, totals: Totals) -> None:
+        text = f"The run took longer than RUN_TIMEOUT_S ({self._settings.run_timeout_s} s)."
+        await self.finish(run, RunStatus.FAILED, text, totals=totals, error=("timeout", text))
+
+    async def _release(self, run: Run, next_input: str | None) -> None:
+        """Shutting down: hand the run back to the queue from its saved state."""
+        await self._store.runs.transition(
+            run.id,
+            expected=RUNNING,
+            held_by=self._owner,
+            status=RunStatus.QUEUED,
+            lease_owner=None,
+            lease_expires_at=None,
+            resume_input=next_input,
+            events=[(ev.INFO, {"text": "The app is restarting; this run continues shortly."})],
+        )
+
+    async def finish(
+        self,
+        run: Run,
+        status: RunStatus,
+        outcome: str,
+        *,
+        totals: Totals | None = None,
+        error: tuple[str, str] | None = None,
+    ) -> None:
+        current = await self._store.runs.get(run.id)
+        if current is None:
+            return
+        totals = totals or Totals(current.turns, current.prompt_tokens, current.completion_tokens)
+        started = current.started_at or current.created_at
+        events: list[tuple[str, dict[str, Any]]] = []
+        if error is not None:
+            events.append((ev.ERROR, {"code": error[0], "text": error[1]}))
+        events.append((ev.FINISHED, finished_payload(status, outcome, totals, started, None)))
+        await self._store.actions.supersede_open(run.id)
+        result = await self._store.runs.transition(
+            run.id,
+            expected=[RunStatus.RUNNING, RunStatus.QUEUED, *WAITING],
+            events=events,
+            status=status,
+            outcome=outcome,
+            **totals.columns(),
+        )
+        if result is False:
+            raise RunLost()
+
+    async def _recent_messages(self, run: Run) -> list[tuple[str, str]]:
+        if run.turns == 0:
+            return []
+        events = await self._store.runs.events(run.id)
+        return [
+            (e.payload.get("source", "?"), e.payload.get("content", ""))
+            for e in events
+            if e.kind == ev.AGENT_MESSAGE
+        ][-VERIFIER_CONTEXT_MESSAGES:]
+
+    async def _unverified_message(self, run: Run) -> tuple[int, tuple[str, str]] | None:
+        """An agent message saved just before a crash, whose verdict was never written."""
+        if self._verifier is None or not self._settings.verifier_enabled or run.turns == 0:
+            return None
+        events = await self._store.runs.events(run.id)
+        judged = {e.payload.get("agent_seq") for e in events if e.kind == ev.VERIFIER_RESULT}
+        messages = [e for e in events if e.kind == ev.AGENT_MESSAGE]
+        if not messages or messages[-1].seq in judged:
+            return None
+        last = messages[-1]
+        return last.seq, (last.payload.get("source", "?"), last.payload.get("content", ""))
+
+
+WAITING = [RunStatus.WAITING_CREDENTIAL, RunStatus.WAITING_APPROVAL]
+_FALLBACK_LABELS = {"continue": "Continue anyway", "stop": "Stop the run"}
+
+
+def finished_payload(
+    status: RunStatus, outcome: str, totals: Totals, started: Any, cancelled_by: str | None
+) -> dict[str, Any]:
+    return {
+        "status": str(status),
+        "outcome": outcome,
+        "turns": totals.turns,
+        "prompt_tokens": totals.prompt_tokens,
+        "completion_tokens": totals.completion_tokens,
+        "duration_s": round((utcnow() - started).total_seconds(), 1),
+        "cancelled_by": cancelled_by,
+    }
+
+
+def _outcome(history: list[tuple[str, str]]) -> str:
+    if not history:
+        return "The team finished without a message."
+    source, content = history[-1]
+    text = content.replace("TERMINATE", "").strip()
+    return f"{source}: {text[:600]}" if text else f"Finished by {source}."

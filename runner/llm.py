@@ -1,0 +1,111 @@
+"""LLM plumbing: the verifier's client, which key a run uses, and what a provider error means."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import openai
+from autogen_core.models import ChatCompletionClient
+from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+from runner.team import GENERIC_MODEL_INFO, _known_model
+from store import Store
+from store.credentials import WORKSPACE_USER
+from store.crypto import Owner
+from store.records import Run
+from store.settings import Settings
+
+
+def openai_verifier_factory(settings: Settings):  # noqa: ANN201 - returns a ClientFactory
+    """The production verifier client: VERIFIER_MODEL on LLM_BASE_URL with the run's key."""
+
+    def build(api_key: str) -> ChatCompletionClient:
+        model = settings.verifier_model_name
+        model_info = settings.llm_model_info
+        if model_info is None and not _known_model(model):
+            model_info = GENERIC_MODEL_INFO
+        return OpenAIChatCompletionClient(
+            model=model,
+            api_key=api_key,
+            base_url=settings.llm_base_url,
+            max_retries=settings.llm_max_retries,
+            **({"model_info": model_info} if model_info is not None else {}),
+        )
+
+    return build
+
+
+@dataclass(frozen=True)
+class ResolvedKey:
+    value: str
+    source: str  # "user", "workspace" or "environment"
+
+
+async def resolve_llm_key(store: Store, settings: Settings, run: Run) -> ResolvedKey | None:
+    """The requester's own key, then a stored workspace key, then OPENROUTER_API_KEY."""
+    provider = settings.llm_provider
+    for user_id, source in ((run.requester_id, "user"), (WORKSPACE_USER, "workspace")):
+        value = await store.credentials.reveal(
+            Owner(run.workspace_id, user_id, provider), actor_id="runner", run_id=run.id
+        )
+        if value:
+            return ResolvedKey(value, source)
+    if settings.openrouter_api_key is not None:
+        return ResolvedKey(settings.openrouter_api_key.get_secret_value(), "environment")
+    return None
+
+
+class ProviderFailure(StrEnum):
+    KEY_REJECTED = "key_rejected"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "provider_unavailable"
+    BAD_REQUEST = "provider_rejected_request"
+    OTHER = "internal"
+
+
+_NAMES: list[tuple[ProviderFailure, tuple[type[BaseException], ...], tuple[str, ...]]] = [
+    (
+        ProviderFailure.KEY_REJECTED,
+        (openai.AuthenticationError, openai.PermissionDeniedError),
+        ("AuthenticationError", "PermissionDeniedError", "Error code: 401"),
+    ),
+    (ProviderFailure.RATE_LIMITED, (openai.RateLimitError,), ("RateLimitError", "Error code: 429")),
+    (
+        ProviderFailure.UNAVAILABLE,
+        (openai.InternalServerError, openai.APIConnectionError, openai.APITimeoutError),
+        ("InternalServerError", "APIConnectionError", "APITimeoutError", "Error code: 5"),
+    ),
+    (
+        ProviderFailure.BAD_REQUEST,
+        (openai.BadRequestError, openai.NotFoundError),
+        ("BadRequestError", "NotFoundError"),
+    ),
+]
+
+
+def classify(exc: BaseException) -> ProviderFailure:
+    """AutoGen re-raises agent errors as RuntimeError text, so look at type and text both."""
+    text = str(exc)
+    for failure, types, markers in _NAMES:
+        if isinstance(exc, types) or any(marker in text for marker in markers):
+            return failure
+    return ProviderFailure.OTHER
+
+
+def describe(failure: ProviderFailure, settings: Settings) -> str:
+    retries = settings.llm_max_retries
+    return {
+        ProviderFailure.KEY_REJECTED: "The LLM provider rejected the API key.",
+        ProviderFailure.RATE_LIMITED: (
+            f"The LLM provider kept answering 429 (rate limited) after {retries} retries."
+        ),
+        ProviderFailure.UNAVAILABLE: (
+            f"The LLM provider was unavailable (5xx or no connection) after {retries} retries."
+        ),
+        ProviderFailure.BAD_REQUEST: (
+            f"The LLM provider refused the request (check LLM_MODEL={settings.llm_model} "
+            f"and LLM_BASE_URL)."
+        ),
+        ProviderFailure.OTHER: "The run failed unexpectedly.",
+    }[failure]

@@ -1,0 +1,499 @@
+"""RunManager: what the Slack side calls. Starts, cancels, decides, resumes and recovers runs.
+
+Runs are claimed from the database by a scheduler loop (any replica can claim a queued run),
+so a credential submitted or an action decided on one replica resumes the run on whichever
+replica has room. A running run's lease is renewed while it runs; when renewal fails (the
+run was cancelled elsewhere), its turn is aborted with the CancellationToken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from autogen_core import CancellationToken
+
+from runner import events as ev
+from runner.executor import WAITING, RunExecutor, RunLost, Totals, finished_payload
+from runner.llm import openai_verifier_factory
+from runner.verifier import ClientFactory, Verifier
+from store import Store
+from store.actions import Decision, DecisionOutcome, may_decide
+from store.credentials import FulfilOutcome, FulfilResult
+from store.models import utcnow
+from store.records import FINISHED_STATUSES, OfferedAction, RequestStatus, Run, RunEvent, RunStatus
+from store.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_RECOVERIES = 3
+MAX_TASK_CHARS = 4000
+MIN_SECRET_CHARS = 8
+MAX_SECRET_CHARS = 512
+
+
+@dataclass(frozen=True)
+class StartResult:
+    run: Run
+    created: bool
+    queued_ahead: int
+
+
+class CancelOutcome(StrEnum):
+    CANCELLED = "cancelled"
+    NOT_FOUND = "not_found"
+    NOT_AUTHORISED = "not_authorised"
+    ALREADY_FINISHED = "already_finished"
+
+
+class SecretProblem(StrEnum):
+    EMPTY = "empty"
+    TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    WHITESPACE = "whitespace"
+
+
+def check_secret(value: str) -> SecretProblem | None:
+    """Sanity checks on a submitted key before anything is written."""
+    if not value:
+        return SecretProblem.EMPTY
+    if any(char.isspace() for char in value):
+        return SecretProblem.WHITESPACE
+    if len(value) < MIN_SECRET_CHARS:
+        return SecretProblem.TOO_SHORT
+    if len(value) > MAX_SECRET_CHARS:
+        return SecretProblem.TOO_LONG
+    return None
+
+
+class RunManager:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        verifier_client_factory: ClientFactory | None = None,
+        instance_id: str | None = None,
+        poll_interval_s: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.instance_id = instance_id or f"replica-{uuid.uuid4().hex[:8]}"
+        factory = verifier_client_factory or openai_verifier_factory(settings)
+        verifier = Verifier(factory, timeout_s=settings.verifier_timeout_s)
+        self._executor = RunExecutor(
+            store, settings, verifier, self.instance_id, auto_apply=self._auto_apply
+        )
+        self._poll_interval_s = poll_interval_s
+        self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}
+        self._wake = asyncio.Event()
+        self._event_signal = asyncio.Condition()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._stopping = False
+        store.subscribe(self._on_store_change)
+
+    # ----- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.recover()
+        self._scheduler = asyncio.create_task(self._schedule(), name="run-scheduler")
+
+    async def stop(self, *, grace_s: float = 30.0) -> None:
+        """Take no new work; let running runs reach a saved state and hand them back."""
+        self._stopping = True
+        self._executor.draining = True
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+        tasks = [task for task, _ in self._tasks.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    @property
+    def active_run_ids(self) -> set[str]:
+        return set(self._tasks)
+
+    def _on_store_change(self, topic: str, _run_id: str) -> None:
+        if topic == "run_ready":
+            self._wake.set()
+        elif topic == "event":
+            asyncio.get_running_loop().create_task(self._signal_events())
+
+    async def _signal_events(self) -> None:
+        async with self._event_signal:
+            self._event_signal.notify_all()
+
+    # ----- commands from the front end -------------------------------------------------
+
+    async def start_run(
+        self,
+        *,
+        workspace_id: str,
+        channel_id: str,
+        requester_id: str,
+        task: str,
+        idempotency_key: str | None = None,
+    ) -> StartResult:
+        task = task.strip()[:MAX_TASK_CHARS]
+        run, created = await self.store.runs.create(
+            workspace_id=workspace_id,
+            channel_id=channel_id,
+            requester_id=requester_id,
+            task=task,
+            idempotency_key=idempotency_key,
+        )
+        if not created:
+            return StartResult(run, False, 0)
+        running = await self.store.runs.count_by_status(RunStatus.RUNNING)
+        ahead = await self.store.runs.queue_position(run.id)
+        busy = running >= self.settings.max_concurrent_runs
+        events: list[tuple[str, dict[str, object]]] = [
+            (
+                ev.RUN_STARTED,
+                {"task": task, "requester_id": requester_id, "queued_ahead": ahead if busy else 0},
+            )
+        ]
+        if busy:
+            events.append(
+                (
+                    ev.INFO,
+                    {
+                        "text": (
+                            f"Queued: {running} run(s) are already going (MAX_CONCURRENT_RUNS="
+                            f"{self.settings.max_concurrent_runs}), {ahead} waiting ahead of this one."
+                        )
+                    },
+                )
+            )
+        await self.store.runs.transition(run.id, expected=[RunStatus.QUEUED], events=events)
+        self._wake.set()
+        return StartResult(run, True, ahead if busy else 0)
+
+    async def cancel(self, run_id: str, *, user_id: str) -> CancelOutcome:
+        run = await self.store.runs.get(run_id)
+        if run is None:
+            return CancelOutcome.NOT_FOUND
+        if not may_decide(
+            user_id, requester_id=run.requester_id, approvers=frozenset(self.settings.approvers)
+        ):
+            return CancelOutcome.NOT_AUTHORISED
+        if run.status in FINISHED_STATUSES:
+            return CancelOutcome.ALREADY_FINISHED
+        outcome = f"Cancelled by <@{user_id}>."
+        totals = Totals(run.turns, run.prompt_tokens, run.completion_tokens)
+        done = await self.store.runs.transition(
+            run_id,
+            expected=[s for s in RunStatus if s not in FINISHED_STATUSES],
+            status=RunStatus.CANCELLED,
+            cancelled_by=user_id,
+            outcome=outcome,
+            events=[
+                (
+                    ev.FINISHED,
+                    finished_payload(
+                        RunStatus.CANCELLED,
+                        outcome,
+                        totals,
+                        run.started_at or run.created_at,
+                        user_id,
+                    ),
+                )
+            ],
+        )
+        if done is False:
+            return CancelOutcome.ALREADY_FINISHED
+        local = self._tasks.get(run_id)
+        if local is not None:
+            local[1].cancel()
+        await self.store.actions.supersede_open(run_id)
+        for request in await self.store.credentials.pending_requests(run_id=run_id):
+            await self.store.credentials.resolve_request(request.id, RequestStatus.CANCELLED)
+        await self.store.audit.record(
+            workspace_id=run.workspace_id,
+            actor_id=user_id,
+            action="run_cancelled",
+            subject=run_id,
+            run_id=run_id,
+        )
+        return CancelOutcome.CANCELLED
+
+    async def decide(self, action_id: str, *, user_id: str) -> Decision:
+        decision = await self.store.actions.decide(
+            action_id, user_id=user_id, approvers=frozenset(self.settings.approvers)
+        )
+        if decision.outcome == DecisionOutcome.APPROVED and decision.action is not None:
+            await self._apply(decision.action, decided_by=user_id, auto=False)
+        return decision
+
+    async def submit_credential(
+        self, request_id: str, *, user_id: str, secret: str
+    ) -> FulfilResult:
+        """Store the key for the request's user and wake its run (on any replica)."""
+        request = await self.store.credentials.get_request(request_id)
+        resume = None
+        if request is not None:
+            resume = f"The {request.provider} credential is now available. Continue the task."
+            run = await self.store.runs.get(request.run_id)
+            if run is not None and run.resume_input is not None:
+                resume = run.resume_input
+        result = await self.store.credentials.fulfil(
+            request_id, user_id=user_id, secret=secret, resume_input=resume or ""
+        )
+        if result.outcome == FulfilOutcome.STORED:
+            self._wake.set()
+        return result
+
+    async def runs_for(self, *, workspace_id: str, user_id: str, limit: int = 10) -> list[Run]:
+        return await self.store.runs.list_for_user(
+            workspace_id=workspace_id, user_id=user_id, limit=limit
+        )
+
+    async def follow(
+        self, run_id: str, *, after_seq: int = 0, idle_timeout_s: float | None = None
+    ) -> AsyncIterator[RunEvent]:
+        """Yield a run's events in order as they are persisted, until it finishes."""
+        while True:
+            batch = await self.store.runs.events(run_id, after_seq=after_seq)
+            for event in batch:
+                after_seq = event.seq
+                yield event
+                if event.kind == ev.FINISHED:
+                    return
+            if not batch:
+                async with self._event_signal:
+                    try:
+                        await asyncio.wait_for(
+                            self._event_signal.wait(),
+                            timeout=idle_timeout_s or self._poll_interval_s,
+                        )
+                    except TimeoutError:
+                        if idle_timeout_s is not None:
+                            return
+
+    # ----- decisions -------------------------------------------------------------------
+
+    async def _auto_apply(self, action: OfferedAction) -> None:
+        decided = await self.store.actions.decide(
+            action.id, user_id="auto", approvers=frozenset({"auto"})
+        )
+        if decided.outcome == DecisionOutcome.APPROVED and decided.action is not None:
+            await self._apply(decided.action, decided_by="auto", auto=True)
+
+    async def _apply(self, action: OfferedAction, *, decided_by: str, auto: bool) -> None:
+        run = await self.store.runs.get(action.run_id)
+        if run is None:
+            return
+        result_event = (
+            ev.ACTION_RESULT,
+            {
+                "action_id": action.id,
+                "offer_id": action.offer_id,
+                "type": action.type,
+                "label": action.label,
+                "decided_by": decided_by,
+                "auto": auto,
+            },
+        )
+        waiting = [RunStatus.WAITING_APPROVAL]
+        if action.type == "revise":
+            feedback = str(action.params.get("feedback") or "").strip()
+            await self.store.runs.transition(
+                run.id,
+                expected=waiting,
+                status=RunStatus.QUEUED,
+                events=[result_event],
+                resume_input=f"Feedback from the verifier, approved by a person: {feedback}\n"
+                "Please revise your last answer accordingly.",
+            )
+        elif action.type == "continue":
+            await self.store.runs.transition(
+                run.id,
+                expected=waiting,
+                status=RunStatus.QUEUED,
+                events=[result_event],
+                resume_input=None,
+            )
+        elif action.type == "stop":
+            outcome = "Stopped on the verifier's advice."
+            totals = Totals(run.turns, run.prompt_tokens, run.completion_tokens)
+            await self.store.runs.transition(
+                run.id,
+                expected=waiting,
+                status=RunStatus.COMPLETED,
+                outcome=outcome,
+                events=[
+                    result_event,
+                    (
+                        ev.FINISHED,
+                        finished_payload(
+                            RunStatus.COMPLETED,
+                            outcome,
+                            totals,
+                            run.started_at or run.created_at,
+                            None,
+                        ),
+                    ),
+                ],
+            )
+        elif action.type == "request_credential":
+            await self.store.runs.append_event(run.id, *result_event)
+            provider = str(action.params.get("provider") or self.settings.llm_provider)
+            await self.store.credentials.request_and_wait(
+                run_id=run.id,
+                held_by=None,
+                workspace_id=run.workspace_id,
+                user_id=run.requester_id,
+                provider=provider.strip().lower()[:64],
+                reason=str(action.params.get("reason") or "The verifier suggested it."),
+                expires_at=utcnow() + timedelta(seconds=self.settings.credential_timeout_s),
+                event_payload={"rejected": False},
+                status=RunStatus.WAITING_CREDENTIAL,
+                resume_input=f"The {provider} credential is now available. Continue the task.",
+            )
+        await self.store.actions.mark_applied(action.id)
+        self._wake.set()
+
+    # ----- scheduling and recovery -----------------------------------------------------
+
+    async def _schedule(self) -> None:
+        last_housekeeping = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            try:
+                if loop.time() - last_housekeeping >= self._poll_interval_s:
+                    await self._housekeeping()
+                    last_housekeeping = loop.time()
+                await self._claim_available()
+            except Exception:
+                log.exception("scheduler pass failed; retrying")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+
+    async def _claim_available(self) -> None:
+        while len(self._tasks) < self.settings.max_concurrent_runs and not self._stopping:
+            run = await self.store.runs.claim_next(
+                owner=self.instance_id, lease_s=self.settings.run_lease_s
+            )
+            if run is None:
+                return
+            token = CancellationToken()
+            task = asyncio.create_task(self._drive(run, token), name=f"run-{run.id}")
+            self._tasks[run.id] = (task, token)
+
+    async def _drive(self, run: Run, token: CancellationToken) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(run.id, token))
+        try:
+            await self._executor.execute(run, token)
+        except RunLost:
+            pass
+        finally:
+            heartbeat.cancel()
+            self._tasks.pop(run.id, None)
+            self._wake.set()
+
+    async def _heartbeat(self, run_id: str, token: CancellationToken) -> None:
+        interval = max(self.settings.run_lease_s / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            held = await self.store.runs.renew_lease(
+                run_id, owner=self.instance_id, lease_s=self.settings.run_lease_s
+            )
+            if not held:
+                token.cancel()
+                return
+
+    async def _housekeeping(self) -> None:
+        await self._expire_credential_requests()
+        await self.recover()
+
+    async def recover(self) -> None:
+        """Runs whose replica died resume from saved state; approved-but-unapplied actions
+        are applied. Called at start-up and periodically (a dead peer's lease lapses)."""
+        for run in await self.store.runs.orphaned():
+            if run.id in self._tasks:
+                continue
+            if run.recoveries >= MAX_RECOVERIES:
+                text = (
+                    f"The run was interrupted {run.recoveries} times while running and "
+                    "was not resumed again."
+                )
+                totals = Totals(run.turns, run.prompt_tokens, run.completion_tokens)
+                await self.store.runs.transition(
+                    run.id,
+                    expected=[RunStatus.RUNNING],
+                    status=RunStatus.INTERRUPTED,
+                    outcome=text,
+                    events=[
+                        (ev.ERROR, {"code": "interrupted", "text": text}),
+                        (
+                            ev.FINISHED,
+                            finished_payload(
+                                RunStatus.INTERRUPTED,
+                                text,
+                                totals,
+                                run.started_at or run.created_at,
+                                None,
+                            ),
+                        ),
+                    ],
+                )
+                continue
+            where = "from its last saved turn" if run.team_state else "from the start"
+            await self.store.runs.transition(
+                run.id,
+                expected=[RunStatus.RUNNING],
+                status=RunStatus.QUEUED,
+                lease_owner=None,
+                lease_expires_at=None,
+                recoveries=run.recoveries + 1,
+                events=[
+                    (ev.INFO, {"text": f"The app restarted during this run; resuming {where}."})
+                ],
+            )
+        for action in await self.store.actions.approved_unapplied():
+            await self._apply(action, decided_by=action.decided_by or "auto", auto=False)
+
+    async def _expire_credential_requests(self) -> None:
+        now = utcnow()
+        for request in await self.store.credentials.pending_requests():
+            if request.expires_at > now:
+                continue
+            if not await self.store.credentials.resolve_request(request.id, RequestStatus.EXPIRED):
+                continue
+            run = await self.store.runs.get(request.run_id)
+            if run is None or run.status in FINISHED_STATUSES:
+                continue
+            text = (
+                f"No {request.provider} key arrived within "
+                f"{self.settings.credential_timeout_s} s (CREDENTIAL_TIMEOUT_S); the run ended."
+            )
+            totals = Totals(run.turns, run.prompt_tokens, run.completion_tokens)
+            await self.store.runs.transition(
+                run.id,
+                expected=WAITING,
+                status=RunStatus.FAILED,
+                outcome=text,
+                events=[
+                    (ev.ERROR, {"code": "credential_timeout", "text": text}),
+                    (
+                        ev.FINISHED,
+                        finished_payload(
+                            RunStatus.FAILED, text, totals, run.started_at or run.created_at, None
+                        ),
+                    ),
+                ],
+            )
+
+
+__all__ = ["CancelOutcome", "RunManager", "StartResult", "check_secret"]

@@ -1,0 +1,101 @@
+"""Teams and verifiers scripted with AutoGen's ReplayChatCompletionClient, written as the
+declarative component JSON the runner loads (teams are data, in tests too)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.conditions import TextMentionTermination
+from autogen_agentchat.teams import RoundRobinGroupChat
+from autogen_core.models import ChatCompletionClient, CreateResult, RequestUsage
+from autogen_ext.models.replay import ReplayChatCompletionClient
+
+from runner.manager import RunManager
+from store import Store
+from store.records import Run, RunStatus
+from store.settings import Settings
+
+FINISHED = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
+
+
+def replay_team_file(folder: Path, worker: list[Any], reviewer: list[Any]) -> Path:
+    """A two-agent round-robin team whose replies are scripted; ends on TERMINATE."""
+    info = {
+        "vision": False,
+        "function_calling": True,
+        "json_output": False,
+        "family": "unknown",
+        "structured_output": False,
+    }
+    team = RoundRobinGroupChat(
+        [
+            AssistantAgent(
+                "worker", model_client=ReplayChatCompletionClient(worker, model_info=info)
+            ),
+            AssistantAgent(
+                "reviewer", model_client=ReplayChatCompletionClient(reviewer, model_info=info)
+            ),
+        ],
+        termination_condition=TextMentionTermination("TERMINATE", sources=["reviewer"]),
+    )
+    path = folder / "team.json"
+    path.write_text(json.dumps(team.dump_component().model_dump(mode="json")))
+    return path
+
+
+def verdict(
+    kind: str = "pass", reason: str = "Looks right.", actions: list[dict] | None = None
+) -> str:
+    return json.dumps({"verdict": kind, "reason": reason, "suggested_actions": actions or []})
+
+
+class ScriptedVerifier:
+    """A verifier model client factory over one ReplayChatCompletionClient; records prompts."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self.client = ReplayChatCompletionClient(
+            [
+                CreateResult(
+                    finish_reason="stop",
+                    content=r,
+                    usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
+                    cached=False,
+                )
+                for r in replies
+            ]
+        )
+        self.keys_seen: list[str] = []
+
+    def __call__(self, api_key: str) -> ChatCompletionClient:
+        self.keys_seen.append(api_key)
+        return self.client
+
+
+async def wait_for_status(
+    store: Store, run_id: str, statuses: set[RunStatus], timeout: float = 15
+) -> Run:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        run = await store.runs.get(run_id)
+        assert run is not None
+        if run.status in statuses:
+            return run
+        if asyncio.get_running_loop().time() > deadline:
+            events = [(e.kind, e.payload) for e in await store.runs.events(run_id)]
+            raise AssertionError(f"run stayed {run.status}; events: {events}")
+        await asyncio.sleep(0.02)
+
+
+def manager(
+    store: Store, settings: Settings, verifier: ScriptedVerifier | None = None
+) -> RunManager:
+    return RunManager(
+        store,
+        settings,
+        verifier_client_factory=verifier or ScriptedVerifier([verdict()] * 50),
+        poll_interval_s=0.05,
+    )

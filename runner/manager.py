@@ -145,37 +145,28 @@ class RunManager:
         idempotency_key: str | None = None,
     ) -> StartResult:
         task = task.strip()[:MAX_TASK_CHARS]
+        running = await self.store.runs.count_by_status(RunStatus.RUNNING)
+        ahead = await self.store.runs.count_by_status(RunStatus.QUEUED)
+        busy = running >= self.settings.max_concurrent_runs
+        events: list[tuple[str, dict[str, object]]] = [
+            (ev.RUN_STARTED, {"task": task, "requester_id": requester_id,
+                              "queued_ahead": ahead if busy else 0})
+        ]
+        if busy:
+            events.append((ev.INFO, {"text": (
+                f"Queued: {running} run(s) are already going (MAX_CONCURRENT_RUNS="
+                f"{self.settings.max_concurrent_runs}), {ahead} waiting ahead of this one."
+            )}))
         run, created = await self.store.runs.create(
             workspace_id=workspace_id,
             channel_id=channel_id,
             requester_id=requester_id,
             task=task,
             idempotency_key=idempotency_key,
+            events=events,
         )
         if not created:
             return StartResult(run, False, 0)
-        running = await self.store.runs.count_by_status(RunStatus.RUNNING)
-        ahead = await self.store.runs.queue_position(run.id)
-        busy = running >= self.settings.max_concurrent_runs
-        events: list[tuple[str, dict[str, object]]] = [
-            (
-                ev.RUN_STARTED,
-                {"task": task, "requester_id": requester_id, "queued_ahead": ahead if busy else 0},
-            )
-        ]
-        if busy:
-            events.append(
-                (
-                    ev.INFO,
-                    {
-                        "text": (
-                            f"Queued: {running} run(s) are already going (MAX_CONCURRENT_RUNS="
-                            f"{self.settings.max_concurrent_runs}), {ahead} waiting ahead of this one."
-                        )
-                    },
-                )
-            )
-        await self.store.runs.transition(run.id, expected=[RunStatus.QUEUED], events=events)
         self._wake.set()
         return StartResult(run, True, ahead if busy else 0)
 

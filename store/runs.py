@@ -89,8 +89,10 @@ class RunRepository(Repository):
         requester_id: str,
         task: str,
         idempotency_key: str | None = None,
+        events: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> tuple[Run, bool]:
-        """Create a queued run; the same idempotency key returns the first run and False."""
+        """Create a queued run with its first events (so nobody can see it without them);
+        the same idempotency key returns the first run and False."""
         row = RunRow(
             id=new_id(),
             workspace_id=workspace_id,
@@ -108,6 +110,9 @@ class RunRepository(Repository):
         try:
             async with self._sessions.begin() as session:
                 session.add(row)
+                await session.flush()
+                for kind, payload in events or []:
+                    await add_event(session, row.id, kind, payload)
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -115,6 +120,9 @@ class RunRepository(Repository):
             if existing is None:
                 raise
             return existing, False
+        if events:
+            self._notify("event", row.id)
+        self._notify("run_ready", row.id)
         return to_run(row), True
 
     async def get(self, run_id: str) -> Run | None:
@@ -151,21 +159,6 @@ class RunRepository(Repository):
             return int(
                 await session.scalar(
                     select(func.count()).select_from(RunRow).where(RunRow.status == status)
-                )
-                or 0
-            )
-
-    async def queue_position(self, run_id: str) -> int:
-        """How many queued runs were created before this one."""
-        async with self._sessions() as session:
-            created = await session.scalar(select(RunRow.created_at).where(RunRow.id == run_id))
-            if created is None:
-                return 0
-            return int(
-                await session.scalar(
-                    select(func.count())
-                    .select_from(RunRow)
-                    .where(RunRow.status == RunStatus.QUEUED, RunRow.created_at < created)
                 )
                 or 0
             )

@@ -143,6 +143,7 @@ class RunManager:
         requester_id: str,
         task: str,
         idempotency_key: str | None = None,
+        thread_ts: str | None = None,
     ) -> StartResult:
         task = task.strip()[:MAX_TASK_CHARS]
         running = await self.store.runs.count_by_status(RunStatus.RUNNING)
@@ -163,6 +164,7 @@ class RunManager:
             requester_id=requester_id,
             task=task,
             idempotency_key=idempotency_key,
+            thread_ts=thread_ts,
             events=events,
         )
         if not created:

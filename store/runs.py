@@ -89,6 +89,7 @@ class RunRepository(Repository):
         requester_id: str,
         task: str,
         idempotency_key: str | None = None,
+        thread_ts: str | None = None,
         events: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> tuple[Run, bool]:
         """Create a queued run with its first events (so nobody can see it without them);
@@ -99,6 +100,7 @@ class RunRepository(Repository):
             channel_id=channel_id,
             requester_id=requester_id,
             task=task,
+            thread_ts=thread_ts,
             status=RunStatus.QUEUED,
             idempotency_key=idempotency_key,
             turns=0,

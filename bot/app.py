@@ -1,0 +1,46 @@
+"""Build the Bolt app and the Web API clients from settings."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.listeners import register
+from bot.logs import install_secret_filter
+from bot.services import Services
+from store.settings import Settings
+
+
+def web_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
+    """Listeners' client retries 429/5xx itself; the publisher owns its retry policy."""
+    assert settings.slack_bot_token is not None
+    kwargs = {"base_url": settings.slack_api_url} if settings.slack_api_url else {}
+    client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), **kwargs)
+    if retries:
+        client.retry_handlers = [
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ]
+    else:
+        client.retry_handlers = []
+    return client
+
+
+def create_app(services: Services, client: AsyncWebClient) -> AsyncApp:
+    install_secret_filter()
+    settings = services.settings
+    signing_secret = settings.slack_signing_secret
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret.get_secret_value() if signing_secret else None,
+        request_verification_enabled=signing_secret is not None,
+        token_verification_enabled=False,  # start-up runs auth.test once and stops on failure
+    )
+    register(app, services)
+    return app

@@ -1,0 +1,140 @@
+"""`/autogen`: start a run, or help / status / stop / credentials. Acks first, always."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.commands import parse
+from bot.services import Services
+from bot.ui import blocks as ui
+from bot.ui import modals
+from runner.manager import CancelOutcome
+from store.records import FINISHED_STATUSES
+
+log = logging.getLogger(__name__)
+
+NOT_IN_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
+CANCEL_ANSWERS = {
+    CancelOutcome.CANCELLED: "Stopping run `{id}`.",
+    CancelOutcome.NOT_FOUND: "I found no run `{id}`.",
+    CancelOutcome.NOT_AUTHORISED: (
+        "Only the person who started run `{id}` or an approver can stop it."
+    ),
+    CancelOutcome.ALREADY_FINISHED: "Run `{id}` has already finished.",
+}
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    @app.command("/autogen")
+    async def autogen_command(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        parsed = parse(command.get("text"))
+        team_id, user_id = command["team_id"], command["user_id"]
+        if parsed.kind == "help":
+            await ack(text="AutoGen help", blocks=modals.help_blocks(parsed.problem))
+        elif parsed.kind == "status":
+            await ack(text="Your runs", blocks=await _status(services, team_id, user_id))
+        elif parsed.kind == "credentials":
+            await ack(text="Your keys", blocks=await credential_rows(services, team_id, user_id))
+        elif parsed.kind == "stop":
+            await ack()
+            await respond(
+                response_type="ephemeral",
+                text=await _stop(services, team_id, user_id, parsed.argument),
+            )
+        else:
+            await ack()
+            await _start(services, client, respond, command, parsed.argument)
+
+
+async def _start(
+    services: Services,
+    client: AsyncWebClient,
+    respond: AsyncRespond,
+    command: dict[str, Any],
+    task: str,
+) -> None:
+    key = f"cmd:{command['team_id']}:{command.get('trigger_id') or command.get('response_url')}"
+    if await services.store.runs.get_by_idempotency_key(key) is not None:
+        return  # a redelivery of a command that already started its run
+    text, blocks = ui.root_message(
+        run_id="…", task=task, requester_id=command["user_id"], status="queued"
+    )
+    try:
+        root = await client.chat_postMessage(
+            channel=command["channel_id"],
+            text=text,
+            blocks=blocks[:2],
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+    except SlackApiError as exc:
+        error = str(exc.response.get("error", ""))
+        if error in NOT_IN_CHANNEL:
+            await respond(
+                response_type="ephemeral",
+                text=(
+                    "I can't post in this channel yet. Invite me first with "
+                    "`/invite @AutoGen` (or add the app from the channel's settings), "
+                    "then run `/autogen` again."
+                ),
+            )
+        else:
+            log.warning("root message failed: %s", error)
+            await respond(
+                response_type="ephemeral",
+                text=f"Slack refused the message ({error}); nothing was started.",
+            )
+        return
+    await services.runs.start_run(
+        workspace_id=command["team_id"],
+        channel_id=command["channel_id"],
+        requester_id=command["user_id"],
+        task=task,
+        idempotency_key=key,
+        thread_ts=root["ts"],
+    )
+
+
+async def _status(services: Services, team_id: str, user_id: str) -> list[dict[str, Any]]:
+    runs = await services.runs.runs_for(workspace_id=team_id, user_id=user_id, limit=10)
+    rows = [
+        f"• `{run.id}` {ui.STATUS_LABELS.get(str(run.status), run.status)} · "
+        f"{run.turns} turns · {ui.escape(run.task[:80])}"
+        for run in runs
+    ]
+    return modals.status_blocks(rows)
+
+
+async def _stop(services: Services, team_id: str, user_id: str, run_id: str) -> str:
+    if not run_id:
+        runs = await services.runs.runs_for(workspace_id=team_id, user_id=user_id, limit=20)
+        active = [run for run in runs if run.status not in FINISHED_STATUSES]
+        if not active:
+            return "You have no active run to stop."
+        run_id = active[0].id
+    outcome = await services.runs.cancel(run_id, user_id=user_id)
+    return CANCEL_ANSWERS[outcome].format(id=ui.escape(run_id[:40]))
+
+
+async def credential_rows(services: Services, team_id: str, user_id: str) -> list[dict[str, Any]]:
+    stored = await services.store.credentials.list_for_user(workspace_id=team_id, user_id=user_id)
+    rows = [
+        (
+            info.provider,
+            f"added {info.created_at:%Y-%m-%d}"
+            + (
+                f", last used {info.last_used_at:%Y-%m-%d %H:%M} UTC"
+                if info.last_used_at
+                else ", never used"
+            ),
+        )
+        for info in stored
+    ]
+    return modals.credentials_list(rows)

@@ -1,0 +1,275 @@
+"""Turn persisted run events into Slack messages: in order per thread, at most once each.
+
+The run events table is the outbox. For each run, unposted events are rendered and sent in
+sequence order; the Slack `ts` of each is recorded before the next one is sent. A 429 waits
+for `Retry-After`; 5xx and connection errors back off; both are bounded, after which the
+run's remaining events wait for the next pass (a restart included) rather than being lost
+or reordered. Errors Slack will never accept (a deleted channel, say) are logged and skipped
+so one bad event cannot block a thread forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.ui import blocks as ui
+from runner import events as ev
+from store import Store
+from store.records import Run, RunEvent
+
+log = logging.getLogger(__name__)
+
+ROOT_REFRESH_KINDS = {
+    ev.RUN_STARTED,
+    ev.CREDENTIAL_REQUEST,
+    ev.CREDENTIAL_RECEIVED,
+    ev.ACTIONS_OFFERED,
+    ev.ACTION_RESULT,
+    ev.FINISHED,
+    ev.AGENT_MESSAGE,
+}
+
+
+class SlackUnavailable(Exception):
+    """Retries ran out; try again on a later pass."""
+
+
+class SlackRefused(Exception):
+    """Slack answered with an error that retrying cannot fix."""
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name.lower():
+            return value[0] if isinstance(value, list) else str(value)
+    return None
+
+
+class Publisher:
+    def __init__(
+        self,
+        store: Store,
+        client: AsyncWebClient,
+        *,
+        max_attempts: int = 8,
+        max_delay_s: float = 30.0,
+        base_delay_s: float = 0.5,
+        poll_interval_s: float = 2.0,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._max_attempts = max_attempts
+        self._max_delay_s = max_delay_s
+        self._base_delay_s = base_delay_s
+        self._poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._root_status: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        store.subscribe(self._on_store_change)
+
+    def _on_store_change(self, topic: str, _run_id: str) -> None:
+        if topic == "event":
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="slack-publisher")
+
+    async def stop(self, *, grace_s: float = 10.0) -> None:
+        """Post what is pending (bounded by `grace_s`), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drain(), timeout=grace_s)
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.drain()
+            except Exception:
+                log.exception("publisher pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+
+    async def drain(self) -> None:
+        """One pass: every run with unposted events, runs in parallel, each in order."""
+        run_ids = await self._store.runs.runs_with_unposted_events()
+        await asyncio.gather(*(self.publish_run(run_id) for run_id in run_ids))
+
+    async def publish_run(self, run_id: str) -> None:
+        lock = self._locks.setdefault(run_id, asyncio.Lock())
+        async with lock:
+            run = await self._store.runs.get(run_id)
+            if run is None:
+                return
+            for event in await self._store.runs.unposted_events(run_id):
+                try:
+                    ts = await self._publish(run, event)
+                except SlackUnavailable:
+                    log.warning("slack unavailable; will retry", extra={"run_id": run_id})
+                    return
+                except SlackRefused as exc:
+                    log.error(
+                        "slack refused event %s (%s); skipped",
+                        event.seq,
+                        exc,
+                        extra={"run_id": run_id},
+                    )
+                    ts = None
+                await self._store.runs.mark_posted(event.id, slack_ts=ts)
+                if event.kind in ROOT_REFRESH_KINDS:
+                    await self._refresh_root(run_id)
+            if run.status.finished:
+                self._locks.pop(run_id, None)
+                self._root_status.pop(run_id, None)
+
+    async def _publish(self, run: Run, event: RunEvent) -> str | None:
+        payload = event.payload
+        kind = event.kind
+        if kind == ev.RUN_STARTED:
+            return run.thread_ts
+        if kind == ev.AGENT_MESSAGE:
+            ts = None
+            for text, blocks in ui.agent_message(
+                source=payload["source"], content=payload["content"], turn=payload["turn"]
+            ):
+                ts = await self._post(run, text, blocks)
+            return ts
+        if kind == ev.VERIFIER_RESULT:
+            return await self._show_verdict(run, payload)
+        if kind == ev.CREDENTIAL_REQUEST:
+            text, blocks = ui.credential_request(
+                user_id=payload["user_id"],
+                provider=payload["provider"],
+                reason=payload["reason"],
+                request_id=payload["request_id"],
+                rejected=bool(payload.get("rejected")),
+            )
+            return await self._post(run, text, blocks)
+        if kind == ev.CREDENTIAL_RECEIVED:
+            earlier = await self._find(run.id, ev.CREDENTIAL_REQUEST, "request_id", payload)
+            text, blocks = ui.credential_received(
+                user_id=payload["user_id"], provider=payload["provider"]
+            )
+            if earlier is not None and earlier.slack_ts:
+                await self._update(run, earlier.slack_ts, text, blocks)
+                return earlier.slack_ts
+            return await self._post(run, text, blocks)
+        if kind == ev.ACTIONS_OFFERED:
+            text, blocks = ui.actions_offered(reason=payload["reason"], actions=payload["actions"])
+            return await self._post(run, text, blocks)
+        if kind == ev.ACTION_RESULT:
+            earlier = await self._find(run.id, ev.ACTIONS_OFFERED, "offer_id", payload)
+            reason = earlier.payload.get("reason", "") if earlier else ""
+            text, blocks = ui.action_decided(
+                reason=reason,
+                label=payload["label"],
+                decided_by=payload["decided_by"],
+                auto=bool(payload.get("auto")),
+            )
+            if earlier is not None and earlier.slack_ts:
+                await self._update(run, earlier.slack_ts, text, blocks)
+                return earlier.slack_ts
+            return await self._post(run, text, blocks)
+        if kind == ev.INFO:
+            return await self._post(run, *ui.info(str(payload.get("text", ""))))
+        if kind == ev.ERROR:
+            return await self._post(run, *ui.error(str(payload.get("text", ""))))
+        if kind == ev.FINISHED:
+            return await self._post(run, *ui.summary(payload))
+        log.warning("unknown event kind %s skipped", kind, extra={"run_id": run.id})
+        return None
+
+    async def _show_verdict(self, run: Run, payload: dict[str, Any]) -> str | None:
+        """Put the verdict on the agent message it judges (its last part)."""
+        events = await self._store.runs.events(run.id, after_seq=int(payload["agent_seq"]) - 1)
+        agent = next((e for e in events if e.seq == payload["agent_seq"]), None)
+        if agent is not None and agent.slack_ts:
+            text, blocks = ui.agent_message(
+                source=agent.payload["source"],
+                content=agent.payload["content"],
+                turn=agent.payload["turn"],
+                verdict=payload,
+            )[-1]
+            await self._update(run, agent.slack_ts, text, blocks)
+            return agent.slack_ts
+        context = ui.verdict_context(payload).to_dict()
+        return await self._post(run, str(payload.get("verdict")), [context])
+
+    async def _find(
+        self, run_id: str, kind: str, key: str, payload: dict[str, Any]
+    ) -> RunEvent | None:
+        for event in reversed(await self._store.runs.events(run_id)):
+            if event.kind == kind and event.payload.get(key) == payload.get(key):
+                return event
+        return None
+
+    async def _refresh_root(self, run_id: str) -> None:
+        run = await self._store.runs.get(run_id)
+        if run is None or run.thread_ts is None:
+            return
+        detail = f"{run.turns} turns" if run.turns else None
+        shown = f"{run.status}:{detail}"
+        if self._root_status.get(run_id) == shown:
+            return
+        text, blocks = ui.root_message(
+            run_id=run.id,
+            task=run.task,
+            requester_id=run.requester_id,
+            status=str(run.status),
+            detail=detail,
+        )
+        try:
+            await self._update(run, run.thread_ts, text, blocks)
+        except (SlackUnavailable, SlackRefused) as exc:
+            log.warning("root message not updated (%s)", exc, extra={"run_id": run_id})
+            return
+        self._root_status[run_id] = shown
+
+    async def _post(self, run: Run, text: str, blocks: list[dict[str, Any]]) -> str | None:
+        response = await self._call(
+            "chat_postMessage",
+            channel=run.channel_id,
+            thread_ts=run.thread_ts,
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return response.get("ts")
+
+    async def _update(self, run: Run, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
+        await self._call("chat_update", channel=run.channel_id, ts=ts, text=text, blocks=blocks)
+
+    async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        delay = self._base_delay_s
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                response = await getattr(self._client, method)(**kwargs)
+                return dict(response.data) if isinstance(response.data, dict) else {}
+            except SlackApiError as exc:
+                status = exc.response.status_code
+                if status == 429:
+                    wait = float(_header(exc.response.headers, "Retry-After") or 1)
+                elif status >= 500:
+                    wait = delay
+                else:
+                    raise SlackRefused(str(exc.response.get("error", status))) from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                log.info("slack connection problem (%s), attempt %d", type(exc).__name__, attempt)
+                wait = delay
+            if attempt == self._max_attempts:
+                break
+            await asyncio.sleep(min(wait, self._max_delay_s))
+            delay = min(delay * 2, self._max_delay_s)
+        raise SlackUnavailable(method)

@@ -1,0 +1,99 @@
+"""Run the app: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT.
+
+SIGTERM/SIGINT: stop taking new work, let runs reach a saved state (they are handed back to
+the queue from their last saved turn), post what is pending, and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.errors import SlackApiError
+
+from bot.app import create_app, web_client
+from bot.publisher import Publisher
+from bot.services import Services
+from runner.manager import RunManager
+from store import Store
+from store.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+EVENTS_PATH = "/slack/events"
+
+
+async def check_token(settings: Settings) -> dict:
+    client = web_client(settings)
+    try:
+        response = await client.auth_test()
+    except SlackApiError as exc:
+        raise ConfigError(
+            f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error', 'error')}): "
+            "copy the Bot User OAuth Token (xoxb-...) again from OAuth & Permissions."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any network failure is one clear line
+        raise ConfigError(
+            f"SLACK_BOT_TOKEN could not be checked: Slack's API was unreachable "
+            f"({type(exc).__name__}); check SLACK_API_URL and the network."
+        ) from None
+    return dict(response.data)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    host: str = "0.0.0.0",  # noqa: S104 - Slack must reach it; put TLS in front
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    settings.require_slack()
+    identity = await check_token(settings)
+    store = await Store.open(settings)
+    runs = RunManager(store, settings)
+    services = Services(settings, store, runs)
+    app = create_app(services, web_client(settings))
+    publisher = Publisher(store, web_client(settings, retries=False))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    await runs.start()
+    await publisher.start()
+    log.info("connected to Slack as %s in %s", identity.get("user"), identity.get("team"))
+    try:
+        if settings.socket_mode:
+            assert settings.slack_app_token is not None
+            handler = AsyncSocketModeHandler(
+                app, settings.slack_app_token.get_secret_value(), web_client=web_client(settings)
+            )
+            await handler.connect_async()
+            log.info("Socket Mode connected; waiting for /autogen")
+            if ready:
+                ready.set()
+            await stop.wait()
+            await handler.close_async()
+        else:
+            web_app = app.web_app(path=EVENTS_PATH, port=settings.port)
+
+            async def healthz(_request: web.Request) -> web.Response:
+                return web.json_response({"ok": True, "active_runs": len(runs.active_run_ids)})
+
+            web_app.router.add_get("/healthz", healthz)
+            runner = web.AppRunner(web_app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, settings.port).start()
+            log.info("HTTP mode: listening on %s:%d%s", host, settings.port, EVENTS_PATH)
+            if ready:
+                ready.set()
+            await stop.wait()
+            await runner.cleanup()
+    finally:
+        log.info("shutting down: letting runs reach a saved state")
+        await runs.stop()
+        await publisher.stop()
+        await store.close()

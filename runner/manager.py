@@ -102,7 +102,7 @@ class RunManager:
 
     async def start(self) -> None:
         await self.recover()
-        self._scheduler = asyncio.create_task(self._schedule(), name="run-scheduler")
+        self._scheduler = asyncio.create_task(self._schedule(), name="scheduler")
 
     async def stop(self, *, grace_s: float = 30.0) -> None:
         """Take no new work; let running runs reach a saved state and hand them back."""
@@ -150,14 +150,24 @@ class RunManager:
         ahead = await self.store.runs.count_by_status(RunStatus.QUEUED)
         busy = running >= self.settings.max_concurrent_runs
         events: list[tuple[str, dict[str, object]]] = [
-            (ev.RUN_STARTED, {"task": task, "requester_id": requester_id,
-                              "queued_ahead": ahead if busy else 0})
+            (
+                ev.RUN_STARTED,
+                {"task": task, "requester_id": requester_id, "queued_ahead": ahead if busy else 0},
+            )
         ]
         if busy:
-            events.append((ev.INFO, {"text": (
-                f"Queued: {running} run(s) are already going (MAX_CONCURRENT_RUNS="
-                f"{self.settings.max_concurrent_runs}), {ahead} waiting ahead of this one."
-            )}))
+            events.append(
+                (
+                    ev.INFO,
+                    {
+                        "text": (
+                            f"Queued: {running} run(s) are already going "
+                            f"(MAX_CONCURRENT_RUNS={self.settings.max_concurrent_runs}), "
+                            f"{ahead} waiting ahead of this one."
+                        )
+                    },
+                )
+            )
         run, created = await self.store.runs.create(
             workspace_id=workspace_id,
             channel_id=channel_id,

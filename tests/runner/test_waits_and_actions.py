@@ -19,15 +19,24 @@ from store.crypto import Owner
 from store.models import CredentialRequestRow, utcnow
 from store.records import RunStatus
 from store.settings import load_settings
-from tests.runner.helpers import FINISHED, ScriptedVerifier, manager, replay_team_file, verdict, wait_for_status
+from tests.runner.helpers import (
+    FINISHED,
+    ScriptedVerifier,
+    manager,
+    replay_team_file,
+    verdict,
+    wait_for_status,
+)
 
 KEY = "sk-wait-test-key-0002"
 
 
 async def _open(tmp_path: Path, secret_key: str, team: Path, **extra):
     settings = load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/w.db", server_secret_key=secret_key,
-        team_config=str(team), **extra,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/w.db",
+        server_secret_key=secret_key,
+        team_config=str(team),
+        **extra,
     )
     return settings, await Store.open(settings)
 
@@ -37,24 +46,35 @@ def _live_teams() -> int:
     return sum(1 for obj in gc.get_objects() if isinstance(obj, BaseGroupChat))
 
 
-async def test_missing_key_waits_then_resumes_when_the_key_arrives(tmp_path: Path, secret_key: str) -> None:
+async def test_missing_key_waits_then_resumes_when_the_key_arrives(
+    tmp_path: Path, secret_key: str
+) -> None:
     team = replay_team_file(tmp_path, ["Result."], ["Good. TERMINATE"])
     settings, store = await _open(tmp_path, secret_key, team)
     runs = manager(store, settings)
     await runs.start()
     try:
-        started = await runs.start_run(workspace_id="T1", channel_id="C1", requester_id="UREQ", task="go")
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="go"
+        )
         waiting = await wait_for_status(store, started.run.id, {RunStatus.WAITING_CREDENTIAL})
         assert runs.active_run_ids == set()
         assert _live_teams() == 0, "a waiting run must hold no team in memory"
         events = await store.runs.events(waiting.id)
         request_event = events[-1]
         assert request_event.kind == ev.CREDENTIAL_REQUEST
-        assert request_event.payload["user_id"] == "UREQ" and request_event.payload["provider"] == "openrouter"
+        assert (
+            request_event.payload["user_id"] == "UREQ"
+            and request_event.payload["provider"] == "openrouter"
+        )
 
-        wrong = await runs.submit_credential(request_event.payload["request_id"], user_id="UOTHER", secret=KEY)
+        wrong = await runs.submit_credential(
+            request_event.payload["request_id"], user_id="UOTHER", secret=KEY
+        )
         assert wrong.outcome == FulfilOutcome.WRONG_USER
-        done = await runs.submit_credential(request_event.payload["request_id"], user_id="UREQ", secret=KEY)
+        done = await runs.submit_credential(
+            request_event.payload["request_id"], user_id="UREQ", secret=KEY
+        )
         assert done.outcome == FulfilOutcome.STORED and done.run_resumed
         finished = await wait_for_status(store, waiting.id, FINISHED)
         assert finished.status == RunStatus.COMPLETED
@@ -66,23 +86,37 @@ async def test_missing_key_waits_then_resumes_when_the_key_arrives(tmp_path: Pat
         await store.close()
 
 
-async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(tmp_path: Path, secret_key: str) -> None:
+async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(
+    tmp_path: Path, secret_key: str
+) -> None:
     # Replay clients restart their script when the team is rebuilt on resume, so the reviewer
     # has one line; the HTTP tests show a revised answer with a stateful fake LLM.
     team = replay_team_file(tmp_path, ["2+2=5"], ["Correct. TERMINATE"])
     settings, store = await _open(tmp_path, secret_key, team, approvers="UBOSS")
     await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
-    verifier = ScriptedVerifier([
-        verdict("fail", "The sum is wrong: 2+2 is 4.", [{"type": "revise", "label": "Fix the sum", "params": {}}]),
-        verdict(), verdict(), verdict(),
-    ])
+    verifier = ScriptedVerifier(
+        [
+            verdict(
+                "fail",
+                "The sum is wrong: 2+2 is 4.",
+                [{"type": "revise", "label": "Fix the sum", "params": {}}],
+            ),
+            verdict(),
+            verdict(),
+            verdict(),
+        ]
+    )
     runs = manager(store, settings, verifier)
     await runs.start()
     try:
-        started = await runs.start_run(workspace_id="T1", channel_id="C1", requester_id="UREQ", task="2+2?")
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="2+2?"
+        )
         parked = await wait_for_status(store, started.run.id, {RunStatus.WAITING_APPROVAL})
         assert _live_teams() == 0
-        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED][-1]
+        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED][
+            -1
+        ]
         types = [a["type"] for a in offered.payload["actions"]]
         assert types == ["revise", "continue", "stop"]
         revise_id = offered.payload["actions"][0]["id"]
@@ -105,7 +139,9 @@ async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(tmp_path
         result = [e for e in events if e.kind == ev.ACTION_RESULT][0]
         assert result.payload["decided_by"] == "UBOSS" and result.payload["type"] == "revise"
         # The feedback reached the team: it is in the worker's saved model context.
-        worker_context = json.dumps(json.loads(finished.team_state or "{}")["agent_states"]["worker"])
+        worker_context = json.dumps(
+            json.loads(finished.team_state or "{}")["agent_states"]["worker"]
+        )
         assert "The sum is wrong: 2+2 is 4." in worker_context
         agent = [e.payload["content"] for e in events if e.kind == ev.AGENT_MESSAGE]
         assert agent == ["2+2=5", "Correct. TERMINATE"]
@@ -114,17 +150,25 @@ async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(tmp_path
         await store.close()
 
 
-async def test_decision_after_cancel_is_refused_and_cancel_is_recorded(tmp_path: Path, secret_key: str) -> None:
+async def test_decision_after_cancel_is_refused_and_cancel_is_recorded(
+    tmp_path: Path, secret_key: str
+) -> None:
     team = replay_team_file(tmp_path, ["bad"], ["x"])
     settings, store = await _open(tmp_path, secret_key, team)
     await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
-    verifier = ScriptedVerifier([verdict("fail", "Wrong.", [{"type": "continue", "label": "Go on", "params": {}}])])
+    verifier = ScriptedVerifier(
+        [verdict("fail", "Wrong.", [{"type": "continue", "label": "Go on", "params": {}}])]
+    )
     runs = manager(store, settings, verifier)
     await runs.start()
     try:
-        started = await runs.start_run(workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t")
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
         parked = await wait_for_status(store, started.run.id, {RunStatus.WAITING_APPROVAL})
-        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED][-1]
+        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED][
+            -1
+        ]
         assert await runs.cancel(parked.id, user_id="USTRANGER") == CancelOutcome.NOT_AUTHORISED
         assert await runs.cancel(parked.id, user_id="UREQ") == CancelOutcome.CANCELLED
         assert await runs.cancel(parked.id, user_id="UREQ") == CancelOutcome.ALREADY_FINISHED
@@ -146,7 +190,9 @@ async def test_max_turns_ends_the_run(tmp_path: Path, secret_key: str) -> None:
     runs = manager(store, settings)
     await runs.start()
     try:
-        started = await runs.start_run(workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t")
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
         run = await wait_for_status(store, started.run.id, FINISHED)
         assert run.status == RunStatus.COMPLETED and run.turns == 3
         assert "MAX_TURNS=3" in (run.outcome or "")
@@ -155,13 +201,17 @@ async def test_max_turns_ends_the_run(tmp_path: Path, secret_key: str) -> None:
         await store.close()
 
 
-async def test_credential_timeout_ends_the_run_with_a_clear_event(tmp_path: Path, secret_key: str) -> None:
+async def test_credential_timeout_ends_the_run_with_a_clear_event(
+    tmp_path: Path, secret_key: str
+) -> None:
     team = replay_team_file(tmp_path, ["a"], ["TERMINATE"])
     settings, store = await _open(tmp_path, secret_key, team)
     runs = manager(store, settings)
     await runs.start()
     try:
-        started = await runs.start_run(workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t")
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
         await wait_for_status(store, started.run.id, {RunStatus.WAITING_CREDENTIAL})
         async with store.engine.begin() as connection:
             await connection.execute(
@@ -184,10 +234,14 @@ async def test_malformed_verdict_is_recorded_as_uncertain(tmp_path: Path, secret
     runs = manager(store, settings, ScriptedVerifier(["this is not json", '{"verdict": "maybe"}']))
     await runs.start()
     try:
-        started = await runs.start_run(workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t")
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
         run = await wait_for_status(store, started.run.id, FINISHED)
         assert run.status == RunStatus.COMPLETED
-        verdicts = [e.payload for e in await store.runs.events(run.id) if e.kind == ev.VERIFIER_RESULT]
+        verdicts = [
+            e.payload for e in await store.runs.events(run.id) if e.kind == ev.VERIFIER_RESULT
+        ]
         assert [v["verdict"] for v in verdicts] == ["uncertain", "uncertain"]
         assert "not valid verdict JSON" in verdicts[0]["reason"]
     finally:

@@ -1,0 +1,158 @@
+"""`make bench`: speed and memory figures, measured (never asserted in tests).
+
+- what a waiting run costs in memory (100 runs parked on a credential request);
+- wall time per completed run with a replayed three-turn team and the verifier on;
+- event appends per second on SQLite (the outbox write path);
+- slash-command ack latency over HTTP against the Slack emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import statistics
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import psutil
+from cryptography.fernet import Fernet
+
+from store import Store
+from store.crypto import Owner
+from store.records import RunStatus
+from store.settings import load_settings
+from tests.runner.helpers import ScriptedVerifier, manager, replay_team_file, verdict
+
+KEY = "sk-bench-key-000000000"
+
+
+def _rss_mb() -> float:
+    return psutil.Process(os.getpid()).memory_info().rss / 1e6
+
+
+async def _wait_all(store: Store, ids: list[str], statuses: set[RunStatus]) -> None:
+    while True:
+        runs = [await store.runs.get(run_id) for run_id in ids]
+        if all(run is not None and run.status in statuses for run in runs):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def bench_waiting_memory(folder: Path, count: int = 100) -> None:
+    team = replay_team_file(folder, ["a"], ["TERMINATE"])
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{folder}/wait.db",
+        server_secret_key=Fernet.generate_key().decode(),
+        team_config=str(team),
+        max_concurrent_runs=8,
+    )
+    store = await Store.open(settings)
+    runs = manager(store, settings)
+    await runs.start()
+    gc.collect()
+    rss_before = _rss_mb()
+    tracemalloc.start()
+    baseline = tracemalloc.take_snapshot()
+    ids = [
+        (
+            await runs.start_run(
+                workspace_id="T1", channel_id="C1", requester_id=f"U{i}", task=f"task {i}"
+            )
+        ).run.id
+        for i in range(count)
+    ]
+    await _wait_all(store, ids, {RunStatus.WAITING_CREDENTIAL})
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    grown = sum(stat.size_diff for stat in after.compare_to(baseline, "filename"))
+    tracemalloc.stop()
+    tasks = len([t for t in asyncio.all_tasks() if t.get_name().startswith("run-")])
+    print(
+        f"waiting runs: {count} parked on a credential request; run tasks alive: {tasks}; "
+        f"Python heap growth {grown / count / 1024:.1f} KiB per waiting run "
+        f"(RSS {rss_before:.0f} -> {_rss_mb():.0f} MB)"
+    )
+    await runs.stop()
+    await store.close()
+
+
+async def bench_completed_runs(folder: Path, count: int = 20) -> None:
+    team = replay_team_file(folder, ["Draft.", "Revised."], ["Fine. TERMINATE"])
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{folder}/done.db",
+        server_secret_key=Fernet.generate_key().decode(),
+        team_config=str(team),
+        max_concurrent_runs=4,
+    )
+    store = await Store.open(settings)
+    for i in range(count):
+        await store.credentials.put(Owner("T1", f"U{i}", "openrouter"), KEY, actor_id="bench")
+    runs = manager(store, settings, ScriptedVerifier([verdict()] * (count * 4)))
+    await runs.start()
+    started = time.perf_counter()
+    ids = [
+        (
+            await runs.start_run(workspace_id="T1", channel_id="C1", requester_id=f"U{i}", task="t")
+        ).run.id
+        for i in range(count)
+    ]
+    await _wait_all(store, ids, {RunStatus.COMPLETED})
+    elapsed = time.perf_counter() - started
+    print(
+        f"completed runs: {count} two-turn runs (verifier on, 4 at a time) in {elapsed:.2f} s "
+        f"= {elapsed / count * 1000:.0f} ms per run"
+    )
+    await runs.stop()
+    await store.close()
+
+
+async def bench_event_appends(folder: Path, count: int = 2000) -> None:
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{folder}/ev.db",
+        server_secret_key=Fernet.generate_key().decode(),
+    )
+    store = await Store.open(settings)
+    run, _ = await store.runs.create(workspace_id="T1", channel_id="C1", requester_id="U", task="t")
+    started = time.perf_counter()
+    for i in range(count):
+        await store.runs.append_event(run.id, "info", {"i": i})
+    elapsed = time.perf_counter() - started
+    print(f"event appends (SQLite, one transaction each): {count / elapsed:.0f}/s")
+    await store.close()
+
+
+async def bench_ack_latency(folder: Path, count: int = 30) -> None:
+    from tests.e2e.stack import running_stack
+
+    async with running_stack(folder, Fernet.generate_key().decode(), valid_keys={KEY}) as stack:
+        latencies = []
+        for _ in range(count):
+            status, _, elapsed = await stack.command("help")
+            assert status == 200
+            latencies.append(elapsed * 1000)
+        starts = []
+        for i in range(10):
+            _, _, elapsed = await stack.command(f"task number {i}")
+            starts.append(elapsed * 1000)
+    print(
+        f"ack latency over HTTP: /autogen help median {statistics.median(latencies):.1f} ms, "
+        f"max {max(latencies):.1f} ms; /autogen <task> median {statistics.median(starts):.1f} ms, "
+        f"max {max(starts):.1f} ms"
+    )
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as raw:
+        folder = Path(raw)
+        os.chdir(folder)
+        await bench_waiting_memory(folder)
+        await bench_completed_runs(folder)
+        await bench_event_appends(folder)
+        await bench_ack_latency(folder)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,109 @@
+"""Block builders: every payload is valid Block Kit within Slack's limits, whatever the input."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.commands import parse
+from bot.ui import blocks as ui
+from bot.ui import modals
+from bot.ui.text import split_text
+from tests.fakes.slack_api import find_block_problems, find_message_problems, find_view_problems
+
+LONG = ("A paragraph of agent output with **bold** and `code`.\n\n" * 400).strip()
+HOSTILE = "<!channel> <@U123> & <https://evil.example|click> " * 50
+
+
+def _valid(text: str, blocks: list[dict]) -> None:
+    assert find_block_problems(blocks) == []
+    error, reasons = find_message_problems({"text": text, "blocks": blocks})
+    assert error is None, reasons
+    assert text.strip()
+
+
+@pytest.mark.parametrize("content", ["short", LONG, HOSTILE, "", "x" * 20_000])
+def test_agent_messages_split_and_valid(content: str) -> None:
+    parts = ui.agent_message(
+        source="worker", content=content, turn=3, verdict={"verdict": "fail", "reason": HOSTILE}
+    )
+    for text, blocks in parts:
+        _valid(text, blocks)
+    assert (
+        "Verifier: fail" in str(parts[-1][1])
+        and "Verifier" not in str(parts[0][1])
+        or len(parts) == 1
+    )
+
+
+def test_every_builder_is_valid_with_hostile_input() -> None:
+    builders = [
+        ui.root_message(
+            run_id="r1", task=HOSTILE * 10, requester_id="U1", status="running", detail=HOSTILE
+        ),
+        ui.root_message(run_id="r1", task="t", requester_id="U1", status="completed"),
+        ui.credential_request(
+            user_id="U1", provider="openrouter", reason=HOSTILE, request_id="q1", rejected=True
+        ),
+        ui.credential_received(user_id="U1", provider="openrouter"),
+        ui.actions_offered(
+            reason=HOSTILE * 5,
+            actions=[
+                {"id": f"a{i}", "type": "revise", "label": "L" * 90, "params": {}}
+                for i in range(30)
+            ],
+        ),
+        ui.action_decided(reason=HOSTILE, label="Fix", decided_by="U2", auto=False),
+        ui.info(HOSTILE),
+        ui.error(HOSTILE),
+        ui.summary(
+            {
+                "status": "failed",
+                "outcome": LONG,
+                "turns": 3,
+                "prompt_tokens": 10,
+                "completion_tokens": 5,
+                "duration_s": 1.5,
+            }
+        ),
+    ]
+    for text, blocks in builders:
+        _valid(text, blocks)
+    assert "<!channel>" not in str(builders[0][1])  # user text cannot ping the channel
+
+
+def test_modal_and_ephemeral_blocks_are_valid() -> None:
+    view = modals.credential_modal(request_id="q" * 32, provider="openrouter", reason=HOSTILE * 20)
+    assert find_view_problems(view) == []
+    assert "only on your screen" in str(view)
+    assert find_block_problems(modals.help_blocks("problem")) == []
+    assert (
+        find_block_problems(modals.credentials_list([(f"p{i}", "added") for i in range(60)])) == []
+    )
+    assert find_block_problems(modals.status_blocks(["• row"] * 200)) == []
+
+
+def test_split_text_keeps_everything() -> None:
+    parts = split_text(LONG, 500)
+    assert all(len(p) <= 500 for p in parts)
+    assert "".join(p.replace("\n", "").replace(" ", "") for p in parts) == LONG.replace(
+        "\n", ""
+    ).replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("", "help"),
+        ("help", "help"),
+        ("status", "status"),
+        ("stop", "stop"),
+        ("stop r1", "stop"),
+        ("credentials", "credentials"),
+        ("write a poem", "start"),
+        ("help me write", "start"),
+        ("x", "help"),
+        ("y" * 5000, "help"),
+    ],
+)
+def test_command_parsing(text: str, kind: str) -> None:
+    assert parse(text).kind == kind

@@ -1,0 +1,125 @@
+"""The whole app over real HTTP: Bolt in HTTP mode, the Slack Web API emulator, the fake
+OpenAI-compatible server, and requests signed exactly as Slack signs them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.server import serve
+from store.settings import Settings, load_settings
+from tests.fakes.llm_server import FakeLLMServer
+from tests.fakes.slack_api import SlackApiEmulator
+from tests.fakes.slack_signing import (
+    SlackRequestSender,
+    block_actions,
+    slash_command,
+    view_submission,
+)
+
+SIGNING_SECRET = "e2e-signing-secret-0123456789abcdef"
+AGENT_MODEL = "agent-model"
+VERIFIER_MODEL = "verifier-model"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def verdict(kind: str = "pass", reason: str = "Looks right.", actions: list | None = None) -> str:
+    return json.dumps({"verdict": kind, "reason": reason, "suggested_actions": actions or []})
+
+
+@dataclass
+class Stack:
+    slack: SlackApiEmulator
+    llm: FakeLLMServer
+    settings: Settings
+    sender: SlackRequestSender
+    url: str
+
+    async def command(
+        self, text: str, user_id: str = "U1", channel_id: str = "C1", **kwargs: Any
+    ) -> tuple[int, str, float]:
+        body, content_type = slash_command(
+            text=text,
+            user_id=user_id,
+            channel_id=channel_id,
+            response_url=self.slack.new_response_url(channel=channel_id),
+            **kwargs,
+        )
+        return await self.sender.post(self.url, body, content_type, SIGNING_SECRET)
+
+    async def click(
+        self, message: dict[str, Any], action_id: str, user_id: str, **kwargs: Any
+    ) -> tuple[int, str, float]:
+        body, content_type = block_actions(
+            action_id=action_id,
+            message=message,
+            user_id=user_id,
+            response_url=self.slack.new_response_url(channel=message.get("channel")),
+            **kwargs,
+        )
+        return await self.sender.post(self.url, body, content_type, SIGNING_SECRET)
+
+    async def submit(
+        self, view: dict[str, Any], values: dict[str, Any], user_id: str
+    ) -> tuple[int, str, float]:
+        body, content_type = view_submission(view=view, state_values=values, user_id=user_id)
+        return await self.sender.post(self.url, body, content_type, SIGNING_SECRET)
+
+    def root(self, channel: str = "C1") -> dict[str, Any]:
+        return self.slack.channel_messages(channel)[-1]
+
+    def thread(self, channel: str = "C1") -> list[dict[str, Any]]:
+        root = self.root(channel)
+        return self.slack.thread(channel, root["ts"])
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    tmp_path: Path, secret_key: str, *, valid_keys: set[str], **settings_overrides: Any
+) -> AsyncIterator[Stack]:
+    async with (
+        SlackApiEmulator(member_channels={"C1"}) as slack,
+        FakeLLMServer(valid_keys=valid_keys) as llm,
+        SlackRequestSender() as sender,
+    ):
+        port = free_port()
+        overrides: dict[str, Any] = {
+            "slack_bot_token": slack.bot_token,
+            "slack_signing_secret": SIGNING_SECRET,
+            "slack_api_url": slack.api_url,
+            "port": port,
+            "database_url": f"sqlite+aiosqlite:///{tmp_path}/e2e.db",
+            "server_secret_key": secret_key,
+            "llm_base_url": llm.base_url,
+            "llm_model": AGENT_MODEL,
+            "verifier_model": VERIFIER_MODEL,
+            "llm_max_retries": 0,
+            "log_format": "console",
+        }
+        overrides.update(settings_overrides)
+        settings = load_settings(**overrides)
+        ready, stop = asyncio.Event(), asyncio.Event()
+        server = asyncio.create_task(serve(settings, host="127.0.0.1", ready=ready, stop=stop))
+        waiter = asyncio.create_task(ready.wait())
+        done, _ = await asyncio.wait(
+            {server, waiter}, timeout=20, return_when=asyncio.FIRST_COMPLETED
+        )
+        if server in done:
+            server.result()  # raises the start-up error
+        assert ready.is_set(), "the app did not start"
+        try:
+            yield Stack(slack, llm, settings, sender, f"http://127.0.0.1:{port}/slack/events")
+        finally:
+            stop.set()
+            await asyncio.wait_for(server, timeout=30)

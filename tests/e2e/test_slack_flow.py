@@ -1,0 +1,206 @@
+"""What a Slack user does, end to end over HTTP: start a run, give the key privately, watch
+the transcript, decide the verifier's suggestions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bot import ids
+from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, Stack, running_stack, verdict
+
+KEY = "sk-e2e-user-key-5b8f0c2a"
+
+
+def _button(message: dict[str, Any], action_id: str) -> dict[str, Any] | None:
+    for block in message.get("blocks") or []:
+        for element in block.get("elements", []) + (
+            [block["accessory"]] if "accessory" in block else []
+        ):
+            if element.get("action_id", "").startswith(action_id):
+                return element
+    return None
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    return json.dumps(message.get("blocks") or []) + message.get("text", "")
+
+
+async def _start_and_add_key(
+    stack: Stack, task: str = "Write a haiku about queues"
+) -> dict[str, Any]:
+    status, body, elapsed = await stack.command(task)
+    assert status == 200, body
+    assert elapsed < 3.0, f"ack took {elapsed:.2f}s"
+    stack.ack_latency = elapsed  # type: ignore[attr-defined]
+    request_message = await stack.slack.wait_for(
+        lambda s: next((m for m in stack.thread() if _button(m, ids.CREDENTIAL_OPEN)), None)
+    )
+    await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U1")
+    await stack.slack.wait_for(lambda s: s.views_opened)
+    view = stack.slack.views_opened[-1]
+    status, body, _ = await stack.submit(
+        view, {ids.CREDENTIAL_INPUT_BLOCK: {ids.CREDENTIAL_INPUT: KEY}}, "U1"
+    )
+    assert status == 200 and "errors" not in body, body
+    return request_message
+
+
+async def test_full_run_from_slash_command_to_summary(tmp_path: Path, secret_key: str) -> None:
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        stack.llm.script(
+            AGENT_MODEL, ["1. Pick a theme.", "Queues wait in line", "Good. TERMINATE"]
+        )
+        stack.llm.script(VERIFIER_MODEL, [verdict(), verdict(), verdict()])
+
+        status, body, elapsed = await stack.command("Write a haiku about queues")
+        assert status == 200 and elapsed < 3.0
+        root = await stack.slack.wait_for(lambda s: s.channel_messages("C1"))
+        assert "Write a haiku about queues" in _text_of(root[0])
+        request_message = await stack.slack.wait_for(
+            lambda s: next((m for m in stack.thread() if _button(m, ids.CREDENTIAL_OPEN)), None)
+        )
+
+        # Someone else clicks the button: refused privately, no modal.
+        await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U2")
+        refusal = await stack.slack.wait_for(
+            lambda s: [e for e in s.ephemerals if e["user"] == "U2"]
+        )
+        assert "Only <@U1>" in refusal[0]["text"]
+        assert stack.slack.views_opened == []
+
+        # The requester opens the private modal; a malformed key gets an inline error.
+        await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U1")
+        await stack.slack.wait_for(lambda s: s.views_opened)
+        view = stack.slack.views_opened[-1]
+        assert view["private_metadata"] == _button(request_message, ids.CREDENTIAL_OPEN)["value"]
+        status, body, _ = await stack.submit(
+            view, {ids.CREDENTIAL_INPUT_BLOCK: {ids.CREDENTIAL_INPUT: "has space"}}, "U1"
+        )
+        assert json.loads(body)["response_action"] == "errors"
+        status, body, _ = await stack.submit(
+            view, {ids.CREDENTIAL_INPUT_BLOCK: {ids.CREDENTIAL_INPUT: KEY}}, "U1"
+        )
+        assert status == 200 and "errors" not in body
+
+        summary = await stack.slack.wait_for(
+            lambda s: next((m for m in stack.thread() if "Run finished" in _text_of(m)), None),
+            timeout=30,
+        )
+        thread = stack.thread()
+        texts = [_text_of(m) for m in thread]
+        assert (
+            "added a openrouter key" in texts[0] and _button(thread[0], ids.CREDENTIAL_OPEN) is None
+        )
+        agent_messages = [m for m in thread if "turn " in _text_of(m)]
+        assert [
+            ("planner" in t, "worker" in t, "reviewer" in t) for t in map(_text_of, agent_messages)
+        ] == [(True, False, False), (False, True, False), (False, False, True)]
+        assert all("Verifier: pass" in _text_of(m) for m in agent_messages)
+        assert thread[-1] is summary and "Completed" in _text_of(summary)
+        final_root = stack.root()
+        assert "Completed" in _text_of(final_root) and _button(final_root, ids.STOP_RUN) is None
+
+        agent_requests = stack.llm.requests_for(AGENT_MODEL)
+        assert len(agent_requests) == 3
+        assert all(r.headers.get("Authorization") == f"Bearer {KEY}" for r in stack.llm.requests)
+        assert stack.slack.problems == []
+
+
+async def test_approval_buttons_decided_once_by_whom_may(tmp_path: Path, secret_key: str) -> None:
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}, approvers="UBOSS") as stack:
+        stack.llm.script(AGENT_MODEL, ["Plan: say 5.", "2+2=5", "Reviewed. TERMINATE"])
+        stack.llm.script(
+            VERIFIER_MODEL,
+            [
+                verdict(
+                    "fail",
+                    "2+2 is 4, not 5.",
+                    [{"type": "revise", "label": "Fix it", "params": {}}],
+                ),
+            ],
+        )
+        stack.llm.default(VERIFIER_MODEL, verdict())
+        await _start_and_add_key(stack)
+
+        offer = await stack.slack.wait_for(
+            lambda s: next((m for m in stack.thread() if _button(m, ids.APPROVE_PREFIX)), None),
+            timeout=20,
+        )
+        assert "2+2 is 4, not 5." in _text_of(offer)
+        await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="U2")
+        await stack.slack.wait_for(lambda s: [e for e in s.ephemerals if e["user"] == "U2"])
+        assert _button(stack.slack.messages[("C1", offer["ts"])], ids.APPROVE_PREFIX) is not None
+
+        await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="UBOSS")
+        decided = await stack.slack.wait_for(
+            lambda s: (
+                "chosen by <@UBOSS>" in _text_of(s.messages[("C1", offer["ts"])])
+                and s.messages[("C1", offer["ts"])]
+            )
+        )
+        assert _button(decided, ids.APPROVE_PREFIX) is None
+        await stack.click(offer, f"{ids.APPROVE_PREFIX}1", user_id="U1")
+        late = await stack.slack.wait_for(lambda s: [e for e in s.ephemerals if e["user"] == "U1"])
+        assert "already decided" in late[-1]["text"]
+
+        await stack.slack.wait_for(
+            lambda s: next((m for m in stack.thread() if "Run finished" in _text_of(m)), None),
+            timeout=30,
+        )
+        prompts = json.dumps([r.json for r in stack.llm.requests_for(AGENT_MODEL)])
+        assert "2+2 is 4, not 5." in prompts  # the feedback reached the team
+        assert stack.slack.problems == []
+
+
+async def test_bad_signature_and_stale_timestamp_are_rejected(
+    tmp_path: Path, secret_key: str
+) -> None:
+    import time
+
+    from tests.fakes.slack_signing import slash_command
+
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        body, content_type = slash_command(text="do something risky")
+        status, _, _ = await stack.sender.post(stack.url, body, content_type, "wrong-secret")
+        assert status == 401
+        stale = int(time.time()) - 6 * 60
+        status, _, _ = await stack.sender.post(
+            stack.url, body, content_type, "e2e-signing-secret-0123456789abcdef", timestamp=stale
+        )
+        assert status == 401
+        assert stack.slack.calls_to("chat.postMessage") == []
+        status, _, _ = await stack.command("help")
+        assert status == 200
+
+
+async def test_transcript_complete_when_slack_rate_limits(tmp_path: Path, secret_key: str) -> None:
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        stack.llm.script(AGENT_MODEL, ["Plan.", "Work.", "Done. TERMINATE"])
+        stack.llm.default(VERIFIER_MODEL, verdict())
+        stack.slack.fail_ratio("chat.postMessage", ratio=0.3, status=429, retry_after=0, seed=7)
+        await _start_and_add_key(stack)
+        await stack.slack.wait_for(
+            lambda s: next((m for m in stack.thread() if "Run finished" in _text_of(m)), None),
+            timeout=40,
+        )
+        thread = stack.thread()
+        assert sum("turn " in _text_of(m) for m in thread) == 3
+        limited = [c for c in stack.slack.calls_to("chat.postMessage") if c.status == 429]
+        assert limited, "the test should have seen rate limiting"
+        bodies = [json.dumps(m.get("blocks")) for m in thread]
+        assert len(bodies) == len(set(bodies)), "a message was posted twice"
+        assert stack.slack.problems == []
+
+
+async def test_help_and_unknown_input(tmp_path: Path, secret_key: str) -> None:
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        for text in ("", "help", "x"):
+            status, body, _ = await stack.command(text)
+            assert status == 200 and "/autogen &lt;task&gt;" in body or "/autogen <task>" in body
+        status, body, _ = await stack.command("Write things", channel_id="C999")
+        await stack.slack.wait_for(lambda s: any(s.responses.values()))
+        replies = [r for rs in stack.slack.responses.values() for r in rs]
+        assert "Invite me" in json.dumps(replies)
+        assert stack.slack.calls_to("chat.postMessage")[-1].status == 200

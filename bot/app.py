@@ -40,7 +40,6 @@ def create_app(services: Services, client: AsyncWebClient) -> AsyncApp:
         client=client,
         signing_secret=signing_secret.get_secret_value() if signing_secret else None,
         request_verification_enabled=signing_secret is not None,
-        token_verification_enabled=False,  # start-up runs auth.test once and stops on failure
     )
     register(app, services)
     return app

@@ -59,7 +59,7 @@ def _known_model(model: str) -> bool:
 
     try:
         get_info(model)
-    except KeyError:
+    except (KeyError, ValueError):
         return False
     return True
 

@@ -3,6 +3,7 @@ the transcript, decide the verifier's suggestions."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,7 @@ async def test_approval_buttons_decided_once_by_whom_may(tmp_path: Path, secret_
             timeout=20,
         )
         assert "2+2 is 4, not 5." in _text_of(offer)
+        offer = copy.deepcopy(offer)  # the emulator updates its copy in place; keep the buttons
         await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="U2")
         await stack.slack.wait_for(lambda s: [e for e in s.ephemerals if e["user"] == "U2"])
         assert _button(stack.slack.messages[("C1", offer["ts"])], ids.APPROVE_PREFIX) is not None

@@ -31,6 +31,9 @@ class SecretFilter(logging.Filter):
             message = WITHHELD
         record.msg = redact(message)
         record.args = None
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text once set, so tracebacks are scrubbed too.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True
 
 

@@ -1,0 +1,291 @@
+"""The requester's LLM key drives a whole run and is written nowhere: not in the saved team
+state, not in any event, not in a dumped team, not in the SQLite files, not in any log line
+(every logger at DEBUG, AutoGen's event loggers included)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from autogen_ext.models.openai._model_info import resolve_model
+
+from runner import events as ev
+from runner.executor import ToolRequests, credential_tool
+from runner.manager import RunManager
+from runner.redact import REDACTED, redact
+from runner.team import build_team, read_team_config
+from store import Store
+from store.crypto import Owner
+from store.db import sqlite_path
+from store.records import RunStatus
+from store.settings import Settings, load_settings
+from tests.runner.helpers import (
+    FINISHED,
+    ScriptedVerifier,
+    replay_team_file,
+    verdict,
+    wait_for_status,
+)
+
+CANARY = "sk-canary-runner-5d1e8c0a4b-must-not-leak"
+NEEDLES = (CANARY, CANARY[3:])  # with and without the "sk-" prefix
+DEBUG_LOGGERS = (
+    "",
+    "autogen_core",
+    "autogen_core.events",
+    "autogen_core.trace",
+    "autogen_agentchat",
+    "autogen_agentchat.events",
+    "autogen_ext",
+    "openai",
+    "httpx",
+    "httpcore",
+    "aiohttp",
+    "sqlalchemy.engine",
+    "aiosqlite",
+    "asyncio",
+    "runner",
+    "store",
+)
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    for name in DEBUG_LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
+
+
+def _assert_absent(text: str | bytes, where: str) -> None:
+    for needle in NEEDLES:
+        raw = needle.encode() if isinstance(text, bytes) else needle
+        assert raw not in text, f"the key leaked into {where}"
+
+
+def _assert_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    formatter = logging.Formatter()
+    assert caplog.records, "nothing was logged: the log check would prove nothing"
+    for record in caplog.records:
+        where = f"a log record of {record.name!r}"
+        _assert_absent(record.getMessage(), where)
+        _assert_absent(repr(vars(record)), where + " (its fields)")
+        if record.exc_info:
+            _assert_absent(formatter.formatException(record.exc_info), where + " (traceback)")
+        if record.exc_text:
+            _assert_absent(record.exc_text, where + " (traceback)")
+
+
+def _database_files(settings: Settings) -> list[Path]:
+    database = sqlite_path(settings.database_url)
+    assert database is not None
+    return [database, *database.parent.glob(database.name + "-*")]
+
+
+def _assert_not_in_files(settings: Settings) -> None:
+    files = _database_files(settings)
+    assert any(path.stat().st_size > 0 for path in files)
+    for path in files:
+        _assert_absent(path.read_bytes(), f"the SQLite file {path.name}")
+
+
+async def _assert_not_stored(store: Store, settings: Settings, run_id: str) -> None:
+    run = await store.runs.get(run_id)
+    assert run is not None and run.team_state
+    _assert_absent(run.team_state, "runs.team_state")
+    events = await store.runs.events(run_id)
+    assert events
+    for event in events:
+        _assert_absent(json.dumps(event.payload), f"the payload of a {event.kind} event")
+    for entry in await store.audit.list(workspace_id="T1"):
+        _assert_absent(json.dumps(entry.detail) + entry.subject, "the audit trail")
+    # A team built with the key, as the executor builds it, dumps without it.
+    team = build_team(
+        read_team_config(settings),
+        settings=settings,
+        api_key=CANARY,
+        tools=[credential_tool(store, run, ToolRequests())],
+    )
+    _assert_absent(team.dump_component().model_dump_json(), "team.dump_component()")
+    _assert_absent(json.dumps(await team.save_state()), "team.save_state()")
+    _assert_not_in_files(settings)  # while open: the WAL and shared-memory files included
+
+
+async def test_replay_team_run_keeps_the_key_out_of_state_events_files_and_logs(
+    tmp_path: Path, secret_key: str, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    team = replay_team_file(tmp_path, ["Draft answer: 42."], ["Checked. TERMINATE"])
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/secrecy.db",
+        server_secret_key=secret_key,
+        team_config=str(team),
+    )
+    store = await Store.open(settings)
+    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), CANARY, actor_id="UREQ")
+    verifier = ScriptedVerifier([verdict(), verdict()])
+    runs = RunManager(store, settings, verifier_client_factory=verifier, poll_interval_s=0.05)
+    await runs.start()
+    try:
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="What is 6*7?"
+        )
+        run = await wait_for_status(store, started.run.id, FINISHED)
+        assert run.status == RunStatus.COMPLETED and run.turns == 2
+        assert verifier.keys_seen == [CANARY, CANARY], "the run did not use the canary key"
+        await _assert_not_stored(store, settings, run.id)
+    finally:
+        await runs.stop()
+        await store.close()
+    _assert_not_in_files(settings)
+    _assert_not_logged(debug_logs)
+    assert any(r.name.startswith("sqlalchemy.engine") for r in debug_logs.records)
+
+
+# ----- the default team, with real OpenAI clients talking to a local fake --------------------
+
+
+def _completion(model: str, message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27},
+    }
+
+
+class FakeOpenAI:
+    """/v1/chat/completions answering by the system prompt: planner, worker (a call to the
+    runner's request_credential tool), reviewer, verifier. Records the Authorization headers."""
+
+    def __init__(self) -> None:
+        self.authorizations: list[str] = []
+        self.bodies: list[str] = []
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.authorizations.append(request.headers.get("Authorization", ""))
+        raw = await request.text()
+        self.bodies.append(raw)
+        body = json.loads(raw)
+        system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
+        model = resolve_model(body["model"])  # what OpenAI answers with
+        if "verifier" in system:
+            message = {"role": "assistant", "content": verdict()}
+            return web.json_response(_completion(model, message, "stop"))
+        if "You are the planner" in system:
+            message = {"role": "assistant", "content": "1. Check the key. 2. Report."}
+            return web.json_response(_completion(model, message, "stop"))
+        if "You are the worker" in system:
+            arguments = json.dumps({"provider": "openrouter", "reason": "to call the API"})
+            call = {"id": "call_1", "type": "function"}
+            call["function"] = {"name": "request_credential", "arguments": arguments}
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            return web.json_response(_completion(model, message, "tool_calls"))
+        message = {"role": "assistant", "content": "The key is available.\nTERMINATE"}
+        return web.json_response(_completion(model, message, "stop"))
+
+
+@contextlib.asynccontextmanager
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    fake.url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+async def test_default_team_run_keeps_the_key_out_of_state_events_files_and_logs(
+    tmp_path: Path,
+    secret_key: str,
+    debug_logs: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with fake_openai() as llm:
+        settings = load_settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/secrecy.db",
+            server_secret_key=secret_key,
+            llm_base_url=llm.url,
+            llm_model="gpt-4o-mini",
+            llm_max_retries=0,
+        )
+        assert settings.team_config is None  # runner/teams/default.json
+        store = await Store.open(settings)
+        await store.credentials.put(Owner("T1", "UREQ", "openrouter"), CANARY, actor_id="UREQ")
+        # No verifier factory given: the production OpenAI verifier client, also on the fake.
+        runs = RunManager(store, settings, poll_interval_s=0.05)
+        await runs.start()
+        try:
+            started = await runs.start_run(
+                workspace_id="T1", channel_id="C1", requester_id="UREQ", task="Is a key there?"
+            )
+            run = await wait_for_status(store, started.run.id, FINISHED)
+            events = await store.runs.events(run.id)
+            assert run.status == RunStatus.COMPLETED, [(e.kind, e.payload) for e in events]
+            agent = [e.payload for e in events if e.kind == ev.AGENT_MESSAGE]
+            assert [m["source"] for m in agent] == ["planner", "worker", "reviewer"]
+            assert "credential is available" in agent[1]["content"]  # the tool really ran
+            await _assert_not_stored(store, settings, run.id)
+        finally:
+            await runs.stop()
+            await store.close()
+    # Agents and verifier: 3 + 3 requests, each authorised with the canary, no body has it.
+    assert len(llm.authorizations) == 6
+    assert set(llm.authorizations) == {f"Bearer {CANARY}"}
+    for body in llm.bodies:
+        _assert_absent(body, "a request body sent to the LLM")
+    _assert_not_in_files(settings)
+    _assert_not_logged(debug_logs)
+    names = {r.name for r in debug_logs.records}
+    assert "autogen_core.events" in names, sorted(names)  # LLM calls were logged and checked
+    assert any(name.startswith(("openai", "httpx", "httpcore")) for name in names), sorted(names)
+
+
+@pytest.mark.parametrize("model", [None, "gpt-4o-mini", "some-vendor/unknown-model"])
+def test_default_team_dump_masks_the_key(model: str | None) -> None:
+    """None is the default LLM_MODEL (openai/gpt-4o-mini, not a name the OpenAI client knows)."""
+    settings = load_settings(**({"llm_model": model} if model else {}))
+    team = build_team(read_team_config(settings), settings=settings, api_key=CANARY)
+    clients = [agent._model_client for agent in team._participants]  # noqa: SLF001
+    assert len(clients) == 3
+    # The key is in the live clients (so the check below is not vacuous) ...
+    assert all(client._raw_config["api_key"] == CANARY for client in clients)  # noqa: SLF001
+    # ... but not in what the team writes out.
+    dumped = team.dump_component().model_dump_json()
+    _assert_absent(dumped, "team.dump_component()")
+    assert '"model":"' in dumped
+
+
+def test_redact_masks_keys_in_error_text() -> None:
+    provider_error = (
+        "Error code: 401 - {'error': {'message': 'Incorrect API key provided: "
+        f"{CANARY}', 'code': 'invalid_api_key'}}}}"
+    )
+    cleaned = redact(provider_error)
+    _assert_absent(cleaned, "redacted error text")
+    assert REDACTED in cleaned and "Error code: 401" in cleaned
+    # Partially masked echoes, bearer headers and keys of other shapes given explicitly.
+    masked = redact("Incorrect API key provided: sk-canar*************leak.")
+    assert "sk-canar" not in masked and "leak." not in masked
+    assert "canary" not in redact(f"Authorization: Bearer {CANARY}")
+    assert redact("token=Zq81xK0pQ7 failed", ["Zq81xK0pQ7"]) == f"token={REDACTED} failed"
+    assert redact("no secrets here") == "no secrets here"

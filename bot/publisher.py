@@ -110,8 +110,8 @@ class Publisher:
         lock = self._locks.setdefault(run_id, asyncio.Lock())
         async with lock:
             run = await self._store.runs.get(run_id)
-            if run is None:
-                return
+            if run is None or run.thread_ts is None:
+                return  # its root message is not posted yet
             for event in await self._store.runs.unposted_events(run_id):
                 try:
                     ts = await self._publish(run, event)

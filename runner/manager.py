@@ -33,6 +33,7 @@ from store.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_RECOVERIES = 3
+HOLD_OWNER = "front-end"
 MAX_TASK_CHARS = 4000
 MIN_SECRET_CHARS = 8
 MAX_SECRET_CHARS = 512
@@ -144,7 +145,11 @@ class RunManager:
         task: str,
         idempotency_key: str | None = None,
         thread_ts: str | None = None,
+        hold_s: float | None = None,
     ) -> StartResult:
+        """Create a queued run. With `hold_s`, no replica claims it until `release_hold`
+        (or `discard`) is called, or the hold lapses: the front end first makes the place
+        where the run will be shown, and a redelivered command finds the run already there."""
         task = task.strip()[:MAX_TASK_CHARS]
         running = await self.store.runs.count_by_status(RunStatus.RUNNING)
         ahead = await self.store.runs.count_by_status(RunStatus.QUEUED)
@@ -176,11 +181,18 @@ class RunManager:
             idempotency_key=idempotency_key,
             thread_ts=thread_ts,
             events=events,
+            hold=(HOLD_OWNER, utcnow() + timedelta(seconds=hold_s)) if hold_s else None,
         )
         if not created:
             return StartResult(run, False, 0)
         self._wake.set()
         return StartResult(run, True, ahead if busy else 0)
+
+    async def release_hold(self, run_id: str, *, thread_ts: str | None) -> bool:
+        return await self.store.runs.release_hold(run_id, owner=HOLD_OWNER, thread_ts=thread_ts)
+
+    async def discard(self, run_id: str) -> bool:
+        return await self.store.runs.discard(run_id, owner=HOLD_OWNER)
 
     async def cancel(self, run_id: str, *, user_id: str) -> CancelOutcome:
         run = await self.store.runs.get(run_id)

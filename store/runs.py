@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,9 +91,11 @@ class RunRepository(Repository):
         idempotency_key: str | None = None,
         thread_ts: str | None = None,
         events: list[tuple[str, dict[str, Any]]] | None = None,
+        hold: tuple[str, datetime] | None = None,
     ) -> tuple[Run, bool]:
         """Create a queued run with its first events (so nobody can see it without them);
-        the same idempotency key returns the first run and False."""
+        the same idempotency key returns the first run and False. `hold` (owner, until)
+        keeps replicas from claiming it until the front end has done its part."""
         row = RunRow(
             id=new_id(),
             workspace_id=workspace_id,
@@ -102,6 +104,8 @@ class RunRepository(Repository):
             task=task,
             thread_ts=thread_ts,
             status=RunStatus.QUEUED,
+            lease_owner=hold[0] if hold else None,
+            lease_expires_at=hold[1] if hold else None,
             idempotency_key=idempotency_key,
             turns=0,
             prompt_tokens=0,
@@ -124,8 +128,32 @@ class RunRepository(Repository):
             return existing, False
         if events:
             self._notify("event", row.id)
-        self._notify("run_ready", row.id)
+        if hold is None:
+            self._notify("run_ready", row.id)
         return to_run(row), True
+
+    async def release_hold(self, run_id: str, *, owner: str, thread_ts: str | None) -> bool:
+        """The front end is done (its thread exists): the run may now be claimed."""
+        released = await self.transition(
+            run_id,
+            expected=[RunStatus.QUEUED],
+            held_by=owner,
+            lease_owner=None,
+            lease_expires_at=None,
+            thread_ts=thread_ts,
+        )
+        if released:
+            self._notify("event", run_id)
+            self._notify("run_ready", run_id)
+        return bool(released)
+
+    async def discard(self, run_id: str, *, owner: str) -> bool:
+        """Delete a run that never got going (its front end could not show it)."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(RunRow).where(RunRow.id == run_id, RunRow.lease_owner == owner)
+            )
+            return result.rowcount == 1
 
     async def get(self, run_id: str) -> Run | None:
         async with self._sessions() as session:

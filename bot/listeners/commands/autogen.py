@@ -18,6 +18,7 @@ from store.records import FINISHED_STATUSES
 
 log = logging.getLogger(__name__)
 
+ROOT_POST_HOLD_S = 60.0
 NOT_IN_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
 CANCEL_ANSWERS = {
     CancelOutcome.CANCELLED: "Stopping run `{id}`.",
@@ -61,20 +62,29 @@ async def _start(
     task: str,
 ) -> None:
     key = f"cmd:{command['team_id']}:{command.get('trigger_id') or command.get('response_url')}"
-    if await services.store.runs.get_by_idempotency_key(key) is not None:
+    started = await services.runs.start_run(
+        workspace_id=command["team_id"],
+        channel_id=command["channel_id"],
+        requester_id=command["user_id"],
+        task=task,
+        idempotency_key=key,
+        hold_s=ROOT_POST_HOLD_S,
+    )
+    if not started.created:
         return  # a redelivery of a command that already started its run
     text, blocks = ui.root_message(
-        run_id="…", task=task, requester_id=command["user_id"], status="queued"
+        run_id=started.run.id, task=task, requester_id=command["user_id"], status="queued"
     )
     try:
         root = await client.chat_postMessage(
             channel=command["channel_id"],
             text=text,
-            blocks=blocks[:2],
+            blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,
         )
     except SlackApiError as exc:
+        await services.runs.discard(started.run.id)
         error = str(exc.response.get("error", ""))
         if error in NOT_IN_CHANNEL:
             await respond(
@@ -92,14 +102,7 @@ async def _start(
                 text=f"Slack refused the message ({error}); nothing was started.",
             )
         return
-    await services.runs.start_run(
-        workspace_id=command["team_id"],
-        channel_id=command["channel_id"],
-        requester_id=command["user_id"],
-        task=task,
-        idempotency_key=key,
-        thread_ts=root["ts"],
-    )
+    await services.runs.release_hold(started.run.id, thread_ts=root["ts"])
 
 
 async def _status(services: Services, team_id: str, user_id: str) -> list[dict[str, Any]]:

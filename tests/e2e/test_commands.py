@@ -1,0 +1,80 @@
+"""/autogen status, stop, credentials (and Delete), the Stop button, and a redelivered command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bot import ids
+from store import Store
+from tests.e2e.stack import AGENT_MODEL, running_stack
+from tests.e2e.test_slack_flow import KEY, _button, _start_and_add_key, _text_of
+
+
+async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> None:
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        gate_open = False
+
+        async def held(_request: dict) -> str | None:
+            return "TERMINATE" if gate_open else None
+
+        stack.llm.set_handler(AGENT_MODEL, held)
+        stack.llm.default(AGENT_MODEL, "Still working on it.")
+        await _start_and_add_key(stack, "Summarise the quarter")
+        await stack.slack.wait_for(lambda s: any("turn " in _text_of(m) for m in stack.thread()))
+
+        status, body, _ = await stack.command("status")
+        assert status == 200 and "Summarise the quarter" in body
+
+        # Someone else presses Stop on the root message: refused, nothing changes.
+        root = stack.root()
+        await stack.click(root, ids.STOP_RUN, user_id="U2")
+        await stack.slack.wait_for(lambda s: [e for e in s.ephemerals if e["user"] == "U2"])
+        status, body, _ = await stack.command("stop", user_id="U2")
+        await stack.slack.wait_for(lambda s: any(s.responses.values()))
+
+        status, body, _ = await stack.command("stop")
+        assert status == 200
+        replies = await stack.slack.wait_for(
+            lambda s: [r for rs in s.responses.values() for r in rs if "Stopping run" in str(r)]
+        )
+        assert replies
+        await stack.slack.wait_for(lambda s: "Cancelled" in _text_of(stack.root()), timeout=20)
+        assert _button(stack.root(), ids.STOP_RUN) is None
+
+        status, body, _ = await stack.command("credentials")
+        assert "openrouter" in body and KEY not in body
+        listing = json.loads(body)
+        message = {"blocks": listing["blocks"], "channel": "C1", "ts": "1700000000.000001"}
+        await stack.click(message, ids.CREDENTIAL_DELETE, user_id="U1", is_ephemeral=True)
+        after = await stack.slack.wait_for(
+            lambda s: [r for rs in s.responses.values() for r in rs if "no stored keys" in str(r)]
+        )
+        assert after
+        store = await Store.open(stack.settings)
+        try:
+            assert await store.credentials.list_for_user(workspace_id="T1", user_id="U1") == []
+        finally:
+            await store.close()
+        assert stack.slack.problems == []
+
+
+async def test_a_redelivered_command_starts_one_run(tmp_path: Path, secret_key: str) -> None:
+    from tests.e2e.stack import SIGNING_SECRET
+    from tests.fakes.slack_signing import slash_command
+
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        body, content_type = slash_command(
+            text="Draft a plan",
+            trigger_id="1111.2222.abc",
+            response_url=stack.slack.new_response_url(channel="C1"),
+        )
+        for retry in (None, 1):
+            status, _, _ = await stack.sender.post(
+                stack.url, body, content_type, SIGNING_SECRET, retry_num=retry
+            )
+            assert status == 200
+        await stack.slack.wait_for(
+            lambda s: any(_button(m, ids.CREDENTIAL_OPEN) for m in stack.thread())
+        )
+        assert len(stack.slack.channel_messages("C1")) == 1

@@ -1,0 +1,121 @@
+"""AUTO_APPLY, RUN_TIMEOUT_S, a switched-off verifier, and following a run's events."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import update
+
+from runner import events as ev
+from store import Store
+from store.crypto import Owner
+from store.models import RunRow, utcnow
+from store.records import RunStatus
+from store.settings import load_settings
+from tests.runner.helpers import (
+    FINISHED,
+    ScriptedVerifier,
+    manager,
+    replay_team_file,
+    verdict,
+    wait_for_status,
+)
+
+KEY = "sk-policy-key-00000003"
+
+
+async def _open(tmp_path: Path, secret_key: str, team: Path, **extra):
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/p.db",
+        server_secret_key=secret_key,
+        team_config=str(team),
+        **extra,
+    )
+    store = await Store.open(settings)
+    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    return settings, store
+
+
+async def test_auto_apply_decides_without_a_human(tmp_path: Path, secret_key: str) -> None:
+    team = replay_team_file(tmp_path, ["wrong"], ["TERMINATE"])
+    settings, store = await _open(tmp_path, secret_key, team, auto_apply="continue")
+    failing = verdict("fail", "Off topic.", [{"type": "continue", "label": "Go on", "params": {}}])
+    runs = manager(store, settings, ScriptedVerifier([failing, verdict()]))
+    await runs.start()
+    try:
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
+        run = await wait_for_status(store, started.run.id, FINISHED)
+        assert run.status == RunStatus.COMPLETED
+        events = await store.runs.events(run.id)
+        result = [e for e in events if e.kind == ev.ACTION_RESULT][0]
+        assert result.payload["auto"] is True and result.payload["type"] == "continue"
+        audit = await store.audit.list(workspace_id="T1")
+        assert any(a.action == "action_decided" and a.actor_id == "auto" for a in audit)
+    finally:
+        await runs.stop()
+        await store.close()
+
+
+async def test_run_timeout_fails_the_run(tmp_path: Path, secret_key: str) -> None:
+    team = replay_team_file(tmp_path, ["a"], ["b"])
+    settings, store = await _open(tmp_path, secret_key, team, run_timeout_s=10)
+    runs = manager(store, settings)
+    try:
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
+        # The run started long ago: its deadline has passed before the first turn.
+        async with store.engine.begin() as connection:
+            await connection.execute(
+                update(RunRow).values(started_at=utcnow() - timedelta(seconds=11))
+            )
+        await runs.start()
+        run = await wait_for_status(store, started.run.id, FINISHED)
+        assert run.status == RunStatus.FAILED
+        error = [e for e in await store.runs.events(run.id) if e.kind == ev.ERROR][-1]
+        assert error.payload["code"] == "timeout" and "RUN_TIMEOUT_S" in error.payload["text"]
+    finally:
+        await runs.stop()
+        await store.close()
+
+
+async def test_verifier_can_be_switched_off(tmp_path: Path, secret_key: str) -> None:
+    team = replay_team_file(tmp_path, ["a"], ["TERMINATE"])
+    settings, store = await _open(tmp_path, secret_key, team, verifier_enabled=False)
+    verifier = ScriptedVerifier([verdict("fail", "never asked")])
+    runs = manager(store, settings, verifier)
+    await runs.start()
+    try:
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
+        run = await wait_for_status(store, started.run.id, FINISHED)
+        kinds = [e.kind for e in await store.runs.events(run.id)]
+        assert run.status == RunStatus.COMPLETED and ev.VERIFIER_RESULT not in kinds
+        assert verifier.keys_seen == []
+    finally:
+        await runs.stop()
+        await store.close()
+
+
+async def test_follow_yields_every_event_in_order_until_finished(
+    tmp_path: Path, secret_key: str
+) -> None:
+    team = replay_team_file(tmp_path, ["a"], ["TERMINATE"])
+    settings, store = await _open(tmp_path, secret_key, team)
+    runs = manager(store, settings)
+    await runs.start()
+    try:
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
+        followed = [event async for event in runs.follow(started.run.id)]
+        assert [e.seq for e in followed] == list(range(1, len(followed) + 1))
+        assert followed[0].kind == ev.RUN_STARTED and followed[-1].kind == ev.FINISHED
+        assert followed == await store.runs.events(started.run.id)
+    finally:
+        await runs.stop()
+        await store.close()

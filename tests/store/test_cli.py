@@ -1,0 +1,70 @@
+"""`python -m store rotate-keys | generate-key | migrate` as an operator runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+from store import Store
+from store.crypto import Owner
+from store.settings import load_settings
+from tests.conftest import PROJECT_ROOT
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SERVER_", "DATABASE_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "store", *args],
+        cwd=PROJECT_ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_generate_key_prints_a_fernet_key() -> None:
+    result = _cli("generate-key")
+    assert result.returncode == 0
+    Fernet(result.stdout.strip().encode())
+
+
+def test_rotate_keys_command_then_drop_the_old_key(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/cli.db"
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+
+    async def seed() -> None:
+        store = await Store.open(load_settings(database_url=url, server_secret_key=old))
+        await store.credentials.put(Owner("T1", "U1", "openrouter"), "sk-cli-secret", actor_id="U1")
+        await store.close()
+
+    asyncio.run(seed())
+    result = _cli("rotate-keys", DATABASE_URL=url, SERVER_SECRET_KEY=f"{new},{old}")
+    assert result.returncode == 0, result.stderr
+    assert "re-encrypted 1 credential(s)" in result.stdout
+    assert "sk-cli-secret" not in result.stdout + result.stderr
+
+    async def read() -> str | None:
+        store = await Store.open(load_settings(database_url=url, server_secret_key=new))
+        try:
+            return await store.credentials.reveal(Owner("T1", "U1", "openrouter"), actor_id="t")
+        finally:
+            await store.close()
+
+    assert asyncio.run(read()) == "sk-cli-secret"
+
+
+def test_bad_key_is_one_clear_line(tmp_path: Path) -> None:
+    result = _cli(
+        "migrate", DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db", SERVER_SECRET_KEY="nope"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: SERVER_SECRET_KEY entry 1 is not a valid Fernet key "
+        "(32 url-safe base64-encoded bytes)"
+    ]

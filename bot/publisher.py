@@ -186,6 +186,7 @@ class Publisher:
         if kind == ev.ERROR:
             return await self._post(run, *ui.error(str(payload.get("text", ""))))
         if kind == ev.FINISHED:
+            await self._close_open_prompts(run)
             return await self._post(run, *ui.summary(payload))
         log.warning("unknown event kind %s skipped", kind, extra={"run_id": run.id})
         return None
@@ -205,6 +206,28 @@ class Publisher:
             return agent.slack_ts
         context = ui.verdict_context(payload).to_dict()
         return await self._post(run, str(payload.get("verdict")), [context])
+
+    async def _close_open_prompts(self, run: Run) -> None:
+        """A finished run leaves no live buttons: unanswered key requests and undecided
+        offers are rewritten as closed, so nobody clicks into a run that is over."""
+        events = await self._store.runs.events(run.id)
+        answered = {e.payload.get("request_id") for e in events if e.kind == ev.CREDENTIAL_RECEIVED}
+        decided = {e.payload.get("offer_id") for e in events if e.kind == ev.ACTION_RESULT}
+        for event in events:
+            if not event.slack_ts:
+                continue
+            if event.kind == ev.CREDENTIAL_REQUEST and event.payload["request_id"] not in answered:
+                text, blocks = ui.credential_closed(
+                    provider=event.payload["provider"], status="the run ended"
+                )
+            elif event.kind == ev.ACTIONS_OFFERED and event.payload["offer_id"] not in decided:
+                text, blocks = ui.actions_closed(reason=event.payload.get("reason", ""))
+            else:
+                continue
+            try:
+                await self._update(run, event.slack_ts, text, blocks)
+            except (SlackUnavailable, SlackRefused) as exc:
+                log.warning("could not close a prompt (%s)", exc, extra={"run_id": run.id})
 
     async def _find(
         self, run_id: str, kind: str, key: str, payload: dict[str, Any]

@@ -332,11 +332,15 @@ class RunExecutor:
             run_id=run.id,
             specs=specs,
             event_payload={"reason": verdict.reason},
+            expected=RUNNING,
+            held_by=self._owner,
             status=RunStatus.WAITING_APPROVAL,
             lease_owner=None,
             lease_expires_at=None,
             **totals.columns(),
         )
+        if offered is None:
+            raise RunLost()
         if self._auto_apply is not None:
             for action in offered[1]:
                 if action.type in self._settings.auto_apply:
@@ -362,6 +366,7 @@ class RunExecutor:
             reason=reason,
             expires_at=utcnow() + timedelta(seconds=self._settings.credential_timeout_s),
             event_payload={"rejected": rejected},
+            expected=RUNNING,
             status=RunStatus.WAITING_CREDENTIAL,
             resume_input=resume_input,
             lease_owner=None,

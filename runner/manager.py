@@ -361,14 +361,16 @@ class RunManager:
                 ],
             )
         elif action.type == "request_credential":
-            await self.store.runs.append_event(run.id, *result_event)
             provider = str(action.params.get("provider") or self.settings.llm_provider)
+            provider = provider.strip().lower()[:64] or self.settings.llm_provider
+            await self.store.runs.append_event(run.id, *result_event)
             await self.store.credentials.request_and_wait(
                 run_id=run.id,
                 held_by=None,
+                expected=waiting,
                 workspace_id=run.workspace_id,
                 user_id=run.requester_id,
-                provider=provider.strip().lower()[:64],
+                provider=provider,
                 reason=str(action.params.get("reason") or "The verifier suggested it."),
                 expires_at=utcnow() + timedelta(seconds=self.settings.credential_timeout_s),
                 event_payload={"rejected": False},

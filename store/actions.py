@@ -12,7 +12,7 @@ from store.audit import add_audit
 from store.base import Repository, new_id
 from store.models import OfferedActionRow, RunRow, utcnow
 from store.records import ActionStatus, OfferedAction, RunEvent, RunStatus
-from store.runs import add_event, to_event
+from store.runs import add_event, guarded_update, to_event
 
 
 def _action(row: OfferedActionRow) -> OfferedAction:
@@ -62,10 +62,13 @@ class ActionRepository(Repository):
         run_id: str,
         specs: list[ActionSpec],
         event_payload: dict[str, Any],
+        expected: list[RunStatus] | None = None,
+        held_by: str | None = None,
         **run_changes: Any,
-    ) -> tuple[RunEvent, list[OfferedAction]]:
+    ) -> tuple[RunEvent, list[OfferedAction]] | None:
         """Store a set of buttons, the `actions_offered` event naming them, and the run's
-        change (usually to waiting_approval), all in one transaction."""
+        change (usually to waiting_approval), all in one transaction; None (nothing written)
+        when the run is no longer as `expected` / held by `held_by`."""
         offer_id = new_id()
         rows = [
             OfferedActionRow(
@@ -88,15 +91,14 @@ class ActionRepository(Repository):
             ],
         }
         async with self._sessions.begin() as session:
+            changed = await guarded_update(
+                session, run_id, expected=expected, held_by=held_by, changes=run_changes
+            )
+            if not changed:
+                return None
             session.add_all(rows)
             await session.flush()
             event = await add_event(session, run_id, "actions_offered", payload)
-            if run_changes:
-                await session.execute(
-                    update(RunRow)
-                    .where(RunRow.id == run_id)
-                    .values(updated_at=utcnow(), **run_changes)
-                )
             recorded = to_event(event)
         self._notify("event", run_id)
         return recorded, [_action(row) for row in rows]

@@ -19,7 +19,7 @@ from store.base import Listener, Repository, new_id
 from store.crypto import CredentialCipher, Owner
 from store.models import CredentialRequestRow, CredentialRow, RunRow, utcnow
 from store.records import CredentialInfo, CredentialRequest, RequestStatus, RunStatus
-from store.runs import add_event
+from store.runs import add_event, guarded_update
 
 WORKSPACE_USER = "*"
 """The user id that marks a workspace-wide credential."""
@@ -193,10 +193,12 @@ class CredentialRepository(Repository):
         reason: str,
         expires_at: datetime,
         event_payload: dict[str, Any],
+        expected: list[RunStatus] | None = None,
         **run_changes: Any,
     ) -> CredentialRequest | None:
         """Open a request, append its `credential_request` event and park the run, in one
-        transaction. None when the run is no longer held by `held_by` (cancelled meanwhile)."""
+        transaction. None (nothing written) when the run is no longer as `expected` or held
+        by `held_by` (cancelled meanwhile)."""
         row = CredentialRequestRow(
             id=new_id(),
             run_id=run_id,
@@ -207,12 +209,11 @@ class CredentialRepository(Repository):
             status=RequestStatus.PENDING,
             expires_at=expires_at,
         )
-        query = update(RunRow).where(RunRow.id == run_id)
-        if held_by is not None:
-            query = query.where(RunRow.lease_owner == held_by)
         async with self._sessions.begin() as session:
-            result = await session.execute(query.values(updated_at=utcnow(), **run_changes))
-            if result.rowcount != 1:
+            changed = await guarded_update(
+                session, run_id, expected=expected, held_by=held_by, changes=run_changes
+            )
+            if not changed:
                 return None
             session.add(row)
             await session.flush()

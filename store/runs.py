@@ -71,6 +71,25 @@ async def add_event(
     return row
 
 
+async def guarded_update(
+    session: AsyncSession,
+    run_id: str,
+    *,
+    expected: Iterable[RunStatus] | None,
+    held_by: str | None,
+    changes: dict[str, Any],
+) -> bool:
+    """Change a run only from `expected` statuses and while replica `held_by` holds it: the
+    compare-and-set every writer uses, so a cancel from anywhere wins at the next write."""
+    query = update(RunRow).where(RunRow.id == run_id)
+    if expected is not None:
+        query = query.where(RunRow.status.in_([str(s) for s in expected]))
+    if held_by is not None:
+        query = query.where(RunRow.lease_owner == held_by)
+    result = await session.execute(query.values(updated_at=utcnow(), **_finishing(changes)))
+    return result.rowcount == 1
+
+
 def _finishing(changes: dict[str, Any]) -> dict[str, Any]:
     status = changes.get("status")
     if status is not None and RunStatus(status) in FINISHED_STATUSES:
@@ -208,15 +227,11 @@ class RunRepository(Repository):
         Returns the appended events (or True with none) on success, False when the run was
         not in an expected state: a compare-and-set that replicas can race on safely.
         """
-        changes = _finishing(dict(changes))
-        query = update(RunRow).where(RunRow.id == run_id)
-        if expected is not None:
-            query = query.where(RunRow.status.in_([str(s) for s in expected]))
-        if held_by is not None:
-            query = query.where(RunRow.lease_owner == held_by)
         async with self._sessions.begin() as session:
-            result = await session.execute(query.values(updated_at=utcnow(), **changes))
-            if result.rowcount != 1:
+            changed = await guarded_update(
+                session, run_id, expected=expected, held_by=held_by, changes=dict(changes)
+            )
+            if not changed:
                 return False
             appended = [await add_event(session, run_id, *event) for event in events or []]
             recorded = [to_event(row) for row in appended]

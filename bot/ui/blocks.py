@@ -162,6 +162,14 @@ def action_decided(*, reason: str, label: str, decided_by: str, auto: bool) -> M
     return plain(f"{label}: {who}"), _dicts(*blocks)
 
 
+def actions_closed(*, reason: str) -> Message:
+    blocks = [
+        _section(f":raised_hand: *The verifier suggested a decision.*\n{escape(reason)[:2000]}"),
+        _context("Closed: the run ended before anyone decided."),
+    ]
+    return plain("The run ended before anyone decided."), _dicts(*blocks)
+
+
 def info(text: str) -> Message:
     return plain(text), _dicts(_context(f":information_source: {escape(text)}"))
 

@@ -53,6 +53,8 @@ def test_every_builder_is_valid_with_hostile_input() -> None:
             ],
         ),
         ui.action_decided(reason=HOSTILE, label="Fix", decided_by="U2", auto=False),
+        ui.actions_closed(reason=HOSTILE),
+        ui.credential_closed(provider="openrouter", status="expired"),
         ui.info(HOSTILE),
         ui.error(HOSTILE),
         ui.summary(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -13,13 +14,16 @@ from tests.e2e.test_slack_flow import KEY, _button, _start_and_add_key, _text_of
 
 async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> None:
     async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
-        gate_open = False
+        calls = 0
 
-        async def held(_request: dict) -> str | None:
-            return "TERMINATE" if gate_open else None
+        async def slow_after_first(_request: dict) -> str:
+            nonlocal calls
+            calls += 1
+            if calls > 1:
+                await asyncio.sleep(60)  # still thinking when the user stops the run
+            return "Still working on it."
 
-        stack.llm.set_handler(AGENT_MODEL, held)
-        stack.llm.default(AGENT_MODEL, "Still working on it.")
+        stack.llm.set_handler(AGENT_MODEL, slow_after_first)
         await _start_and_add_key(stack, "Summarise the quarter")
         await stack.slack.wait_for(lambda s: any("turn " in _text_of(m) for m in stack.thread()))
 
@@ -41,6 +45,7 @@ async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> N
         assert replies
         await stack.slack.wait_for(lambda s: "Cancelled" in _text_of(stack.root()), timeout=20)
         assert _button(stack.root(), ids.STOP_RUN) is None
+        assert not any(_button(m, ids.APPROVE_PREFIX) for m in stack.thread())
 
         status, body, _ = await stack.command("credentials")
         assert "openrouter" in body and KEY not in body
@@ -78,3 +83,29 @@ async def test_a_redelivered_command_starts_one_run(tmp_path: Path, secret_key: 
             lambda s: any(_button(m, ids.CREDENTIAL_OPEN) for m in stack.thread())
         )
         assert len(stack.slack.channel_messages("C1")) == 1
+
+
+async def test_cancel_while_waiting_for_a_key_closes_the_button(
+    tmp_path: Path, secret_key: str
+) -> None:
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        await stack.command("Something that needs a key")
+        request_message = await stack.slack.wait_for(
+            lambda s: next((m for m in stack.thread() if _button(m, ids.CREDENTIAL_OPEN)), None)
+        )
+        request_message = dict(request_message)
+        status, _, _ = await stack.command("stop")
+        assert status == 200
+        await stack.slack.wait_for(
+            lambda s: "closed" in _text_of(s.messages[("C1", request_message["ts"])]), timeout=20
+        )
+        assert (
+            _button(stack.slack.messages[("C1", request_message["ts"])], ids.CREDENTIAL_OPEN)
+            is None
+        )
+        # A click on the stale button is refused politely.
+        await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U1")
+        refusal = await stack.slack.wait_for(
+            lambda s: [e for e in s.ephemerals if e["user"] == "U1"]
+        )
+        assert "closed" in refusal[-1]["text"] and stack.slack.views_opened == []

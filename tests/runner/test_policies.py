@@ -119,3 +119,43 @@ async def test_follow_yields_every_event_in_order_until_finished(
     finally:
         await runs.stop()
         await store.close()
+
+
+async def test_request_credential_action_asks_then_resumes(tmp_path: Path, secret_key: str) -> None:
+    team = replay_team_file(tmp_path, ["I need GitHub access."], ["TERMINATE"])
+    settings, store = await _open(tmp_path, secret_key, team)
+    ask = verdict(
+        "fail",
+        "The worker needs GitHub.",
+        [
+            {
+                "type": "request_credential",
+                "label": "Ask for GitHub",
+                "params": {"provider": "GitHub"},
+            }
+        ],
+    )
+    runs = manager(store, settings, ScriptedVerifier([ask, verdict(), verdict()]))
+    await runs.start()
+    try:
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
+        parked = await wait_for_status(store, started.run.id, {RunStatus.WAITING_APPROVAL})
+        offer = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED][-1]
+        await runs.decide(offer.payload["actions"][0]["id"], user_id="UREQ")
+        waiting = await wait_for_status(store, parked.id, {RunStatus.WAITING_CREDENTIAL})
+        request = [
+            e for e in await store.runs.events(waiting.id) if e.kind == ev.CREDENTIAL_REQUEST
+        ]
+        assert request[-1].payload["provider"] == "github"
+        await runs.submit_credential(
+            request[-1].payload["request_id"], user_id="UREQ", secret="ghp-token-123456"
+        )
+        run = await wait_for_status(store, parked.id, FINISHED)
+        assert run.status == RunStatus.COMPLETED
+        assert await store.credentials.exists(Owner("T1", "UREQ", "github"))
+        assert "github credential is now available" in (run.team_state or "")
+    finally:
+        await runs.stop()
+        await store.close()

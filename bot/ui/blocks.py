@@ -124,10 +124,10 @@ def credential_request(
 
 def credential_received(*, user_id: str, provider: str) -> Message:
     text = (
-        f":white_check_mark: <@{user_id}> added a {escape(provider)} key "
+        f":white_check_mark: <@{user_id}> added their {escape(provider)} key "
         "(stored encrypted). Resuming…"
     )
-    return plain(f"A {provider} key was received. Resuming."), _dicts(_section(text))
+    return plain(f"Key received for {provider}. Resuming."), _dicts(_section(text))
 
 
 def credential_closed(*, provider: str, status: str) -> Message:

@@ -92,7 +92,8 @@ async def test_full_run_from_slash_command_to_summary(tmp_path: Path, secret_key
         thread = stack.thread()
         texts = [_text_of(m) for m in thread]
         assert (
-            "added a openrouter key" in texts[0] and _button(thread[0], ids.CREDENTIAL_OPEN) is None
+            "added their openrouter key" in texts[0]
+            and _button(thread[0], ids.CREDENTIAL_OPEN) is None
         )
         agent_messages = [m for m in thread if "turn " in _text_of(m)]
         assert [

@@ -187,3 +187,14 @@ async def test_token_budget_stops_the_run(tmp_path: Path, secret_key: str) -> No
         finally:
             await runs.stop()
             await store.close()
+
+
+async def test_default_team_ends_only_when_the_reviewer_says_terminate(stack) -> None:
+    llm, store, runs = stack
+    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    llm.script(AGENT, ["1. Plan.", "Done, TERMINATE", "Approved. TERMINATE"])
+    llm.default(VERIFIER, _verdict())
+    run = await wait_for_status(store, await _start(runs), FINISHED)
+    events = await store.runs.events(run.id)
+    sources = [e.payload["source"] for e in events if e.kind == ev.AGENT_MESSAGE]
+    assert sources == ["planner", "worker", "reviewer"] and run.status == RunStatus.COMPLETED

@@ -24,6 +24,7 @@ from autogen_core.tools import FunctionTool
 
 from runner import events as ev
 from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
+from runner.outcome import Totals, closing_events
 from runner.redact import redact
 from runner.team import TURN_BOUNDARY_REASON, TeamConfigError, build_team, read_team_config
 from runner.verifier import Verifier, VerifierResult
@@ -74,28 +75,6 @@ def credential_tool(store: Store, run: Run, requests: ToolRequests) -> FunctionT
             "Returns only whether it is available, never the value."
         ),
     )
-
-
-@dataclass
-class Totals:
-    turns: int
-    prompt_tokens: int
-    completion_tokens: int
-
-    def add(self, prompt: int, completion: int) -> None:
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def columns(self) -> dict[str, int]:
-        return {
-            "turns": self.turns,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-        }
 
 
 class RunExecutor:
@@ -161,7 +140,7 @@ class RunExecutor:
             return
         next_input: str | None = run.resume_input if run.team_state else run.task
         history = await self._recent_messages(run)
-        totals = Totals(run.turns, run.prompt_tokens, run.completion_tokens)
+        totals = Totals.of(run)
         pending = await self._unverified_message(run)
         if pending is not None:
             verdict = await self._verify(run, key.value, history[:-1], pending, totals)
@@ -426,13 +405,8 @@ class RunExecutor:
         current = await self._store.runs.get(run.id)
         if current is None:
             return
-        totals = totals or Totals(current.turns, current.prompt_tokens, current.completion_tokens)
-        started = current.started_at or current.created_at
-        events: list[tuple[str, dict[str, Any]]] = []
-        if error is not None:
-            events.append((ev.ERROR, {"code": error[0], "text": error[1]}))
-        events.append((ev.FINISHED, finished_payload(status, outcome, totals, started, None)))
-        await self._store.actions.supersede_open(run.id)
+        totals = totals or Totals.of(current)
+        events = closing_events(current, status, outcome, totals=totals, error=error)
         result = await self._store.runs.transition(
             run.id,
             expected=[RunStatus.RUNNING, RunStatus.QUEUED, *WAITING],
@@ -469,20 +443,6 @@ class RunExecutor:
 
 WAITING = [RunStatus.WAITING_CREDENTIAL, RunStatus.WAITING_APPROVAL]
 _FALLBACK_LABELS = {"continue": "Continue anyway", "stop": "Stop the run"}
-
-
-def finished_payload(
-    status: RunStatus, outcome: str, totals: Totals, started: Any, cancelled_by: str | None
-) -> dict[str, Any]:
-    return {
-        "status": str(status),
-        "outcome": outcome,
-        "turns": totals.turns,
-        "prompt_tokens": totals.prompt_tokens,
-        "completion_tokens": totals.completion_tokens,
-        "duration_s": round((utcnow() - started).total_seconds(), 1),
-        "cancelled_by": cancelled_by,
-    }
 
 
 def _outcome(history: list[tuple[str, str]]) -> str:

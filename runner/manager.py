@@ -20,8 +20,9 @@ from enum import StrEnum
 from autogen_core import CancellationToken
 
 from runner import events as ev
-from runner.executor import WAITING, RunExecutor, RunLost, Totals, finished_payload
+from runner.executor import WAITING, RunExecutor, RunLost
 from runner.llm import openai_verifier_factory
+from runner.outcome import closing_events
 from runner.verifier import ClientFactory, Verifier
 from store import Store
 from store.actions import Decision, DecisionOutcome, may_decide
@@ -205,34 +206,19 @@ class RunManager:
         if run.status in FINISHED_STATUSES:
             return CancelOutcome.ALREADY_FINISHED
         outcome = f"Cancelled by <@{user_id}>."
-        totals = Totals(run.turns, run.prompt_tokens, run.completion_tokens)
         done = await self.store.runs.transition(
             run_id,
             expected=[s for s in RunStatus if s not in FINISHED_STATUSES],
             status=RunStatus.CANCELLED,
             cancelled_by=user_id,
             outcome=outcome,
-            events=[
-                (
-                    ev.FINISHED,
-                    finished_payload(
-                        RunStatus.CANCELLED,
-                        outcome,
-                        totals,
-                        run.started_at or run.created_at,
-                        user_id,
-                    ),
-                )
-            ],
+            events=closing_events(run, RunStatus.CANCELLED, outcome, cancelled_by=user_id),
         )
         if done is False:
             return CancelOutcome.ALREADY_FINISHED
         local = self._tasks.get(run_id)
         if local is not None:
             local[1].cancel()
-        await self.store.actions.supersede_open(run_id)
-        for request in await self.store.credentials.pending_requests(run_id=run_id):
-            await self.store.credentials.resolve_request(request.id, RequestStatus.CANCELLED)
         await self.store.audit.record(
             workspace_id=run.workspace_id,
             actor_id=user_id,
@@ -340,25 +326,12 @@ class RunManager:
             )
         elif action.type == "stop":
             outcome = "Stopped on the verifier's advice."
-            totals = Totals(run.turns, run.prompt_tokens, run.completion_tokens)
             await self.store.runs.transition(
                 run.id,
                 expected=waiting,
                 status=RunStatus.COMPLETED,
                 outcome=outcome,
-                events=[
-                    result_event,
-                    (
-                        ev.FINISHED,
-                        finished_payload(
-                            RunStatus.COMPLETED,
-                            outcome,
-                            totals,
-                            run.started_at or run.created_at,
-                            None,
-                        ),
-                    ),
-                ],
+                events=[result_event, *closing_events(run, RunStatus.COMPLETED, outcome)],
             )
         elif action.type == "request_credential":
             provider = str(action.params.get("provider") or self.settings.llm_provider)
@@ -445,25 +418,14 @@ class RunManager:
                     f"The run was interrupted {run.recoveries} times while running and "
                     "was not resumed again."
                 )
-                totals = Totals(run.turns, run.prompt_tokens, run.completion_tokens)
                 await self.store.runs.transition(
                     run.id,
                     expected=[RunStatus.RUNNING],
                     status=RunStatus.INTERRUPTED,
                     outcome=text,
-                    events=[
-                        (ev.ERROR, {"code": "interrupted", "text": text}),
-                        (
-                            ev.FINISHED,
-                            finished_payload(
-                                RunStatus.INTERRUPTED,
-                                text,
-                                totals,
-                                run.started_at or run.created_at,
-                                None,
-                            ),
-                        ),
-                    ],
+                    events=closing_events(
+                        run, RunStatus.INTERRUPTED, text, error=("interrupted", text)
+                    ),
                 )
                 continue
             where = "from its last saved turn" if run.team_state else "from the start"
@@ -495,21 +457,14 @@ class RunManager:
                 f"No {request.provider} key arrived within "
                 f"{self.settings.credential_timeout_s} s (CREDENTIAL_TIMEOUT_S); the run ended."
             )
-            totals = Totals(run.turns, run.prompt_tokens, run.completion_tokens)
             await self.store.runs.transition(
                 run.id,
                 expected=WAITING,
                 status=RunStatus.FAILED,
                 outcome=text,
-                events=[
-                    (ev.ERROR, {"code": "credential_timeout", "text": text}),
-                    (
-                        ev.FINISHED,
-                        finished_payload(
-                            RunStatus.FAILED, text, totals, run.started_at or run.created_at, None
-                        ),
-                    ),
-                ],
+                events=closing_events(
+                    run, RunStatus.FAILED, text, error=("credential_timeout", text)
+                ),
             )
 
 

@@ -173,19 +173,6 @@ class ActionRepository(Repository):
             await session.refresh(row)
             return Decision(DecisionOutcome.APPROVED, _action(row))
 
-    async def supersede_open(self, run_id: str) -> int:
-        """Close every open offer of a run (it was cancelled or finished)."""
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(OfferedActionRow)
-                .where(
-                    OfferedActionRow.run_id == run_id,
-                    OfferedActionRow.status == ActionStatus.OFFERED,
-                )
-                .values(status=ActionStatus.SUPERSEDED, decided_at=utcnow())
-            )
-            return result.rowcount
-
     async def mark_applied(self, action_id: str) -> bool:
         async with self._sessions.begin() as session:
             result = await session.execute(

@@ -51,6 +51,21 @@ def _request(row: CredentialRequestRow) -> CredentialRequest:
     )
 
 
+def _pending_row(
+    run_id: str, workspace_id: str, user_id: str, provider: str, reason: str, expires_at: datetime
+) -> CredentialRequestRow:
+    return CredentialRequestRow(
+        id=new_id(),
+        run_id=run_id,
+        workspace_id=workspace_id,
+        user_id=user_id,
+        provider=provider,
+        reason=reason,
+        status=RequestStatus.PENDING,
+        expires_at=expires_at,
+    )
+
+
 class FulfilOutcome(StrEnum):
     STORED = "stored"
     NOT_FOUND = "not_found"
@@ -199,16 +214,7 @@ class CredentialRepository(Repository):
         """Open a request, append its `credential_request` event and park the run, in one
         transaction. None (nothing written) when the run is no longer as `expected` or held
         by `held_by` (cancelled meanwhile)."""
-        row = CredentialRequestRow(
-            id=new_id(),
-            run_id=run_id,
-            workspace_id=workspace_id,
-            user_id=user_id,
-            provider=provider,
-            reason=reason,
-            status=RequestStatus.PENDING,
-            expires_at=expires_at,
-        )
+        row = _pending_row(run_id, workspace_id, user_id, provider, reason, expires_at)
         async with self._sessions.begin() as session:
             changed = await guarded_update(
                 session, run_id, expected=expected, held_by=held_by, changes=run_changes
@@ -240,16 +246,7 @@ class CredentialRepository(Repository):
         reason: str,
         expires_at: datetime,
     ) -> CredentialRequest:
-        row = CredentialRequestRow(
-            id=new_id(),
-            run_id=run_id,
-            workspace_id=workspace_id,
-            user_id=user_id,
-            provider=provider,
-            reason=reason,
-            status=RequestStatus.PENDING,
-            expires_at=expires_at,
-        )
+        row = _pending_row(run_id, workspace_id, user_id, provider, reason, expires_at)
         async with self._sessions.begin() as session:
             session.add(row)
         return _request(row)

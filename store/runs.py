@@ -11,8 +11,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.base import Repository, new_id
-from store.models import RunEventRow, RunRow, utcnow
-from store.records import FINISHED_STATUSES, Run, RunEvent, RunStatus
+from store.models import CredentialRequestRow, OfferedActionRow, RunEventRow, RunRow, utcnow
+from store.records import (
+    FINISHED_STATUSES,
+    ActionStatus,
+    RequestStatus,
+    Run,
+    RunEvent,
+    RunStatus,
+)
 
 
 def to_run(row: RunRow) -> Run:
@@ -87,7 +94,31 @@ async def guarded_update(
     if held_by is not None:
         query = query.where(RunRow.lease_owner == held_by)
     result = await session.execute(query.values(updated_at=utcnow(), **_finishing(changes)))
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    status = changes.get("status")
+    if status is not None and RunStatus(status) in FINISHED_STATUSES:
+        await _close_open_waits(session, run_id)
+    return True
+
+
+async def _close_open_waits(session: AsyncSession, run_id: str) -> None:
+    """A finished run answers nothing more: its pending key requests and undecided offers
+    close in the same transaction, so no click or submission can slip in after the end."""
+    now = utcnow()
+    await session.execute(
+        update(CredentialRequestRow)
+        .where(
+            CredentialRequestRow.run_id == run_id,
+            CredentialRequestRow.status == RequestStatus.PENDING,
+        )
+        .values(status=RequestStatus.CANCELLED, resolved_at=now)
+    )
+    await session.execute(
+        update(OfferedActionRow)
+        .where(OfferedActionRow.run_id == run_id, OfferedActionRow.status == ActionStatus.OFFERED)
+        .values(status=ActionStatus.SUPERSEDED, decided_at=now)
+    )
 
 
 def _finishing(changes: dict[str, Any]) -> dict[str, Any]:

@@ -153,3 +153,25 @@ async def test_actions_single_use_and_fail_closed(store: Store) -> None:
     assert await store.actions.mark_applied(revise.id)
     audit = [e.action for e in await store.audit.list(workspace_id="T1")]
     assert audit.count("action_decided") == 1
+
+
+async def test_finishing_a_run_closes_its_waits_in_the_same_transaction(store: Store) -> None:
+    run = await _run(store)
+    await store.runs.transition(run.id, status=RunStatus.WAITING_APPROVAL)
+    request = await store.credentials.create_request(
+        run_id=run.id,
+        workspace_id="T1",
+        user_id="UREQ",
+        provider="github",
+        reason="r",
+        expires_at=utcnow() + timedelta(hours=1),
+    )
+    _, actions = await store.actions.offer(
+        run_id=run.id, specs=[ActionSpec("continue", "Go", {})], event_payload={"reason": "x"}
+    )
+    assert await store.runs.transition(run.id, status=RunStatus.CANCELLED)
+    closed = await store.credentials.get_request(request.id)
+    assert closed is not None and closed.status == RequestStatus.CANCELLED
+    assert (await store.actions.get(actions[0].id)).status == ActionStatus.SUPERSEDED
+    late = await store.credentials.fulfil(request.id, user_id="UREQ", secret="s", resume_input="")
+    assert late.outcome == FulfilOutcome.ALREADY_RESOLVED

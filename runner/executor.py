@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from autogen_agentchat.base import TaskResult, Team
@@ -77,6 +77,22 @@ def credential_tool(store: Store, run: Run, requests: ToolRequests) -> FunctionT
     )
 
 
+@dataclass
+class Turn:
+    """What one claimed run needs between turns; dropped when the run parks or ends."""
+
+    run: Run
+    key: str
+    team: Team
+    requests: ToolRequests
+    history: list[tuple[str, str]]
+    totals: Totals
+    deadline: datetime
+
+    def seconds_left(self) -> float:
+        return (self.deadline - utcnow()).total_seconds()
+
+
 class RunExecutor:
     def __init__(
         self,
@@ -111,6 +127,36 @@ class RunExecutor:
                 pass
 
     async def _execute(self, run: Run, token: CancellationToken) -> None:
+        turn = await self._prepare(run)
+        if turn is None:
+            return
+        pending = await self._unverified_message(run)
+        if pending is not None and await self._judge(turn, [pending]):
+            return
+        next_input: str | None = run.resume_input if run.team_state else run.task
+        while not await self._limit_reached(turn, next_input):
+            try:
+                messages, stop_reason = await asyncio.wait_for(
+                    self._one_turn(turn.team, next_input, token), timeout=turn.seconds_left()
+                )
+            except TimeoutError:
+                token.cancel()
+                await self._timed_out(run, turn.totals)
+                return
+            except asyncio.CancelledError:
+                if token.is_cancelled():
+                    raise RunLost() from None
+                raise
+            except Exception as exc:
+                await self._provider_failed(run, exc, next_input, turn.key, turn.totals)
+                return
+            next_input = None
+            judged = await self._record_turn(turn, messages)
+            if await self._judge(turn, judged) or await self._after_turn(turn, stop_reason):
+                return
+
+    async def _prepare(self, run: Run) -> Turn | None:
+        """The key and the team (from its saved state); None when the run had to park or end."""
         key = await resolve_llm_key(self._store, self._settings, run)
         if key is None:
             await self.wait_for_credential(
@@ -119,7 +165,7 @@ class RunExecutor:
                 reason="The agents need an LLM API key to start.",
                 resume_input=run.resume_input,
             )
-            return
+            return None
         requests = ToolRequests()
         try:
             team = build_team(
@@ -137,109 +183,112 @@ class RunExecutor:
                 "The team could not be loaded.",
                 error=("team_config", redact(str(exc), [key.value])),
             )
-            return
-        next_input: str | None = run.resume_input if run.team_state else run.task
-        history = await self._recent_messages(run)
-        totals = Totals.of(run)
-        pending = await self._unverified_message(run)
-        if pending is not None:
-            verdict = await self._verify(run, key.value, history[:-1], pending, totals)
-            if await self._after_verdict(run, verdict, totals):
-                return
+            return None
         started = run.started_at or utcnow()
-        deadline = started + timedelta(seconds=self._settings.run_timeout_s)
-        while True:
-            if self.draining:
-                await self._release(run, next_input)
-                return
-            if totals.turns >= self._settings.max_turns:
-                await self.finish(
-                    run,
-                    RunStatus.COMPLETED,
-                    f"Stopped at the turn limit (MAX_TURNS={self._settings.max_turns}).",
-                    totals=totals,
+        return Turn(
+            run=run,
+            key=key.value,
+            team=team,
+            requests=requests,
+            history=await self._recent_messages(run),
+            totals=Totals.of(run),
+            deadline=started + timedelta(seconds=self._settings.run_timeout_s),
+        )
+
+    async def _limit_reached(self, turn: Turn, next_input: str | None) -> bool:
+        """Before each turn: shutting down, MAX_TURNS, RUN_TIMEOUT_S. True when it ended here."""
+        if self.draining:
+            await self._release(turn.run, next_input)
+            return True
+        if turn.totals.turns >= self._settings.max_turns:
+            await self.finish(
+                turn.run,
+                RunStatus.COMPLETED,
+                f"Stopped at the turn limit (MAX_TURNS={self._settings.max_turns}).",
+                totals=turn.totals,
+            )
+            return True
+        if turn.seconds_left() <= 0:
+            await self._timed_out(turn.run, turn.totals)
+            return True
+        return False
+
+    async def _record_turn(
+        self, turn: Turn, messages: list[BaseChatMessage]
+    ) -> list[tuple[int, tuple[str, str]]]:
+        """Save the turn's messages and the team state in one transaction, so a crash can
+        neither lose a message nor replay one."""
+        state = json.dumps(await turn.team.save_state())
+        for message in messages:
+            if message.models_usage is not None:
+                turn.totals.add(
+                    message.models_usage.prompt_tokens, message.models_usage.completion_tokens
                 )
-                return
-            remaining = (deadline - utcnow()).total_seconds()
-            if remaining <= 0:
-                await self._timed_out(run, totals)
-                return
-            try:
-                messages, stop_reason = await asyncio.wait_for(
-                    self._one_turn(team, next_input, token), timeout=remaining
+        if messages:
+            turn.totals.turns += 1
+        spoken = [(m.source, redact(m.to_text(), [turn.key]), type(m).__name__) for m in messages]
+        appended = await self._write(
+            turn.run,
+            [
+                (
+                    ev.AGENT_MESSAGE,
+                    {
+                        "source": source,
+                        "content": content,
+                        "turn": turn.totals.turns,
+                        "message_type": message_type,
+                    },
                 )
-            except TimeoutError:
-                token.cancel()
-                await self._timed_out(run, totals)
-                return
-            except asyncio.CancelledError:
-                if token.is_cancelled():
-                    raise RunLost() from None
-                raise
-            except Exception as exc:
-                await self._provider_failed(run, exc, next_input, key.value, totals)
-                return
-            next_input = None
-            state = json.dumps(await team.save_state())
-            judged: list[tuple[int, tuple[str, str]]] = []
-            for message in messages:
-                if message.models_usage is not None:
-                    totals.add(
-                        message.models_usage.prompt_tokens, message.models_usage.completion_tokens
-                    )
-            if messages:
-                totals.turns += 1
-            for index, message in enumerate(messages):
-                content = redact(message.to_text(), [key.value])
-                last = index == len(messages) - 1
-                extra: dict[str, Any] = (
-                    {"team_state": state, "resume_input": None, **totals.columns()} if last else {}
-                )
-                appended = await self._write(
-                    run,
-                    [
-                        (
-                            ev.AGENT_MESSAGE,
-                            {
-                                "source": message.source,
-                                "content": content,
-                                "turn": totals.turns,
-                                "message_type": type(message).__name__,
-                            },
-                        )
-                    ],
-                    **extra,
-                )
-                judged.append((appended[0].seq, (message.source, content)))
-            if not messages:
-                await self._write(run, [], team_state=state, resume_input=None)
-            for seq, message in judged:
-                verdict = await self._verify(run, key.value, history, (seq, message), totals)
-                history.append(message)
-                if await self._after_verdict(run, verdict, totals):
-                    return
-            if self._settings.run_token_budget and totals.tokens >= self._settings.run_token_budget:
-                text = (
-                    f"The run used {totals.tokens} tokens, over its budget of "
-                    f"{self._settings.run_token_budget} (RUN_TOKEN_BUDGET)."
-                )
-                await self.finish(
-                    run, RunStatus.FAILED, text, totals=totals, error=("token_budget", text)
-                )
-                return
-            if requests.wanted:
-                provider, reason = requests.wanted[0]
-                requests.wanted.clear()
-                await self.wait_for_credential(
-                    run,
-                    provider=provider,
-                    reason=reason,
-                    resume_input=f"The {provider} credential is now available. Continue the task.",
-                )
-                return
-            if stop_reason != TURN_BOUNDARY_REASON:
-                await self.finish(run, RunStatus.COMPLETED, _outcome(history), totals=totals)
-                return
+                for source, content, message_type in spoken
+            ],
+            team_state=state,
+            resume_input=None,
+            **turn.totals.columns(),
+        )
+        return [
+            (event.seq, (source, content))
+            for event, (source, content, _) in zip(appended, spoken, strict=True)
+        ]
+
+    async def _judge(self, turn: Turn, judged: list[tuple[int, tuple[str, str]]]) -> bool:
+        """Verify each new message; True when a failing verdict parked the run for approval."""
+        for seq, message in judged:
+            seen = bool(turn.history) and turn.history[-1] == message  # recovered after a crash
+            context = turn.history[:-1] if seen else turn.history
+            verdict = await self._verify(turn.run, turn.key, context, (seq, message), turn.totals)
+            if not seen:
+                turn.history.append(message)
+            if await self._after_verdict(turn.run, verdict, turn.totals):
+                return True
+        return False
+
+    async def _after_turn(self, turn: Turn, stop_reason: str | None) -> bool:
+        """After a turn: token budget, credentials the agents asked for, the team's own end."""
+        run, totals = turn.run, turn.totals
+        budget = self._settings.run_token_budget
+        if budget and totals.tokens >= budget:
+            text = (
+                f"The run used {totals.tokens} tokens, over its budget of {budget} "
+                "(RUN_TOKEN_BUDGET)."
+            )
+            await self.finish(
+                run, RunStatus.FAILED, text, totals=totals, error=("token_budget", text)
+            )
+            return True
+        if turn.requests.wanted:
+            provider, reason = turn.requests.wanted[0]
+            turn.requests.wanted.clear()
+            await self.wait_for_credential(
+                run,
+                provider=provider,
+                reason=reason,
+                resume_input=f"The {provider} credential is now available. Continue the task.",
+            )
+            return True
+        if stop_reason != TURN_BOUNDARY_REASON:
+            await self.finish(run, RunStatus.COMPLETED, _outcome(turn.history), totals=totals)
+            return True
+        return False
 
     async def _one_turn(
         self, team: Team, task: str | None, token: CancellationToken

@@ -69,7 +69,12 @@ async def serve(
         if settings.socket_mode:
             assert settings.slack_app_token is not None
             handler = AsyncSocketModeHandler(
-                app, settings.slack_app_token.get_secret_value(), web_client=web_client(settings)
+                app,
+                settings.slack_app_token.get_secret_value(),
+                # Bolt would hand the client its own logger; this one stays at INFO (logs.py),
+                # so raw frames, which can carry a key, are never even formatted.
+                logger=logging.getLogger("slack_sdk.socket_mode.aiohttp"),
+                web_client=web_client(settings),
             )
             await handler.connect_async()
             log.info("Socket Mode connected; waiting for /autogen")

@@ -26,7 +26,13 @@ from runner import events as ev
 from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
 from runner.outcome import Totals, closing_events
 from runner.redact import redact
-from runner.team import TURN_BOUNDARY_REASON, TeamConfigError, build_team, read_team_config
+from runner.team import (
+    TURN_BOUNDARY_REASON,
+    TeamConfigError,
+    build_team,
+    close_team,
+    read_team_config,
+)
 from runner.verifier import Verifier, VerifierResult
 from store import Store
 from store.actions import ActionSpec
@@ -130,6 +136,13 @@ class RunExecutor:
         turn = await self._prepare(run)
         if turn is None:
             return
+        try:
+            await self._turns(turn, token)
+        finally:
+            await close_team(turn.team)
+
+    async def _turns(self, turn: Turn, token: CancellationToken) -> None:
+        run = turn.run
         pending = await self._unverified_message(run)
         if pending is not None and await self._judge(turn, [pending]):
             return

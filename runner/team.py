@@ -111,6 +111,17 @@ def build_team(
     return team
 
 
+async def close_team(team: Team) -> None:
+    """Close the model clients the team built (their HTTP connections), once it is dropped."""
+    clients = [getattr(agent, "_model_client", None) for agent in _participants(team)]
+    clients.append(getattr(team, "_model_client", None))  # SelectorGroupChat's own
+    for client in {id(c): c for c in clients if c is not None}.values():
+        try:
+            await client.close()
+        except Exception:  # noqa: BLE001, S110 - closing is best effort
+            pass
+
+
 def _participants(team: Team) -> list[Any]:
     return list(getattr(team, "_participants", []))
 

@@ -15,6 +15,18 @@ Typical use::
         await slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 2)
         assert slack.problems == []
 
+Socket Mode is emulated too: give the emulator an app-level token
+(``SlackApiEmulator(app_token="xapp-test")``) and ``apps.connections.open`` hands the app a
+``ws://`` URL served here. The emulator greets each connection with ``hello`` like Slack,
+and a test plays Slack's part with ``await slack.socket_send("slash_commands", {...})``,
+which delivers an envelope and returns the app's acknowledgement::
+
+    async with SlackApiEmulator(app_token="xapp-test") as slack:
+        ...  # start the app in Socket Mode with SLACK_API_URL=slack.api_url
+        await slack.wait_for_socket()
+        ack = await slack.socket_send("slash_commands", {"command": "/autogen", ...})
+        assert "payload" not in ack  # a bare ack: the app answers later, via the Web API
+
 Block Kit checking combines three layers, because ``slack_sdk``'s models alone are lenient
 (see ``find_block_problems``): the SDK's own validators (lengths, counts, enums), a
 comparison of what was sent against what the SDK could model (to catch unknown block
@@ -31,10 +43,10 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMsgType, web
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
@@ -43,6 +55,8 @@ __all__ = [
     "FailureRule",
     "RecordedCall",
     "SlackApiEmulator",
+    "SocketConnection",
+    "SocketEnvelope",
     "find_block_problems",
     "find_message_problems",
     "find_view_problems",
@@ -75,6 +89,15 @@ _PLAIN_OPTION_ELEMENTS = frozenset(
 DEFAULT_BOT_TOKEN = "xoxb-test"
 _FIRST_TS_MICROS = 1_700_000_000_000_000
 _TS_STEP_MICROS = 100
+# Socket Mode: Slack shows the user an error when an envelope is not acknowledged in 3 s.
+SOCKET_ACK_DEADLINE_S = 3.0
+SOCKET_PATH = "/socket-mode/"
+# Methods that take the app-level token (xapp-...) instead of the bot token.
+_APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+# Envelope types an app may answer with a response payload (Slack sets
+# accepts_response_payload for these; interactive only for modal submissions and menus).
+_RESPONSE_PAYLOAD_INTERACTIONS = frozenset({"view_submission", "block_suggestion"})
+_VIEW_RESPONSE_ACTIONS = frozenset({"errors", "update", "push", "clear"})
 
 
 # ---------------------------------------------------------------------------
@@ -135,6 +158,48 @@ class FailureRule:
             return True
         assert self.ratio is not None and self.rng is not None
         return self.rng.random() < self.ratio
+
+
+@dataclass
+class SocketConnection:
+    """One websocket the app opened on a URL from ``apps.connections.open``.
+
+    ``received`` holds every JSON message the app sent on it (its acknowledgements).
+    """
+
+    id: str
+    ticket: str
+    opened_at: float
+    closed_at: float | None = None
+    received: list[JsonDict] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        return self.closed_at is None
+
+
+@dataclass
+class SocketEnvelope:
+    """One envelope delivered to the app over Socket Mode, and the ack it got (if any)."""
+
+    envelope: JsonDict
+    connection_id: str
+    sent_at: float
+    ack: JsonDict | None = None
+    acked_at: float | None = None
+
+    @property
+    def envelope_id(self) -> str:
+        return str(self.envelope["envelope_id"])
+
+    @property
+    def type(self) -> str:
+        return str(self.envelope["type"])
+
+    @property
+    def ack_latency(self) -> float | None:
+        """Seconds between sending the envelope and receiving its ack."""
+        return None if self.acked_at is None else self.acked_at - self.sent_at
 
 
 class _ApiError(Exception):
@@ -507,6 +572,7 @@ class SlackApiEmulator:
         self,
         *,
         bot_token: str = DEFAULT_BOT_TOKEN,
+        app_token: str | None = None,
         bot_user_id: str = "UBOT",
         bot_id: str = "BBOT",
         team_id: str = "T1",
@@ -517,6 +583,7 @@ class SlackApiEmulator:
         host: str = "127.0.0.1",
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.team_id = team_id
@@ -535,6 +602,8 @@ class SlackApiEmulator:
         self.views_opened: list[JsonDict] = []
         self.views_pushed: list[JsonDict] = []
         self.responses: dict[str, list[JsonDict]] = {}
+        self.socket_connections: list[SocketConnection] = []
+        self.socket_envelopes: list[SocketEnvelope] = []
 
         self._response_links: dict[str, tuple[str | None, str | None]] = {}
         self._failures: dict[str, list[FailureRule]] = {}
@@ -542,6 +611,13 @@ class SlackApiEmulator:
         self._ts_counter = itertools.count(1)
         self._view_counter = itertools.count(1)
         self._hook_counter = itertools.count(1)
+        self._ticket_counter = itertools.count(1)
+        self._connection_counter = itertools.count(1)
+        self._envelope_counter = itertools.count(1)
+        self._socket_tickets: set[str] = set()
+        self._sockets: dict[str, web.WebSocketResponse] = {}
+        self._envelopes_by_id: dict[str, SocketEnvelope] = {}
+        self._ack_waiters: dict[str, asyncio.Future[JsonDict]] = {}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._handlers: dict[str, Callable[[JsonDict], JsonDict]] = {
@@ -554,6 +630,7 @@ class SlackApiEmulator:
             "views.open": self._views_open,
             "views.push": self._views_push,
             "views.update": self._views_update,
+            "apps.connections.open": self._apps_connections_open,
         }
 
     # -- lifecycle -----------------------------------------------------------
@@ -570,6 +647,7 @@ class SlackApiEmulator:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{hook_id}", self._handle_response_url)
+        app.router.add_get(SOCKET_PATH + "{ticket}", self._handle_socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -577,6 +655,7 @@ class SlackApiEmulator:
         self._port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
+        await self._close_sockets()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -718,6 +797,8 @@ class SlackApiEmulator:
         for number, call in enumerate(self.calls[start:], start=start + 1):
             outcome = "ok" if call.ok else f"error={call.error}"
             lines.append(f"  #{number} {call.method} -> {call.status} {outcome} {_brief(call)}")
+        if self.socket_connections or self.socket_envelopes:
+            lines.extend(self._socket_summary(last))
         lines.append(f"problems ({len(self.problems)}):")
         lines.extend(f"  - {problem}" for problem in self.problems)
         return "\n".join(lines)
@@ -747,8 +828,9 @@ class SlackApiEmulator:
         token = _bearer_token(headers, params)
         if token is None:
             return 200, {"ok": False, "error": "not_authed"}, {}
-        if token != self.bot_token:
-            return 200, {"ok": False, "error": "invalid_auth"}, {}
+        auth_error = self._token_error(method, token)
+        if auth_error is not None:
+            return 200, {"ok": False, "error": auth_error}, {}
         injected = self._injected_failure(method)
         if injected is not None:
             return injected
@@ -756,6 +838,24 @@ class SlackApiEmulator:
             return 200, {"ok": True, **handler(params)}, {}
         except _ApiError as exc:
             return 200, _error_body(exc), {}
+
+    def _token_error(self, method: str, token: str) -> str | None:
+        """Slack's answer to a token that does not fit the method, else ``None``.
+
+        ``apps.connections.open`` takes only the app-level token; every other method takes
+        the bot token. The right kind of token with the wrong value is ``invalid_auth``.
+        """
+        if method in _APP_TOKEN_METHODS:
+            if token == self.bot_token:
+                return "not_allowed_token_type"
+            if self.app_token is not None and token == self.app_token:
+                return None
+            return "invalid_auth"
+        if token == self.bot_token:
+            return None
+        if self.app_token is not None and token == self.app_token:
+            return "not_allowed_token_type"
+        return "invalid_auth"
 
     def _answer(
         self,
@@ -955,6 +1055,222 @@ class SlackApiEmulator:
                 message[key] = params[key]
         message["edited"] = {"user": message.get("user"), "ts": message["ts"]}
 
+    # -- Socket Mode -------------------------------------------------------------
+
+    @property
+    def socket_connected(self) -> bool:
+        """Whether the app holds an open Socket Mode connection that was greeted."""
+        return bool(self._sockets)
+
+    async def wait_for_socket(self, timeout: float = 10.0) -> SocketConnection:
+        """Wait until the app has an open, greeted Socket Mode connection; return the newest."""
+        await self.wait_for(lambda s: s.socket_connected, timeout=timeout)
+        return self._newest_connection()
+
+    async def socket_send(
+        self,
+        envelope_type: str,
+        payload: JsonDict,
+        *,
+        timeout: float = 5.0,
+        accepts_response_payload: bool | None = None,
+        retry_attempt: int | None = None,
+        retry_reason: str | None = None,
+    ) -> JsonDict:
+        """Deliver one envelope to the app, as Slack does, and return the app's ack.
+
+        ``envelope_type`` is ``"slash_commands"``, ``"interactive"`` or ``"events_api"``;
+        ``payload`` is what Slack puts in the envelope: a slash command's fields as a dict
+        of strings, an interaction's JSON document, an event callback. The ack is the JSON
+        the app sent back (``{"envelope_id": ..., "payload"?: {...}}``). Goes to the newest
+        open connection. No ack within ``timeout`` raises AssertionError (with a summary).
+        An ack later than Slack's 3 s, or one Slack would refuse, is added to ``problems``.
+        """
+        connection = await self.wait_for_socket(timeout=timeout)
+        if accepts_response_payload is None:
+            accepts_response_payload = envelope_type == "slash_commands" or (
+                envelope_type == "interactive"
+                and payload.get("type") in _RESPONSE_PAYLOAD_INTERACTIONS
+            )
+        envelope_id = _envelope_id(next(self._envelope_counter))
+        envelope: JsonDict = {
+            "envelope_id": envelope_id,
+            "type": envelope_type,
+            "payload": payload,
+            "accepts_response_payload": accepts_response_payload,
+        }
+        if retry_attempt is not None:
+            envelope["retry_attempt"] = retry_attempt
+            envelope["retry_reason"] = retry_reason or "timeout"
+        waiter: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
+        record = SocketEnvelope(envelope, connection.id, time.monotonic())
+        self._ack_waiters[envelope_id] = waiter
+        self._envelopes_by_id[envelope_id] = record
+        self.socket_envelopes.append(record)
+        try:
+            await self._sockets[connection.id].send_json(envelope)
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            self._socket_problem(envelope_id, "no_ack", [f"no acknowledgement in {timeout}s"])
+            raise AssertionError(
+                f"the app did not acknowledge {envelope_type} envelope {envelope_id} "
+                f"within {timeout}s\n{self.summary()}"
+            ) from None
+        finally:
+            self._ack_waiters.pop(envelope_id, None)
+            if not waiter.done():
+                waiter.cancel()
+
+    async def socket_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Ask every connected app to reconnect, as Slack does before recycling a socket."""
+        message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "emulator"}}
+        for ws in list(self._sockets.values()):
+            await ws.send_json(message)
+
+    def _apps_connections_open(self, params: JsonDict) -> JsonDict:
+        ticket = f"ticket{next(self._ticket_counter):04d}"
+        self._socket_tickets.add(ticket)
+        base = self.base_url.replace("http://", "ws://", 1)
+        return {"url": f"{base}{SOCKET_PATH}{ticket}"}
+
+    async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
+        """One Socket Mode connection: greet with ``hello``, then read acks until closed."""
+        ticket = request.match_info["ticket"]
+        if ticket not in self._socket_tickets:
+            return web.json_response({"ok": False, "error": "invalid_ticket"}, status=401)
+        ws = web.WebSocketResponse(autoping=True, timeout=2.0)
+        await ws.prepare(request)
+        connection = SocketConnection(
+            id=f"conn{next(self._connection_counter):04d}",
+            ticket=ticket,
+            opened_at=time.monotonic(),
+        )
+        self.socket_connections.append(connection)
+        try:
+            await ws.send_json(self._hello())
+            self._sockets[connection.id] = ws
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    self._receive_socket_text(connection, message.data)
+                elif message.type == WSMsgType.BINARY:
+                    self._socket_problem(None, "invalid_message", ["binary frame from the app"])
+        finally:
+            self._sockets.pop(connection.id, None)
+            connection.closed_at = time.monotonic()
+        return ws
+
+    def _hello(self) -> JsonDict:
+        return {
+            "type": "hello",
+            "num_connections": len(self._sockets) + 1,
+            "debug_info": {
+                "host": "applink-emulator",
+                "build_number": 1,
+                "approximate_connection_time": 18060,
+            },
+            "connection_info": {"app_id": self.app_id},
+        }
+
+    def _receive_socket_text(self, connection: SocketConnection, data: str) -> None:
+        """Match an ack to its envelope, check it the way Slack would, wake the sender."""
+        try:
+            message = json.loads(data)
+        except json.JSONDecodeError:
+            self._socket_problem(None, "invalid_message", ["a frame that is not JSON"])
+            return
+        if not isinstance(message, dict):
+            self._socket_problem(None, "invalid_message", ["a frame that is not a JSON object"])
+            return
+        connection.received.append(message)
+        envelope_id = str(message.get("envelope_id") or "")
+        record = self._envelopes_by_id.get(envelope_id)
+        if record is None:
+            self._socket_problem(envelope_id or None, "unknown_envelope", ["ack matches nothing"])
+            return
+        if record.ack is not None:
+            self._socket_problem(envelope_id, "duplicate_ack", ["acknowledged twice"])
+            return
+        record.ack, record.acked_at = message, time.monotonic()
+        latency = record.acked_at - record.sent_at
+        if latency > SOCKET_ACK_DEADLINE_S:
+            reason = f"acknowledged after {latency:.2f}s, Slack waits {SOCKET_ACK_DEADLINE_S}s"
+            self._socket_problem(envelope_id, "ack_too_late", [reason])
+        self._check_ack_payload(record, message)
+        waiter = self._ack_waiters.get(envelope_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+
+    def _check_ack_payload(self, record: SocketEnvelope, ack: JsonDict) -> None:
+        """Problems Slack would have with a response payload carried by an ack."""
+        if "payload" not in ack:
+            return
+        payload = ack["payload"]
+        envelope_id = record.envelope_id
+        if not record.envelope.get("accepts_response_payload"):
+            reason = f"{record.type} envelope does not accept one; Slack ignores it"
+            self._socket_problem(envelope_id, "response_payload_ignored", [reason])
+            return
+        if not isinstance(payload, dict):
+            self._socket_problem(envelope_id, "invalid_payload", ["payload must be an object"])
+            return
+        if record.type == "slash_commands":
+            error, reasons = find_message_problems(payload)
+            if error is not None:
+                self._socket_problem(envelope_id, error, reasons)
+            return
+        action = payload.get("response_action")
+        if record.envelope["payload"].get("type") != "view_submission":
+            return
+        if action not in _VIEW_RESPONSE_ACTIONS:
+            self._socket_problem(
+                envelope_id, "invalid_response_action", [f"unknown response_action {action!r}"]
+            )
+        elif action == "errors" and not (
+            isinstance(payload.get("errors"), dict) and payload["errors"]
+        ):
+            self._socket_problem(envelope_id, "invalid_errors", ["errors must be a non-empty map"])
+        elif action in ("update", "push"):
+            reasons = find_view_problems(payload.get("view"))
+            if reasons:
+                self._socket_problem(envelope_id, "invalid_arguments", reasons)
+
+    def _socket_problem(self, envelope_id: str | None, error: str, reasons: Iterable[str]) -> None:
+        where = f"envelope {envelope_id}" if envelope_id else "socket"
+        self.problems.append(f"socket_mode ({where}): {error}: " + "; ".join(reasons))
+
+    def _newest_connection(self) -> SocketConnection:
+        for connection in reversed(self.socket_connections):
+            if connection.id in self._sockets:
+                return connection
+        raise AssertionError(f"no Socket Mode connection is open\n{self.summary()}")
+
+    def _socket_summary(self, last: int) -> list[str]:
+        open_count = len(self._sockets)
+        lines = [
+            f"socket mode: {len(self.socket_connections)} connection(s), {open_count} open; "
+            f"{len(self.socket_envelopes)} envelope(s), showing the last {last}:"
+        ]
+        for record in self.socket_envelopes[-last:]:
+            kind = record.envelope["payload"].get("type") or record.envelope["payload"].get(
+                "command", ""
+            )
+            if record.ack is None:
+                outcome = "not acknowledged"
+            else:
+                outcome = f"acked in {record.ack_latency:.2f}s"
+                if "payload" in record.ack:
+                    outcome += " with a payload"
+            lines.append(f"  {record.envelope_id} {record.type} {kind} -> {outcome}")
+        return lines
+
+    async def _close_sockets(self) -> None:
+        """Close every connection (going away) and fail waits for acks that cannot come."""
+        for waiter in self._ack_waiters.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("the Slack emulator stopped"))
+        for ws in list(self._sockets.values()):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"emulator stopping")
+
     # -- Web API methods -------------------------------------------------------
 
     def _auth_test(self, params: JsonDict) -> JsonDict:
@@ -1130,6 +1446,11 @@ class SlackApiEmulator:
 def _ts_key(ts: str) -> tuple[int, int]:
     seconds, _, micros = ts.partition(".")
     return int(seconds), int(micros or 0)
+
+
+def _envelope_id(number: int) -> str:
+    """A UUID-shaped envelope id like Slack's, counted so runs are reproducible."""
+    return f"{number:08x}-0000-4000-8000-{number:012x}"
 
 
 def _public(message: JsonDict) -> JsonDict:

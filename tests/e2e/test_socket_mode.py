@@ -1,0 +1,288 @@
+"""The whole app in Socket Mode: what a Slack user does, delivered over the websocket.
+
+``serve`` is started with an app-level token and no signing secret, so Bolt's
+``AsyncSocketModeHandler`` asks the Slack emulator for a websocket URL
+(``apps.connections.open``), connects, and receives slash commands and interactions as
+envelopes the test sends with ``slack.socket_send``. Every Web API call still goes to the
+emulator, and each envelope must be acknowledged within Slack's 3 seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+
+from bot import ids
+from bot.server import serve
+from store.settings import Settings, load_settings
+from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, free_port, verdict
+from tests.fakes.llm_server import FakeLLMServer
+from tests.fakes.slack_api import SOCKET_ACK_DEADLINE_S, SlackApiEmulator
+from tests.fakes.slack_signing import block_actions, slash_command, view_submission
+
+APP_TOKEN = "xapp-test"
+KEY = "sk-socket-user-key-7c1d9e4b"
+# Not key-shaped, so only withholding (not the key-shape scrubber) can keep it out of logs.
+CANARY = "canary-Wq93mT5r-socket-key-that-must-not-leak"
+
+
+@dataclass
+class SocketStack:
+    """The app connected over Socket Mode; methods play Slack's part over the websocket."""
+
+    slack: SlackApiEmulator
+    llm: FakeLLMServer
+    settings: Settings
+
+    async def command(
+        self, text: str, user_id: str = "U1", channel_id: str = "C1"
+    ) -> dict[str, Any]:
+        body, _ = slash_command(
+            text=text,
+            user_id=user_id,
+            channel_id=channel_id,
+            response_url=self.slack.new_response_url(channel=channel_id),
+        )
+        # In Socket Mode a slash command's payload is its form fields, as a JSON object.
+        fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        return await self.slack.socket_send("slash_commands", fields)
+
+    async def click(self, message: dict[str, Any], action_id: str, user_id: str) -> dict[str, Any]:
+        body, _ = block_actions(
+            action_id=action_id,
+            message=message,
+            user_id=user_id,
+            response_url=self.slack.new_response_url(channel=message.get("channel")),
+        )
+        return await self.slack.socket_send("interactive", _interaction(body))
+
+    async def submit(
+        self, view: dict[str, Any], values: dict[str, Any], user_id: str
+    ) -> dict[str, Any]:
+        body, _ = view_submission(view=view, state_values=values, user_id=user_id)
+        return await self.slack.socket_send("interactive", _interaction(body))
+
+    def thread(self, channel: str = "C1") -> list[dict[str, Any]]:
+        root = self.slack.channel_messages(channel)[-1]
+        return self.slack.thread(channel, root["ts"])
+
+
+def _interaction(body: bytes) -> dict[str, Any]:
+    """Over HTTP an interaction is a form field ``payload=<json>``; over a socket, the JSON."""
+    return json.loads(dict(parse_qsl(body.decode()))["payload"])
+
+
+@contextlib.asynccontextmanager
+async def running_socket_stack(
+    tmp_path: Path, secret_key: str, *, valid_keys: set[str], **settings_overrides: Any
+) -> AsyncIterator[SocketStack]:
+    async with (
+        SlackApiEmulator(member_channels={"C1"}, app_token=APP_TOKEN) as slack,
+        FakeLLMServer(valid_keys=valid_keys) as llm,
+    ):
+        overrides: dict[str, Any] = {
+            "slack_bot_token": slack.bot_token,
+            "slack_app_token": APP_TOKEN,
+            "slack_api_url": slack.api_url,
+            "port": free_port(),  # unused in Socket Mode: nothing listens
+            "database_url": f"sqlite+aiosqlite:///{tmp_path}/e2e.db",
+            "server_secret_key": secret_key,
+            "llm_base_url": llm.base_url,
+            "llm_model": AGENT_MODEL,
+            "verifier_model": VERIFIER_MODEL,
+            "llm_max_retries": 0,
+            "log_format": "console",
+        }
+        overrides.update(settings_overrides)
+        settings = load_settings(**overrides)
+        assert settings.socket_mode and settings.slack_signing_secret is None
+        ready, stop = asyncio.Event(), asyncio.Event()
+        server = asyncio.create_task(serve(settings, host="127.0.0.1", ready=ready, stop=stop))
+        waiter = asyncio.create_task(ready.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {server, waiter}, timeout=10, return_when=asyncio.FIRST_COMPLETED
+            )
+            if server in done:
+                server.result()  # raises the start-up error
+            assert ready.is_set(), f"the app did not connect\n{slack.summary()}"
+            await slack.wait_for_socket(timeout=5)
+            yield SocketStack(slack, llm, settings)
+        finally:
+            waiter.cancel()
+            stop.set()
+            await asyncio.wait_for(server, timeout=15)
+        # The app closed its websocket on the way out (the emulator sees the close frame).
+        await slack.wait_for(lambda s: not s.socket_connected, timeout=5)
+
+
+def _button(message: dict[str, Any], prefix: str) -> dict[str, Any] | None:
+    for block in message.get("blocks") or []:
+        elements = list(block.get("elements") or [])
+        if isinstance(block.get("accessory"), dict):
+            elements.append(block["accessory"])
+        for element in elements:
+            if isinstance(element, dict) and element.get("action_id", "").startswith(prefix):
+                return element
+    return None
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    return json.dumps(message.get("blocks") or []) + message.get("text", "")
+
+
+def _finished(stack: SocketStack) -> Any:
+    return lambda s: next((m for m in stack.thread() if "Run finished" in _text_of(m)), None)
+
+
+def _assert_prompt_acks(stack: SocketStack) -> None:
+    for record in stack.slack.socket_envelopes:
+        assert record.ack is not None, record.envelope_id
+        assert record.ack_latency is not None and record.ack_latency < SOCKET_ACK_DEADLINE_S
+
+
+async def _request_key_and_open_modal(stack: SocketStack, task: str) -> dict[str, Any]:
+    """Start a run, then click the credential button as the requester; return the modal."""
+    ack = await stack.command(task)
+    assert ack == {"envelope_id": ack["envelope_id"]}, ack  # a bare ack: work goes on after
+    request_message = await stack.slack.wait_for(
+        lambda s: next((m for m in stack.thread() if _button(m, ids.CREDENTIAL_OPEN)), None)
+    )
+    ack = await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U1")
+    assert "payload" not in ack, ack
+    await stack.slack.wait_for(lambda s: s.views_opened)
+    view = stack.slack.views_opened[-1]
+    assert view["private_metadata"] == _button(request_message, ids.CREDENTIAL_OPEN)["value"]
+    return view
+
+
+async def test_full_run_over_socket_mode(tmp_path: Path, secret_key: str) -> None:
+    async with running_socket_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        slack = stack.slack
+        stack.llm.script(
+            AGENT_MODEL, ["1. Pick a theme.", "Queues wait in line", "Good. TERMINATE"]
+        )
+        stack.llm.script(VERIFIER_MODEL, [verdict(), verdict(), verdict()])
+        (opened,) = slack.calls_to("apps.connections.open")
+        assert opened.ok and opened.headers["Authorization"] == f"Bearer {APP_TOKEN}"
+
+        # Help is answered in the ack itself, as a response payload.
+        ack = await stack.command("help")
+        assert "/autogen" in json.dumps(ack["payload"]), ack
+        assert slack.calls_to("chat.postMessage") == []
+
+        ack = await stack.command("Write a haiku about queues")
+        assert ack == {"envelope_id": ack["envelope_id"]}, ack
+        root = await slack.wait_for(lambda s: s.channel_messages("C1"))
+        assert "Write a haiku about queues" in _text_of(root[0])
+        request_message = await slack.wait_for(
+            lambda s: next((m for m in stack.thread() if _button(m, ids.CREDENTIAL_OPEN)), None)
+        )
+
+        # Someone else clicks the button: refused privately, no modal.
+        await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U2")
+        refusal = await slack.wait_for(lambda s: [e for e in s.ephemerals if e["user"] == "U2"])
+        assert "Only <@U1>" in refusal[0]["text"]
+        assert slack.views_opened == []
+
+        # The requester opens the modal; a malformed key is refused inline in the ack.
+        ack = await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U1")
+        assert "payload" not in ack, ack
+        await slack.wait_for(lambda s: s.views_opened)
+        view = slack.views_opened[-1]
+        assert view["private_metadata"] == _button(request_message, ids.CREDENTIAL_OPEN)["value"]
+        bad = {ids.CREDENTIAL_INPUT_BLOCK: {ids.CREDENTIAL_INPUT: "has space"}}
+        ack = await stack.submit(view, bad, "U1")
+        assert ack["payload"]["response_action"] == "errors", ack
+        assert ids.CREDENTIAL_INPUT_BLOCK in ack["payload"]["errors"]
+        ack = await stack.submit(
+            view, {ids.CREDENTIAL_INPUT_BLOCK: {ids.CREDENTIAL_INPUT: KEY}}, "U1"
+        )
+        assert "payload" not in ack, ack  # accepted: the modal closes
+
+        summary = await slack.wait_for(_finished(stack), timeout=30)
+        thread = stack.thread()
+        assert "openrouter key" in _text_of(thread[0])
+        assert _button(thread[0], ids.CREDENTIAL_OPEN) is None
+        agent_messages = [m for m in thread if "turn " in _text_of(m)]
+        assert [
+            ("planner" in t, "worker" in t, "reviewer" in t) for t in map(_text_of, agent_messages)
+        ] == [(True, False, False), (False, True, False), (False, False, True)]
+        assert all("Verifier: pass" in _text_of(m) for m in agent_messages)
+        assert thread[-1] is summary and "Completed" in _text_of(summary)
+        final_root = slack.channel_messages("C1")[-1]
+        assert "Completed" in _text_of(final_root) and _button(final_root, ids.STOP_RUN) is None
+
+        assert len(stack.llm.requests_for(AGENT_MODEL)) == 3
+        assert all(r.headers.get("Authorization") == f"Bearer {KEY}" for r in stack.llm.requests)
+        assert len(slack.socket_connections) == 1  # one connection carried everything
+        _assert_prompt_acks(stack)
+        assert slack.problems == []
+
+
+@contextlib.contextmanager
+def _every_logger_at_debug() -> Iterator[None]:
+    """Put the root and every logger created so far at DEBUG; restore them afterwards."""
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    saved = [(logger, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
+async def test_key_in_a_socket_envelope_never_reaches_a_log_record(
+    tmp_path: Path, secret_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_socket_stack(
+        tmp_path, secret_key, valid_keys={CANARY}, log_level="DEBUG"
+    ) as stack:
+        with _every_logger_at_debug():
+            stack.llm.script(AGENT_MODEL, ["Plan.", "Work.", "Done. TERMINATE"])
+            stack.llm.default(VERIFIER_MODEL, verdict())
+            view = await _request_key_and_open_modal(stack, "Use the key")
+            values = {ids.CREDENTIAL_INPUT_BLOCK: {ids.CREDENTIAL_INPUT: CANARY}}
+            ack = await stack.submit(view, values, "U1")
+            assert "payload" not in ack, ack
+            await stack.slack.wait_for(_finished(stack), timeout=30)
+            llm_requests = stack.llm.requests
+            assert llm_requests and all(
+                r.headers["Authorization"] == f"Bearer {CANARY}" for r in llm_requests
+            )
+            slack_traffic = json.dumps(
+                [(c.params, c.response) for c in stack.slack.calls], default=str
+            )
+            acks = json.dumps([r.ack for r in stack.slack.socket_envelopes])
+            assert stack.slack.problems == []
+
+    assert CANARY not in slack_traffic
+    assert CANARY not in acks
+    assert CANARY not in json.dumps([r.json for r in llm_requests])
+    for record in caplog.records:
+        assert CANARY not in record.getMessage(), record.name
+        assert CANARY not in str(record.exc_text or ""), record.name
+    assert CANARY not in caplog.text
+    # DEBUG capture was live for Slack's libraries while the key travelled: Bolt's app
+    # logger (which the Socket Mode client also logs raw frames through) logged at DEBUG.
+    assert any(
+        r.levelno == logging.DEBUG and r.name.startswith("slack_bolt") for r in caplog.records
+    ), "no DEBUG record from slack_bolt was captured"
+    for path in tmp_path.glob("e2e.db*"):
+        assert CANARY.encode() not in path.read_bytes(), path.name

@@ -101,7 +101,10 @@ async def test_full_run_from_slash_command_to_summary(tmp_path: Path, secret_key
         ] == [(True, False, False), (False, True, False), (False, False, True)]
         assert all("Verifier: pass" in _text_of(m) for m in agent_messages)
         assert thread[-1] is summary and "Completed" in _text_of(summary)
-        final_root = stack.root()
+        # The root is refreshed just after the summary is posted.
+        final_root = await stack.slack.wait_for(
+            lambda s: "Completed" in _text_of(stack.root()) and stack.root()
+        )
         assert "Completed" in _text_of(final_root) and _button(final_root, ids.STOP_RUN) is None
 
         agent_requests = stack.llm.requests_for(AGENT_MODEL)

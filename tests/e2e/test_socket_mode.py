@@ -219,7 +219,13 @@ async def test_full_run_over_socket_mode(tmp_path: Path, secret_key: str) -> Non
         ] == [(True, False, False), (False, True, False), (False, False, True)]
         assert all("Verifier: pass" in _text_of(m) for m in agent_messages)
         assert thread[-1] is summary and "Completed" in _text_of(summary)
-        final_root = slack.channel_messages("C1")[-1]
+        # The root is refreshed just after the summary is posted.
+        final_root = await stack.slack.wait_for(
+            lambda s: (
+                "Completed" in _text_of(slack.channel_messages("C1")[-1])
+                and slack.channel_messages("C1")[-1]
+            )
+        )
         assert "Completed" in _text_of(final_root) and _button(final_root, ids.STOP_RUN) is None
 
         assert len(stack.llm.requests_for(AGENT_MODEL)) == 3

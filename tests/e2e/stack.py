@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot import ids
 from bot.server import serve
 from store.settings import Settings, load_settings
 from tests.fakes.llm_server import FakeLLMServer
@@ -32,6 +33,77 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """Everything a reader sees in a message: its blocks (as JSON) and its fallback text."""
+    return json.dumps(message.get("blocks") or []) + message.get("text", "")
+
+
+def button(message: dict[str, Any], action_id: str) -> dict[str, Any] | None:
+    """The first button whose action_id starts with `action_id`, in any block or accessory."""
+    for block in message.get("blocks") or []:
+        elements = list(block.get("elements") or [])
+        if isinstance(block.get("accessory"), dict):
+            elements.append(block["accessory"])
+        for element in elements:
+            if isinstance(element, dict) and element.get("action_id", "").startswith(action_id):
+                return element
+    return None
+
+
+def assert_default_team_transcript(thread: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """The default team's thread after a key was added: the key notice without its button,
+    planner, worker and reviewer in turn, each with a passing verdict, then the summary."""
+    assert "openrouter key" in text_of(thread[0]), text_of(thread[0])
+    assert button(thread[0], ids.CREDENTIAL_OPEN) is None
+    agent_messages = [m for m in thread if "turn " in text_of(m)]
+    assert [
+        ("planner" in t, "worker" in t, "reviewer" in t) for t in map(text_of, agent_messages)
+    ] == [(True, False, False), (False, True, False), (False, False, True)]
+    assert all("Verifier: pass" in text_of(m) for m in agent_messages)
+    assert thread[-1] is summary and "Completed" in text_of(summary)
+
+
+def app_settings(
+    slack: SlackApiEmulator, llm: FakeLLMServer, tmp_path: Path, secret_key: str, **overrides: Any
+) -> Settings:
+    """Settings pointing the app at the emulator and the fake LLM, with test overrides."""
+    values: dict[str, Any] = {
+        "slack_bot_token": slack.bot_token,
+        "slack_api_url": slack.api_url,
+        "port": free_port(),
+        "database_url": f"sqlite+aiosqlite:///{tmp_path}/e2e.db",
+        "server_secret_key": secret_key,
+        "llm_base_url": llm.base_url,
+        "llm_model": AGENT_MODEL,
+        "verifier_model": VERIFIER_MODEL,
+        "llm_max_retries": 0,
+        "log_format": "console",
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, *, start_timeout_s: float = 20) -> AsyncIterator[None]:
+    """Run `bot.server.serve` as the app's main would, until the block ends; a start-up
+    error is raised here instead of hanging the test."""
+    ready, stop = asyncio.Event(), asyncio.Event()
+    server = asyncio.create_task(serve(settings, host="127.0.0.1", ready=ready, stop=stop))
+    waiter = asyncio.create_task(ready.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {server, waiter}, timeout=start_timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if server in done:
+            server.result()  # raises the start-up error
+        assert ready.is_set(), "the app did not start"
+        yield
+    finally:
+        waiter.cancel()
+        stop.set()
+        await asyncio.wait_for(server, timeout=30)
 
 
 def verdict(kind: str = "pass", reason: str = "Looks right.", actions: list | None = None) -> str:
@@ -93,33 +165,15 @@ async def running_stack(
         FakeLLMServer(valid_keys=valid_keys) as llm,
         SlackRequestSender() as sender,
     ):
-        port = free_port()
-        overrides: dict[str, Any] = {
-            "slack_bot_token": slack.bot_token,
-            "slack_signing_secret": SIGNING_SECRET,
-            "slack_api_url": slack.api_url,
-            "port": port,
-            "database_url": f"sqlite+aiosqlite:///{tmp_path}/e2e.db",
-            "server_secret_key": secret_key,
-            "llm_base_url": llm.base_url,
-            "llm_model": AGENT_MODEL,
-            "verifier_model": VERIFIER_MODEL,
-            "llm_max_retries": 0,
-            "log_format": "console",
-        }
-        overrides.update(settings_overrides)
-        settings = load_settings(**overrides)
-        ready, stop = asyncio.Event(), asyncio.Event()
-        server = asyncio.create_task(serve(settings, host="127.0.0.1", ready=ready, stop=stop))
-        waiter = asyncio.create_task(ready.wait())
-        done, _ = await asyncio.wait(
-            {server, waiter}, timeout=20, return_when=asyncio.FIRST_COMPLETED
+        settings = app_settings(
+            slack,
+            llm,
+            tmp_path,
+            secret_key,
+            slack_signing_secret=SIGNING_SECRET,
+            **settings_overrides,
         )
-        if server in done:
-            server.result()  # raises the start-up error
-        assert ready.is_set(), "the app did not start"
-        try:
-            yield Stack(slack, llm, settings, sender, f"http://127.0.0.1:{port}/slack/events")
-        finally:
-            stop.set()
-            await asyncio.wait_for(server, timeout=30)
+        async with serving(settings):
+            yield Stack(
+                slack, llm, settings, sender, f"http://127.0.0.1:{settings.port}/slack/events"
+            )

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from bot import ids
 from store import Store
-from tests.e2e.stack import AGENT_MODEL, running_stack
-from tests.e2e.test_slack_flow import KEY, _button, _start_and_add_key, _text_of
+from tests.e2e.stack import AGENT_MODEL, button, running_stack, text_of
+from tests.e2e.test_slack_flow import KEY, _start_and_add_key
 
 
 async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> None:
@@ -25,7 +25,7 @@ async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> N
 
         stack.llm.set_handler(AGENT_MODEL, slow_after_first)
         await _start_and_add_key(stack, "Summarise the quarter")
-        await stack.slack.wait_for(lambda s: any("turn " in _text_of(m) for m in stack.thread()))
+        await stack.slack.wait_for(lambda s: any("turn " in text_of(m) for m in stack.thread()))
 
         status, body, _ = await stack.command("status")
         assert status == 200 and "Summarise the quarter" in body
@@ -43,9 +43,9 @@ async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> N
             lambda s: [r for rs in s.responses.values() for r in rs if "Stopping run" in str(r)]
         )
         assert replies
-        await stack.slack.wait_for(lambda s: "Cancelled" in _text_of(stack.root()), timeout=20)
-        assert _button(stack.root(), ids.STOP_RUN) is None
-        assert not any(_button(m, ids.APPROVE_PREFIX) for m in stack.thread())
+        await stack.slack.wait_for(lambda s: "Cancelled" in text_of(stack.root()), timeout=20)
+        assert button(stack.root(), ids.STOP_RUN) is None
+        assert not any(button(m, ids.APPROVE_PREFIX) for m in stack.thread())
 
         status, body, _ = await stack.command("credentials")
         assert "openrouter" in body and KEY not in body
@@ -80,28 +80,27 @@ async def test_a_redelivered_command_starts_one_run(tmp_path: Path, secret_key: 
             )
             assert status == 200
         await stack.slack.wait_for(
-            lambda s: any(_button(m, ids.CREDENTIAL_OPEN) for m in stack.thread())
+            lambda s: any(button(m, ids.CREDENTIAL_OPEN) for m in stack.thread())
         )
         assert len(stack.slack.channel_messages("C1")) == 1
 
 
-async def test_cancel_while_waiting_for_a_key_closes_the_button(
+async def test_cancel_while_waiting_for_a_key_closes_thebutton(
     tmp_path: Path, secret_key: str
 ) -> None:
     async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
         await stack.command("Something that needs a key")
         request_message = await stack.slack.wait_for(
-            lambda s: next((m for m in stack.thread() if _button(m, ids.CREDENTIAL_OPEN)), None)
+            lambda s: next((m for m in stack.thread() if button(m, ids.CREDENTIAL_OPEN)), None)
         )
         request_message = dict(request_message)
         status, _, _ = await stack.command("stop")
         assert status == 200
         await stack.slack.wait_for(
-            lambda s: "closed" in _text_of(s.messages[("C1", request_message["ts"])]), timeout=20
+            lambda s: "closed" in text_of(s.messages[("C1", request_message["ts"])]), timeout=20
         )
         assert (
-            _button(stack.slack.messages[("C1", request_message["ts"])], ids.CREDENTIAL_OPEN)
-            is None
+            button(stack.slack.messages[("C1", request_message["ts"])], ids.CREDENTIAL_OPEN) is None
         )
         # A click on the stale button is refused politely.
         await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U1")

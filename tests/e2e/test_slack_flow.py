@@ -9,23 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from bot import ids
-from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, Stack, running_stack, verdict
+from tests.e2e.stack import (
+    AGENT_MODEL,
+    VERIFIER_MODEL,
+    Stack,
+    assert_default_team_transcript,
+    button,
+    running_stack,
+    text_of,
+    verdict,
+)
 
 KEY = "sk-e2e-user-key-5b8f0c2a"
-
-
-def _button(message: dict[str, Any], action_id: str) -> dict[str, Any] | None:
-    for block in message.get("blocks") or []:
-        for element in block.get("elements", []) + (
-            [block["accessory"]] if "accessory" in block else []
-        ):
-            if element.get("action_id", "").startswith(action_id):
-                return element
-    return None
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks") or []) + message.get("text", "")
 
 
 async def _start_and_add_key(
@@ -36,7 +31,7 @@ async def _start_and_add_key(
     assert elapsed < 3.0, f"ack took {elapsed:.2f}s"
     stack.ack_latency = elapsed  # type: ignore[attr-defined]
     request_message = await stack.slack.wait_for(
-        lambda s: next((m for m in stack.thread() if _button(m, ids.CREDENTIAL_OPEN)), None)
+        lambda s: next((m for m in stack.thread() if button(m, ids.CREDENTIAL_OPEN)), None)
     )
     await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U1")
     await stack.slack.wait_for(lambda s: s.views_opened)
@@ -58,9 +53,9 @@ async def test_full_run_from_slash_command_to_summary(tmp_path: Path, secret_key
         status, body, elapsed = await stack.command("Write a haiku about queues")
         assert status == 200 and elapsed < 3.0
         root = await stack.slack.wait_for(lambda s: s.channel_messages("C1"))
-        assert "Write a haiku about queues" in _text_of(root[0])
+        assert "Write a haiku about queues" in text_of(root[0])
         request_message = await stack.slack.wait_for(
-            lambda s: next((m for m in stack.thread() if _button(m, ids.CREDENTIAL_OPEN)), None)
+            lambda s: next((m for m in stack.thread() if button(m, ids.CREDENTIAL_OPEN)), None)
         )
 
         # Someone else clicks the button: refused privately, no modal.
@@ -75,7 +70,7 @@ async def test_full_run_from_slash_command_to_summary(tmp_path: Path, secret_key
         await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U1")
         await stack.slack.wait_for(lambda s: s.views_opened)
         view = stack.slack.views_opened[-1]
-        assert view["private_metadata"] == _button(request_message, ids.CREDENTIAL_OPEN)["value"]
+        assert view["private_metadata"] == button(request_message, ids.CREDENTIAL_OPEN)["value"]
         status, body, _ = await stack.submit(
             view, {ids.CREDENTIAL_INPUT_BLOCK: {ids.CREDENTIAL_INPUT: "has space"}}, "U1"
         )
@@ -86,26 +81,15 @@ async def test_full_run_from_slash_command_to_summary(tmp_path: Path, secret_key
         assert status == 200 and "errors" not in body
 
         summary = await stack.slack.wait_for(
-            lambda s: next((m for m in stack.thread() if "Run finished" in _text_of(m)), None),
+            lambda s: next((m for m in stack.thread() if "Run finished" in text_of(m)), None),
             timeout=30,
         )
-        thread = stack.thread()
-        texts = [_text_of(m) for m in thread]
-        assert (
-            "added their openrouter key" in texts[0]
-            and _button(thread[0], ids.CREDENTIAL_OPEN) is None
-        )
-        agent_messages = [m for m in thread if "turn " in _text_of(m)]
-        assert [
-            ("planner" in t, "worker" in t, "reviewer" in t) for t in map(_text_of, agent_messages)
-        ] == [(True, False, False), (False, True, False), (False, False, True)]
-        assert all("Verifier: pass" in _text_of(m) for m in agent_messages)
-        assert thread[-1] is summary and "Completed" in _text_of(summary)
+        assert_default_team_transcript(stack.thread(), summary)
         # The root is refreshed just after the summary is posted.
         final_root = await stack.slack.wait_for(
-            lambda s: "Completed" in _text_of(stack.root()) and stack.root()
+            lambda s: "Completed" in text_of(stack.root()) and stack.root()
         )
-        assert "Completed" in _text_of(final_root) and _button(final_root, ids.STOP_RUN) is None
+        assert "Completed" in text_of(final_root) and button(final_root, ids.STOP_RUN) is None
 
         agent_requests = stack.llm.requests_for(AGENT_MODEL)
         assert len(agent_requests) == 3
@@ -130,29 +114,29 @@ async def test_approval_buttons_decided_once_by_whom_may(tmp_path: Path, secret_
         await _start_and_add_key(stack)
 
         offer = await stack.slack.wait_for(
-            lambda s: next((m for m in stack.thread() if _button(m, ids.APPROVE_PREFIX)), None),
+            lambda s: next((m for m in stack.thread() if button(m, ids.APPROVE_PREFIX)), None),
             timeout=20,
         )
-        assert "2+2 is 4, not 5." in _text_of(offer)
+        assert "2+2 is 4, not 5." in text_of(offer)
         offer = copy.deepcopy(offer)  # the emulator updates its copy in place; keep the buttons
         await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="U2")
         await stack.slack.wait_for(lambda s: [e for e in s.ephemerals if e["user"] == "U2"])
-        assert _button(stack.slack.messages[("C1", offer["ts"])], ids.APPROVE_PREFIX) is not None
+        assert button(stack.slack.messages[("C1", offer["ts"])], ids.APPROVE_PREFIX) is not None
 
         await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="UBOSS")
         decided = await stack.slack.wait_for(
             lambda s: (
-                "chosen by <@UBOSS>" in _text_of(s.messages[("C1", offer["ts"])])
+                "chosen by <@UBOSS>" in text_of(s.messages[("C1", offer["ts"])])
                 and s.messages[("C1", offer["ts"])]
             )
         )
-        assert _button(decided, ids.APPROVE_PREFIX) is None
+        assert button(decided, ids.APPROVE_PREFIX) is None
         await stack.click(offer, f"{ids.APPROVE_PREFIX}1", user_id="U1")
         late = await stack.slack.wait_for(lambda s: [e for e in s.ephemerals if e["user"] == "U1"])
         assert "already decided" in late[-1]["text"]
 
         await stack.slack.wait_for(
-            lambda s: next((m for m in stack.thread() if "Run finished" in _text_of(m)), None),
+            lambda s: next((m for m in stack.thread() if "Run finished" in text_of(m)), None),
             timeout=30,
         )
         prompts = json.dumps([r.json for r in stack.llm.requests_for(AGENT_MODEL)])
@@ -188,11 +172,11 @@ async def test_transcript_complete_when_slack_rate_limits(tmp_path: Path, secret
         stack.slack.fail_ratio("chat.postMessage", ratio=0.3, status=429, retry_after=0, seed=7)
         await _start_and_add_key(stack)
         await stack.slack.wait_for(
-            lambda s: next((m for m in stack.thread() if "Run finished" in _text_of(m)), None),
+            lambda s: next((m for m in stack.thread() if "Run finished" in text_of(m)), None),
             timeout=40,
         )
         thread = stack.thread()
-        assert sum("turn " in _text_of(m) for m in thread) == 3
+        assert sum("turn " in text_of(m) for m in thread) == 3
         limited = [c for c in stack.slack.calls_to("chat.postMessage") if c.status == 429]
         assert limited, "the test should have seen rate limiting"
         bodies = [json.dumps(m.get("blocks")) for m in thread]

@@ -9,7 +9,6 @@ emulator, and each envelope must be acknowledged within Slack's 3 seconds.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -22,9 +21,17 @@ from urllib.parse import parse_qsl
 import pytest
 
 from bot import ids
-from bot.server import serve
-from store.settings import Settings, load_settings
-from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, free_port, verdict
+from store.settings import Settings
+from tests.e2e.stack import (
+    AGENT_MODEL,
+    VERIFIER_MODEL,
+    app_settings,
+    assert_default_team_transcript,
+    button,
+    serving,
+    text_of,
+    verdict,
+)
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_api import SOCKET_ACK_DEADLINE_S, SlackApiEmulator
 from tests.fakes.slack_signing import block_actions, slash_command, view_submission
@@ -89,59 +96,19 @@ async def running_socket_stack(
         SlackApiEmulator(member_channels={"C1"}, app_token=APP_TOKEN) as slack,
         FakeLLMServer(valid_keys=valid_keys) as llm,
     ):
-        overrides: dict[str, Any] = {
-            "slack_bot_token": slack.bot_token,
-            "slack_app_token": APP_TOKEN,
-            "slack_api_url": slack.api_url,
-            "port": free_port(),  # unused in Socket Mode: nothing listens
-            "database_url": f"sqlite+aiosqlite:///{tmp_path}/e2e.db",
-            "server_secret_key": secret_key,
-            "llm_base_url": llm.base_url,
-            "llm_model": AGENT_MODEL,
-            "verifier_model": VERIFIER_MODEL,
-            "llm_max_retries": 0,
-            "log_format": "console",
-        }
-        overrides.update(settings_overrides)
-        settings = load_settings(**overrides)
+        settings = app_settings(
+            slack, llm, tmp_path, secret_key, slack_app_token=APP_TOKEN, **settings_overrides
+        )
         assert settings.socket_mode and settings.slack_signing_secret is None
-        ready, stop = asyncio.Event(), asyncio.Event()
-        server = asyncio.create_task(serve(settings, host="127.0.0.1", ready=ready, stop=stop))
-        waiter = asyncio.create_task(ready.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {server, waiter}, timeout=10, return_when=asyncio.FIRST_COMPLETED
-            )
-            if server in done:
-                server.result()  # raises the start-up error
-            assert ready.is_set(), f"the app did not connect\n{slack.summary()}"
+        async with serving(settings, start_timeout_s=10):
             await slack.wait_for_socket(timeout=5)
             yield SocketStack(slack, llm, settings)
-        finally:
-            waiter.cancel()
-            stop.set()
-            await asyncio.wait_for(server, timeout=15)
         # The app closed its websocket on the way out (the emulator sees the close frame).
         await slack.wait_for(lambda s: not s.socket_connected, timeout=5)
 
 
-def _button(message: dict[str, Any], prefix: str) -> dict[str, Any] | None:
-    for block in message.get("blocks") or []:
-        elements = list(block.get("elements") or [])
-        if isinstance(block.get("accessory"), dict):
-            elements.append(block["accessory"])
-        for element in elements:
-            if isinstance(element, dict) and element.get("action_id", "").startswith(prefix):
-                return element
-    return None
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks") or []) + message.get("text", "")
-
-
 def _finished(stack: SocketStack) -> Any:
-    return lambda s: next((m for m in stack.thread() if "Run finished" in _text_of(m)), None)
+    return lambda s: next((m for m in stack.thread() if "Run finished" in text_of(m)), None)
 
 
 def _assert_prompt_acks(stack: SocketStack) -> None:
@@ -155,13 +122,13 @@ async def _request_key_and_open_modal(stack: SocketStack, task: str) -> dict[str
     ack = await stack.command(task)
     assert ack == {"envelope_id": ack["envelope_id"]}, ack  # a bare ack: work goes on after
     request_message = await stack.slack.wait_for(
-        lambda s: next((m for m in stack.thread() if _button(m, ids.CREDENTIAL_OPEN)), None)
+        lambda s: next((m for m in stack.thread() if button(m, ids.CREDENTIAL_OPEN)), None)
     )
     ack = await stack.click(request_message, ids.CREDENTIAL_OPEN, user_id="U1")
     assert "payload" not in ack, ack
     await stack.slack.wait_for(lambda s: s.views_opened)
     view = stack.slack.views_opened[-1]
-    assert view["private_metadata"] == _button(request_message, ids.CREDENTIAL_OPEN)["value"]
+    assert view["private_metadata"] == button(request_message, ids.CREDENTIAL_OPEN)["value"]
     return view
 
 
@@ -183,9 +150,9 @@ async def test_full_run_over_socket_mode(tmp_path: Path, secret_key: str) -> Non
         ack = await stack.command("Write a haiku about queues")
         assert ack == {"envelope_id": ack["envelope_id"]}, ack
         root = await slack.wait_for(lambda s: s.channel_messages("C1"))
-        assert "Write a haiku about queues" in _text_of(root[0])
+        assert "Write a haiku about queues" in text_of(root[0])
         request_message = await slack.wait_for(
-            lambda s: next((m for m in stack.thread() if _button(m, ids.CREDENTIAL_OPEN)), None)
+            lambda s: next((m for m in stack.thread() if button(m, ids.CREDENTIAL_OPEN)), None)
         )
 
         # Someone else clicks the button: refused privately, no modal.
@@ -199,7 +166,7 @@ async def test_full_run_over_socket_mode(tmp_path: Path, secret_key: str) -> Non
         assert "payload" not in ack, ack
         await slack.wait_for(lambda s: s.views_opened)
         view = slack.views_opened[-1]
-        assert view["private_metadata"] == _button(request_message, ids.CREDENTIAL_OPEN)["value"]
+        assert view["private_metadata"] == button(request_message, ids.CREDENTIAL_OPEN)["value"]
         bad = {ids.CREDENTIAL_INPUT_BLOCK: {ids.CREDENTIAL_INPUT: "has space"}}
         ack = await stack.submit(view, bad, "U1")
         assert ack["payload"]["response_action"] == "errors", ack
@@ -210,23 +177,15 @@ async def test_full_run_over_socket_mode(tmp_path: Path, secret_key: str) -> Non
         assert "payload" not in ack, ack  # accepted: the modal closes
 
         summary = await slack.wait_for(_finished(stack), timeout=30)
-        thread = stack.thread()
-        assert "openrouter key" in _text_of(thread[0])
-        assert _button(thread[0], ids.CREDENTIAL_OPEN) is None
-        agent_messages = [m for m in thread if "turn " in _text_of(m)]
-        assert [
-            ("planner" in t, "worker" in t, "reviewer" in t) for t in map(_text_of, agent_messages)
-        ] == [(True, False, False), (False, True, False), (False, False, True)]
-        assert all("Verifier: pass" in _text_of(m) for m in agent_messages)
-        assert thread[-1] is summary and "Completed" in _text_of(summary)
+        assert_default_team_transcript(stack.thread(), summary)
         # The root is refreshed just after the summary is posted.
         final_root = await stack.slack.wait_for(
             lambda s: (
-                "Completed" in _text_of(slack.channel_messages("C1")[-1])
+                "Completed" in text_of(slack.channel_messages("C1")[-1])
                 and slack.channel_messages("C1")[-1]
             )
         )
-        assert "Completed" in _text_of(final_root) and _button(final_root, ids.STOP_RUN) is None
+        assert "Completed" in text_of(final_root) and button(final_root, ids.STOP_RUN) is None
 
         assert len(stack.llm.requests_for(AGENT_MODEL)) == 3
         assert all(r.headers.get("Authorization") == f"Bearer {KEY}" for r in stack.llm.requests)

@@ -17,9 +17,21 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 from runner.manager import RunManager
 from store import Store
 from store.records import Run, RunStatus
-from store.settings import Settings
+from store.settings import Settings, load_settings
 
 FINISHED = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
+
+
+def runner_settings(
+    tmp_path: Path, secret_key: str, team: Path, db_name: str = "r.db", **extra: Any
+) -> Settings:
+    """Settings for a runner test: its own SQLite file, the given team, any overrides."""
+    return load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/{db_name}",
+        server_secret_key=secret_key,
+        team_config=str(team),
+        **extra,
+    )
 
 
 def replay_team_file(folder: Path, worker: list[Any], reviewer: list[Any]) -> Path:

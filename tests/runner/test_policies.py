@@ -12,12 +12,12 @@ from store import Store
 from store.crypto import Owner
 from store.models import RunRow, utcnow
 from store.records import RunStatus
-from store.settings import load_settings
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
     manager,
     replay_team_file,
+    runner_settings,
     verdict,
     wait_for_status,
 )
@@ -26,12 +26,7 @@ KEY = "sk-policy-key-00000003"
 
 
 async def _open(tmp_path: Path, secret_key: str, team: Path, **extra):
-    settings = load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/p.db",
-        server_secret_key=secret_key,
-        team_config=str(team),
-        **extra,
-    )
+    settings = runner_settings(tmp_path, secret_key, team, "p.db", **extra)
     store = await Store.open(settings)
     await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
     return settings, store

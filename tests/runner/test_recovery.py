@@ -30,9 +30,15 @@ from store import Store
 from store.crypto import Owner
 from store.models import RunRow, utcnow
 from store.records import RequestStatus, RunStatus
-from store.settings import Settings, load_settings
+from store.settings import Settings
 from tests.runner import crash_child
-from tests.runner.helpers import FINISHED, manager, replay_team_file, wait_for_status
+from tests.runner.helpers import (
+    FINISHED,
+    manager,
+    replay_team_file,
+    runner_settings,
+    wait_for_status,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-recovery-test-key-0003"
@@ -70,11 +76,8 @@ def three_agent_team(folder: Path) -> Path:
 
 
 def _settings(tmp_path: Path, secret_key: str, team: Path) -> Settings:
-    return load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/recovery.db",
-        server_secret_key=secret_key,
-        team_config=str(team),
-        run_lease_s=crash_child.LEASE_S,
+    return runner_settings(
+        tmp_path, secret_key, team, "recovery.db", run_lease_s=crash_child.LEASE_S
     )
 
 

@@ -10,12 +10,13 @@ from runner import events as ev
 from store import Store
 from store.crypto import Owner
 from store.records import RunStatus
-from store.settings import Settings, load_settings
+from store.settings import load_settings
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
     manager,
     replay_team_file,
+    runner_settings,
     verdict,
     wait_for_status,
 )
@@ -31,15 +32,6 @@ async def sqlite_store(tmp_path: Path, secret_key: str):
     store = await Store.open(settings)
     yield store
     await store.close()
-
-
-def runner_settings(tmp_path: Path, secret_key: str, team: Path, **extra) -> Settings:
-    return load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/r.db",
-        server_secret_key=secret_key,
-        team_config=str(team),
-        **extra,
-    )
 
 
 async def test_run_completes_with_events_in_order_and_a_verdict_per_message(

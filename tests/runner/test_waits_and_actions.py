@@ -18,12 +18,12 @@ from store.credentials import FulfilOutcome
 from store.crypto import Owner
 from store.models import CredentialRequestRow, utcnow
 from store.records import RunStatus
-from store.settings import load_settings
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
     manager,
     replay_team_file,
+    runner_settings,
     verdict,
     wait_for_status,
 )
@@ -32,12 +32,7 @@ KEY = "sk-wait-test-key-0002"
 
 
 async def _open(tmp_path: Path, secret_key: str, team: Path, **extra):
-    settings = load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/w.db",
-        server_secret_key=secret_key,
-        team_config=str(team),
-        **extra,
-    )
+    settings = runner_settings(tmp_path, secret_key, team, "w.db", **extra)
     return settings, await Store.open(settings)
 
 

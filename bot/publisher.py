@@ -6,6 +6,11 @@ for `Retry-After`; 5xx and connection errors back off; both are bounded, after w
 run's remaining events wait for the next pass (a restart included) rather than being lost
 or reordered. Errors Slack will never accept (a deleted channel, say) are logged and skipped
 so one bad event cannot block a thread forever.
+
+A run normally gets its root message from the /autogen listener while it is held. If that
+never happens (the process died in between, or Slack kept the post waiting past the hold),
+the publisher posts the root itself, so no run works unseen; the first root attached wins
+and a late duplicate is deleted.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -22,7 +28,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.ui import blocks as ui
 from runner import events as ev
 from store import Store
+from store.models import utcnow
 from store.records import Run, RunEvent
+
+# Called with (run id, Slack's error) when Slack refuses to show a run at all.
+UnshowableHandler = Callable[[str, str], Awaitable[object]]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +72,10 @@ class Publisher:
         max_delay_s: float = 30.0,
         base_delay_s: float = 0.5,
         poll_interval_s: float = 2.0,
+        on_unshowable: UnshowableHandler | None = None,
     ) -> None:
         self._store = store
+        self._on_unshowable = on_unshowable
         self._client = client
         self._max_attempts = max_attempts
         self._max_delay_s = max_delay_s
@@ -110,6 +122,8 @@ class Publisher:
         lock = self._locks.setdefault(run_id, asyncio.Lock())
         async with lock:
             run = await self._store.runs.get(run_id)
+            if run is not None and run.thread_ts is None:
+                run = await self._adopt(run)
             if run is None or run.thread_ts is None:
                 return  # its root message is not posted yet
             for event in await self._store.runs.unposted_events(run_id):
@@ -132,6 +146,40 @@ class Publisher:
             if run.status.finished:
                 self._locks.pop(run_id, None)
                 self._root_status.pop(run_id, None)
+
+    async def _adopt(self, run: Run) -> Run | None:
+        """Post the root message of a run whose front end never did; None while the front
+        end may still be posting it, or when Slack is unavailable or refuses."""
+        if run.awaiting_front_end(utcnow()):
+            return None
+        text, blocks = ui.root_message(
+            run_id=run.id, task=run.task, requester_id=run.requester_id, status=str(run.status)
+        )
+        try:
+            response = await self._call(
+                "chat_postMessage",
+                channel=run.channel_id,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackUnavailable:
+            return None
+        except SlackRefused as exc:
+            log.error("slack refused the run's root message (%s)", exc, extra={"run_id": run.id})
+            if self._on_unshowable is not None:
+                await self._on_unshowable(run.id, str(exc))
+            await self._store.runs.skip_unposted(run.id)
+            return None
+        ts = str(response.get("ts") or "")
+        if ts and await self._store.runs.attach_thread(run.id, ts):
+            log.warning("posted the root message the front end never did", extra={"run_id": run.id})
+        elif ts:
+            log.info("the run got its root meanwhile; deleting ours", extra={"run_id": run.id})
+            with contextlib.suppress(SlackUnavailable, SlackRefused):
+                await self._call("chat_delete", channel=run.channel_id, ts=ts)
+        return await self._store.runs.get(run.id)
 
     async def _publish(self, run: Run, event: RunEvent) -> str | None:
         payload = event.payload

@@ -56,7 +56,11 @@ async def serve(
     runs = RunManager(store, settings)
     services = Services(settings, store, runs)
     app = create_app(services, web_client(settings))
-    publisher = Publisher(store, web_client(settings, retries=False))
+    publisher = Publisher(
+        store,
+        web_client(settings, retries=False),
+        on_unshowable=lambda run_id, reason: runs.abandon_unshowable(run_id, reason=reason),
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

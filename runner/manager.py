@@ -28,13 +28,20 @@ from store import Store
 from store.actions import Decision, DecisionOutcome, may_decide
 from store.credentials import FulfilOutcome, FulfilResult
 from store.models import utcnow
-from store.records import FINISHED_STATUSES, OfferedAction, RequestStatus, Run, RunEvent, RunStatus
+from store.records import (
+    FINISHED_STATUSES,
+    FRONT_END_HOLD,
+    OfferedAction,
+    RequestStatus,
+    Run,
+    RunEvent,
+    RunStatus,
+)
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_RECOVERIES = 3
-HOLD_OWNER = "front-end"
 MAX_TASK_CHARS = 4000
 MIN_SECRET_CHARS = 8
 MAX_SECRET_CHARS = 512
@@ -182,7 +189,7 @@ class RunManager:
             idempotency_key=idempotency_key,
             thread_ts=thread_ts,
             events=events,
-            hold=(HOLD_OWNER, utcnow() + timedelta(seconds=hold_s)) if hold_s else None,
+            hold=(FRONT_END_HOLD, utcnow() + timedelta(seconds=hold_s)) if hold_s else None,
         )
         if not created:
             return StartResult(run, False, 0)
@@ -190,10 +197,10 @@ class RunManager:
         return StartResult(run, True, ahead if busy else 0)
 
     async def release_hold(self, run_id: str, *, thread_ts: str | None) -> bool:
-        return await self.store.runs.release_hold(run_id, owner=HOLD_OWNER, thread_ts=thread_ts)
+        return await self.store.runs.release_hold(run_id, owner=FRONT_END_HOLD, thread_ts=thread_ts)
 
     async def discard(self, run_id: str) -> bool:
-        return await self.store.runs.discard(run_id, owner=HOLD_OWNER)
+        return await self.store.runs.discard(run_id, owner=FRONT_END_HOLD)
 
     async def cancel(self, run_id: str, *, user_id: str) -> CancelOutcome:
         run = await self.store.runs.get(run_id)
@@ -227,6 +234,25 @@ class RunManager:
             run_id=run_id,
         )
         return CancelOutcome.CANCELLED
+
+    async def abandon_unshowable(self, run_id: str, *, reason: str) -> bool:
+        """End a run Slack refuses to show (channel gone, app removed): nobody could follow,
+        stop or approve it, so it must not go on spending tokens."""
+        run = await self.store.runs.get(run_id)
+        if run is None or run.status.finished:
+            return False
+        outcome = f"Stopped: Slack would not show this run ({reason})."
+        done = await self.store.runs.transition(
+            run_id,
+            expected=[s for s in RunStatus if s not in FINISHED_STATUSES],
+            status=RunStatus.FAILED,
+            outcome=outcome,
+            events=closing_events(run, RunStatus.FAILED, outcome, error=("unshowable", outcome)),
+        )
+        local = self._tasks.get(run_id)
+        if done is not False and local is not None:
+            local[1].cancel()
+        return done is not False
 
     async def decide(self, action_id: str, *, user_id: str) -> Decision:
         decision = await self.store.actions.decide(

@@ -27,6 +27,8 @@ FINISHED_STATUSES = frozenset(
     {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
 )
 WAITING_STATUSES = frozenset({RunStatus.WAITING_CREDENTIAL, RunStatus.WAITING_APPROVAL})
+# The lease owner of a new run while the Slack front end posts its root message.
+FRONT_END_HOLD = "front-end"
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,20 @@ class Run:
     outcome: str | None
     cancelled_by: str | None
     lease_owner: str | None
+    lease_expires_at: datetime | None
     recoveries: int
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def awaiting_front_end(self, now: datetime) -> bool:
+        """Still inside the front end's hold: it is posting the run's root message."""
+        return (
+            self.lease_owner == FRONT_END_HOLD
+            and self.lease_expires_at is not None
+            and self.lease_expires_at > now
+        )
 
 
 @dataclass(frozen=True)

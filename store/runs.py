@@ -43,6 +43,7 @@ def to_run(row: RunRow) -> Run:
         outcome=row.outcome,
         cancelled_by=row.cancelled_by,
         lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
         recoveries=row.recoveries,
     )
 
@@ -100,6 +101,15 @@ async def guarded_update(
     if status is not None and RunStatus(status) in FINISHED_STATUSES:
         await _close_open_waits(session, run_id)
     return True
+
+
+async def _attach_thread(session: AsyncSession, run_id: str, thread_ts: str) -> bool:
+    result = await session.execute(
+        update(RunRow)
+        .where(RunRow.id == run_id, RunRow.thread_ts.is_(None))
+        .values(thread_ts=thread_ts)
+    )
+    return result.rowcount == 1
 
 
 async def _close_open_waits(session: AsyncSession, run_id: str) -> None:
@@ -183,19 +193,21 @@ class RunRepository(Repository):
         return to_run(row), True
 
     async def release_hold(self, run_id: str, *, owner: str, thread_ts: str | None) -> bool:
-        """The front end is done (its thread exists): the run may now be claimed."""
-        released = await self.transition(
-            run_id,
-            expected=[RunStatus.QUEUED],
-            held_by=owner,
-            lease_owner=None,
-            lease_expires_at=None,
-            thread_ts=thread_ts,
-        )
-        if released:
-            self._notify("event", run_id)
-            self._notify("run_ready", run_id)
-        return bool(released)
+        """The front end is done: attach its root message as the run's thread and let
+        replicas claim the run. False when the run already has another thread (the hold
+        lapsed and the publisher posted a root of its own) or no longer exists."""
+        async with self._sessions.begin() as session:
+            attached = thread_ts is not None and await _attach_thread(session, run_id, thread_ts)
+            await guarded_update(
+                session,
+                run_id,
+                expected=[RunStatus.QUEUED],
+                held_by=owner,
+                changes={"lease_owner": None, "lease_expires_at": None},
+            )
+        self._notify("event", run_id)
+        self._notify("run_ready", run_id)
+        return attached
 
     async def discard(self, run_id: str, *, owner: str) -> bool:
         """Delete a run that never got going (its front end could not show it)."""
@@ -388,8 +400,18 @@ class RunRepository(Repository):
                 .values(slack_ts=slack_ts, posted_at=utcnow())
             )
 
-    async def set_thread(self, run_id: str, thread_ts: str) -> None:
+    async def skip_unposted(self, run_id: str) -> int:
+        """Mark every unposted event of a run as handled without a Slack message: for a run
+        Slack will not show, so the publisher stops trying."""
         async with self._sessions.begin() as session:
-            await session.execute(
-                update(RunRow).where(RunRow.id == run_id).values(thread_ts=thread_ts)
+            result = await session.execute(
+                update(RunEventRow)
+                .where(RunEventRow.run_id == run_id, RunEventRow.posted_at.is_(None))
+                .values(posted_at=utcnow())
             )
+            return int(result.rowcount)
+
+    async def attach_thread(self, run_id: str, thread_ts: str) -> bool:
+        """Give a run its Slack thread once; whoever comes second learns it lost."""
+        async with self._sessions.begin() as session:
+            return await _attach_thread(session, run_id, thread_ts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -9,6 +10,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.publisher import Publisher
 from runner import events as ev
 from store import Store
+from store.models import utcnow
+from store.records import FRONT_END_HOLD
 from store.settings import load_settings
 from tests.fakes.slack_api import SlackApiEmulator
 
@@ -101,4 +104,91 @@ async def test_a_refused_event_is_skipped_not_blocking(tmp_path: Path, secret_ke
         assert await store.runs.unposted_events(run_id) == []
         run = await store.runs.get(run_id)
         assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["next"]
+    await store.close()
+
+
+async def _orphaned_held_run(store: Store, *, hold_s: float) -> str:
+    """A run created by /autogen whose root message was never attached: the process died
+    between creating the run and posting its root, or Slack kept the post waiting."""
+    run, _ = await store.runs.create(
+        workspace_id="T1",
+        channel_id="C1",
+        requester_id="U1",
+        task="Summarise the incident",
+        events=[(ev.RUN_STARTED, {"task": "t", "requester_id": "U1", "queued_ahead": 0})],
+        hold=(FRONT_END_HOLD, utcnow() + timedelta(seconds=hold_s)),
+    )
+    await store.runs.append_event(run.id, ev.INFO, {"text": "working"})
+    return run.id
+
+
+async def test_a_run_whose_root_never_came_gets_one_after_the_hold(
+    tmp_path: Path, secret_key: str
+) -> None:
+    store = await _store(tmp_path, secret_key)
+    async with SlackApiEmulator() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        held = await _orphaned_held_run(store, hold_s=60)
+        await Publisher(store, client).drain()
+        assert slack.calls_to("chat.postMessage") == []  # the front end may still post it
+
+        run_id = await _orphaned_held_run(store, hold_s=-1)
+        await Publisher(store, client).drain()
+        run = await store.runs.get(run_id)
+        (root,) = slack.channel_messages("C1")
+        assert run.thread_ts == root["ts"] and "Summarise the incident" in root["text"]
+        assert [m["text"] for m in slack.thread("C1", root["ts"])] == ["working"]
+        assert await store.runs.unposted_events(run_id) == []
+        # The front end's late root loses: the run keeps the thread it has.
+        assert not await store.runs.release_hold(run_id, owner=FRONT_END_HOLD, thread_ts="9.9")
+        assert (await store.runs.get(run_id)).thread_ts == root["ts"]
+        assert (await store.runs.get(held)).thread_ts is None
+        assert slack.problems == []
+    await store.close()
+
+
+async def test_a_root_attached_meanwhile_makes_the_publisher_delete_its_copy(
+    tmp_path: Path, secret_key: str
+) -> None:
+    store = await _store(tmp_path, secret_key)
+    async with SlackApiEmulator() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        run_id = await _orphaned_held_run(store, hold_s=-1)
+        front_end_root = await client.chat_postMessage(channel="C1", text="root by /autogen")
+        real_attach = store.runs.attach_thread
+
+        async def front_end_wins_the_race(run: str, ts: str) -> bool:
+            await store.runs.release_hold(run, owner=FRONT_END_HOLD, thread_ts=front_end_root["ts"])
+            return await real_attach(run, ts)
+
+        store.runs.attach_thread = front_end_wins_the_race  # type: ignore[method-assign]
+        await Publisher(store, client).drain()
+        (root,) = slack.channel_messages("C1")
+        assert root["ts"] == front_end_root["ts"]
+        assert (await store.runs.get(run_id)).thread_ts == root["ts"]
+        (deleted,) = slack.deleted
+        assert deleted["ts"] != root["ts"] and "Summarise the incident" in deleted["text"]
+        assert [m["text"] for m in slack.thread("C1", root["ts"])] == ["working"]
+    await store.close()
+
+
+async def test_a_run_slack_will_not_show_is_ended_and_not_retried(
+    tmp_path: Path, secret_key: str
+) -> None:
+    store = await _store(tmp_path, secret_key)
+    abandoned: list[tuple[str, str]] = []
+
+    async def on_unshowable(run_id: str, reason: str) -> None:
+        abandoned.append((run_id, reason))
+
+    async with SlackApiEmulator() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        run_id = await _orphaned_held_run(store, hold_s=-1)
+        slack.fail("chat.postMessage", status=200, times=1, error="channel_not_found")
+        publisher = Publisher(store, client, on_unshowable=on_unshowable)
+        await publisher.drain()
+        assert abandoned == [(run_id, "channel_not_found")]
+        assert await store.runs.unposted_events(run_id) == []
+        await publisher.drain()
+        assert len(slack.calls_to("chat.postMessage")) == 1
     await store.close()

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from bot import ids
+from bot.listeners.commands import autogen as autogen_command
 from store import Store
 from tests.e2e.stack import AGENT_MODEL, button, running_stack, text_of
 from tests.e2e.test_slack_flow import KEY, _start_and_add_key
@@ -85,7 +86,7 @@ async def test_a_redelivered_command_starts_one_run(tmp_path: Path, secret_key: 
         assert len(stack.slack.channel_messages("C1")) == 1
 
 
-async def test_cancel_while_waiting_for_a_key_closes_thebutton(
+async def test_cancel_while_waiting_for_a_key_closes_the_button(
     tmp_path: Path, secret_key: str
 ) -> None:
     async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
@@ -108,3 +109,24 @@ async def test_cancel_while_waiting_for_a_key_closes_thebutton(
             lambda s: [e for e in s.ephemerals if e["user"] == "U1"]
         )
         assert "closed" in refusal[-1]["text"] and stack.slack.views_opened == []
+
+
+async def test_a_root_post_slower_than_the_hold_leaves_one_root(
+    tmp_path: Path, secret_key: str, monkeypatch
+) -> None:
+    """Slack keeps /autogen's root post waiting past the hold: the publisher posts the run's
+    root itself so the run is not unseen, and the late copy is deleted."""
+    monkeypatch.setattr(autogen_command, "ROOT_POST_HOLD_S", 0.2)
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        stack.slack.slow("chat.postMessage", 4.0)
+        status, _, elapsed = await stack.command("Draft a plan")
+        assert status == 200 and elapsed < 3.0
+        await stack.slack.wait_for(lambda s: s.deleted, timeout=15)
+        (root,) = stack.slack.channel_messages("C1")
+        (late_copy,) = stack.slack.deleted
+        assert "Draft a plan" in text_of(root) and "Draft a plan" in text_of(late_copy)
+        assert late_copy["ts"] != root["ts"]
+        await stack.slack.wait_for(
+            lambda s: any(button(m, ids.CREDENTIAL_OPEN) for m in stack.thread())
+        )
+        assert stack.slack.problems == []

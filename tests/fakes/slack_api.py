@@ -598,6 +598,7 @@ class SlackApiEmulator:
         self.messages: dict[tuple[str, str], JsonDict] = {}
         self.deleted_messages: dict[tuple[str, str], JsonDict] = {}
         self.ephemerals: list[JsonDict] = []
+        self.deleted: list[JsonDict] = []
         self.views: dict[str, JsonDict] = {}
         self.views_opened: list[JsonDict] = []
         self.views_pushed: list[JsonDict] = []
@@ -607,6 +608,7 @@ class SlackApiEmulator:
 
         self._response_links: dict[str, tuple[str | None, str | None]] = {}
         self._failures: dict[str, list[FailureRule]] = {}
+        self._delays: dict[str, list[float]] = {}
         self._used_triggers: set[str] = set()
         self._ts_counter = itertools.count(1)
         self._view_counter = itertools.count(1)
@@ -624,6 +626,7 @@ class SlackApiEmulator:
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
             "conversations.info": self._conversations_info,
@@ -733,6 +736,11 @@ class SlackApiEmulator:
         rule = FailureRule(status, retry_after, error or _default_error(status), times=times)
         self._failures.setdefault(method, []).append(rule)
 
+    def slow(self, method: str, seconds: float, times: int = 1) -> None:
+        """Hold the next ``times`` calls of ``method`` for ``seconds`` before Slack acts on
+        them, like a slow or congested API; the call then succeeds as usual."""
+        self._delays.setdefault(method, []).extend([seconds] * times)
+
     def fail_ratio(
         self,
         method: str,
@@ -815,6 +823,9 @@ class SlackApiEmulator:
             body: JsonDict = {"ok": False, "error": "invalid_json"}
             self._problem(method, "invalid_json", [str(exc)])
             return self._answer(method, params, headers, 200, body, {}, request.path)
+        delays = self._delays.get(method)
+        if delays:
+            await asyncio.sleep(delays.pop(0))
         status, body, extra = self._dispatch(method, params, headers)
         return self._answer(method, params, headers, status, body, extra, request.path)
 
@@ -1312,6 +1323,18 @@ class SlackApiEmulator:
             "text": message.get("text", ""),
             "message": _public(message),
         }
+
+    def _chat_delete(self, params: JsonDict) -> JsonDict:
+        channel = self._resolve_channel(params.get("channel"))
+        ts = str(params.get("ts") or "")
+        message = self.messages.get((channel, ts))
+        if message is None:
+            raise _ApiError("message_not_found")
+        if message.get("user") != self.bot_user_id:
+            raise _ApiError("cant_delete_message")
+        del self.messages[(channel, ts)]
+        self.deleted.append(message)
+        return {"channel": channel, "ts": ts}
 
     def _chat_post_ephemeral(self, params: JsonDict) -> JsonDict:
         channel = self._resolve_channel(params.get("channel"))

@@ -242,3 +242,28 @@ async def test_malformed_verdict_is_recorded_as_uncertain(tmp_path: Path, secret
     finally:
         await runs.stop()
         await store.close()
+
+
+async def test_a_run_slack_will_not_show_is_failed_and_its_key_request_closed(
+    tmp_path: Path, secret_key: str
+) -> None:
+    team = replay_team_file(tmp_path, ["Result."], ["Good. TERMINATE"])
+    settings, store = await _open(tmp_path, secret_key, team)
+    runs = manager(store, settings)
+    await runs.start()
+    try:
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="go"
+        )
+        waiting = await wait_for_status(store, started.run.id, {RunStatus.WAITING_CREDENTIAL})
+        request_id = (await store.runs.events(waiting.id))[-1].payload["request_id"]
+        assert await runs.abandon_unshowable(waiting.id, reason="channel_not_found")
+        assert not await runs.abandon_unshowable(waiting.id, reason="channel_not_found")
+        failed = await store.runs.get(waiting.id)
+        assert failed.status == RunStatus.FAILED and "channel_not_found" in (failed.outcome or "")
+        kinds = [e.kind for e in await store.runs.events(waiting.id)]
+        assert kinds[-2:] == [ev.ERROR, ev.FINISHED]
+        late = await runs.submit_credential(request_id, user_id="UREQ", secret=KEY)
+        assert late.outcome == FulfilOutcome.ALREADY_RESOLVED and not late.run_resumed
+    finally:
+        await runs.stop()

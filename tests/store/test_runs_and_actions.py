@@ -8,7 +8,7 @@ from store import Store
 from store.actions import ActionSpec, DecisionOutcome
 from store.credentials import FulfilOutcome
 from store.models import utcnow
-from store.records import ActionStatus, RequestStatus, RunStatus
+from store.records import FRONT_END_HOLD, ActionStatus, RequestStatus, RunStatus
 
 
 async def _run(store: Store, key: str | None = None):
@@ -175,3 +175,51 @@ async def test_finishing_a_run_closes_its_waits_in_the_same_transaction(store: S
     assert (await store.actions.get(actions[0].id)).status == ActionStatus.SUPERSEDED
     late = await store.credentials.fulfil(request.id, user_id="UREQ", secret="s", resume_input="")
     assert late.outcome == FulfilOutcome.ALREADY_RESOLVED
+
+
+async def _held_run(store: Store, *, for_s: float):
+    run, _ = await store.runs.create(
+        workspace_id="T1",
+        channel_id="C1",
+        requester_id="UREQ",
+        task="t",
+        hold=(FRONT_END_HOLD, utcnow() + timedelta(seconds=for_s)),
+    )
+    return run
+
+
+async def test_a_held_run_is_not_claimed_until_released(store: Store) -> None:
+    run = await _held_run(store, for_s=60)
+    assert run.awaiting_front_end(utcnow())
+    assert await store.runs.claim_next(owner="replica-a", lease_s=30) is None
+    assert await store.runs.release_hold(run.id, owner=FRONT_END_HOLD, thread_ts="1.0001")
+    released = await store.runs.get(run.id)
+    assert released.thread_ts == "1.0001" and not released.awaiting_front_end(utcnow())
+    claimed = await store.runs.claim_next(owner="replica-a", lease_s=30)
+    assert claimed is not None and claimed.id == run.id
+
+
+async def test_a_lapsed_hold_lets_the_run_go_and_the_first_thread_wins(store: Store) -> None:
+    run = await _held_run(store, for_s=-1)
+    assert not run.awaiting_front_end(utcnow())
+    claimed = await store.runs.claim_next(owner="replica-a", lease_s=30)
+    assert claimed is not None and claimed.thread_ts is None
+    # The publisher posts a root of its own first; the front end's late one is refused
+    # and the replica's lease is left alone.
+    assert await store.runs.attach_thread(run.id, "2.0002")
+    assert not await store.runs.release_hold(run.id, owner=FRONT_END_HOLD, thread_ts="3.0003")
+    after = await store.runs.get(run.id)
+    assert after.thread_ts == "2.0002" and after.lease_owner == "replica-a"
+    assert after.status == RunStatus.RUNNING
+    assert not await store.runs.attach_thread(run.id, "4.0004")
+
+
+async def test_skip_unposted_marks_a_runs_events_handled(store: Store) -> None:
+    run = await _run(store)
+    other = await _run(store)
+    for target in (run, other):
+        await store.runs.append_event(target.id, "info", {})
+    assert await store.runs.skip_unposted(run.id) == 1
+    assert await store.runs.unposted_events(run.id) == []
+    assert [e.slack_ts for e in await store.runs.events(run.id)] == [None]
+    assert await store.runs.runs_with_unposted_events() == [other.id]

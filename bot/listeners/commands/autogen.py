@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -102,7 +103,11 @@ async def _start(
                 text=f"Slack refused the message ({error}); nothing was started.",
             )
         return
-    await services.runs.release_hold(started.run.id, thread_ts=root["ts"])
+    if not await services.runs.release_hold(started.run.id, thread_ts=root["ts"]):
+        # Slack held this post past the hold and the publisher gave the run a root of its
+        # own; ours would be a second, silent copy.
+        with contextlib.suppress(SlackApiError):
+            await client.chat_delete(channel=root["channel"], ts=root["ts"])
 
 
 async def _status(services: Services, team_id: str, user_id: str) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from autogen_agentchat.base import TaskResult, Team
-from autogen_agentchat.messages import BaseChatMessage
+from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 from autogen_core import CancellationToken
 from autogen_core.tools import FunctionTool
 
@@ -33,6 +33,7 @@ from runner.team import (
     close_team,
     read_team_config,
 )
+from runner.termination import USER, TeamTermination, split_termination
 from runner.verifier import Verifier, VerifierResult
 from store import Store
 from store.actions import ActionSpec
@@ -90,6 +91,7 @@ class Turn:
     run: Run
     key: str
     team: Team
+    termination: TeamTermination
     requests: ToolRequests
     history: list[tuple[str, str]]
     totals: Totals
@@ -146,10 +148,15 @@ class RunExecutor:
         pending = await self._unverified_message(run)
         if pending is not None and await self._judge(turn, [pending]):
             return
+        if run.team_state and run.resume_input is None and await self._team_ended(run):
+            # The team had ended when the process stopped, or "continue" was chosen on
+            # its final message: its own decision stands.
+            await self.finish(run, RunStatus.COMPLETED, _outcome(turn.history), totals=turn.totals)
+            return
         next_input: str | None = run.resume_input if run.team_state else run.task
         while not await self._limit_reached(turn, next_input):
             try:
-                messages, stop_reason = await asyncio.wait_for(
+                messages, items, stop_reason = await asyncio.wait_for(
                     self._one_turn(turn.team, next_input, token), timeout=turn.seconds_left()
                 )
             except TimeoutError:
@@ -164,8 +171,10 @@ class RunExecutor:
                 await self._provider_failed(run, exc, next_input, turn.key, turn.totals)
                 return
             next_input = None
-            judged = await self._record_turn(turn, messages)
-            if await self._judge(turn, judged) or await self._after_turn(turn, stop_reason):
+            ended = stop_reason != TURN_BOUNDARY_REASON
+            ended = await turn.termination.check(items) is not None or ended
+            judged = await self._record_turn(turn, messages, ended=ended)
+            if await self._judge(turn, judged) or await self._after_turn(turn, ended=ended):
                 return
 
     async def _prepare(self, run: Run) -> Turn | None:
@@ -181,14 +190,17 @@ class RunExecutor:
             return None
         requests = ToolRequests()
         try:
+            config, termination = split_termination(read_team_config(self._settings))
             team = build_team(
-                read_team_config(self._settings),
+                config,
                 settings=self._settings,
                 api_key=key.value,
                 tools=[credential_tool(self._store, run, requests)],
             )
             if run.team_state:
-                await team.load_state(json.loads(run.team_state))
+                state = json.loads(run.team_state)
+                await team.load_state(state)
+                await termination.replay(state)
         except (TeamConfigError, ValueError) as exc:
             await self.finish(
                 run,
@@ -202,6 +214,7 @@ class RunExecutor:
             run=run,
             key=key.value,
             team=team,
+            termination=termination,
             requests=requests,
             history=await self._recent_messages(run),
             totals=Totals.of(run),
@@ -227,10 +240,11 @@ class RunExecutor:
         return False
 
     async def _record_turn(
-        self, turn: Turn, messages: list[BaseChatMessage]
+        self, turn: Turn, messages: list[BaseChatMessage], *, ended: bool
     ) -> list[tuple[int, tuple[str, str]]]:
         """Save the turn's messages and the team state in one transaction, so a crash can
-        neither lose a message nor replay one."""
+        neither lose a message nor replay one. `ended` (the team's own end) is kept with the
+        last message, so a restart does not run the team past it."""
         state = json.dumps(await turn.team.save_state())
         for message in messages:
             if message.models_usage is not None:
@@ -250,9 +264,10 @@ class RunExecutor:
                         "content": content,
                         "turn": turn.totals.turns,
                         "message_type": message_type,
+                        **({"ends_team": True} if ended and index == len(spoken) - 1 else {}),
                     },
                 )
-                for source, content, message_type in spoken
+                for index, (source, content, message_type) in enumerate(spoken)
             ],
             team_state=state,
             resume_input=None,
@@ -275,7 +290,7 @@ class RunExecutor:
                 return True
         return False
 
-    async def _after_turn(self, turn: Turn, stop_reason: str | None) -> bool:
+    async def _after_turn(self, turn: Turn, *, ended: bool) -> bool:
         """After a turn: token budget, credentials the agents asked for, the team's own end."""
         run, totals = turn.run, turn.totals
         budget = self._settings.run_token_budget
@@ -298,22 +313,26 @@ class RunExecutor:
                 resume_input=f"The {provider} credential is now available. Continue the task.",
             )
             return True
-        if stop_reason != TURN_BOUNDARY_REASON:
+        if ended:
             await self.finish(run, RunStatus.COMPLETED, _outcome(turn.history), totals=totals)
             return True
         return False
 
     async def _one_turn(
         self, team: Team, task: str | None, token: CancellationToken
-    ) -> tuple[list[BaseChatMessage], str | None]:
+    ) -> tuple[list[BaseChatMessage], list[BaseAgentEvent | BaseChatMessage], str | None]:
+        """One agent turn: its chat messages, everything the agents emitted, the stop reason."""
         messages: list[BaseChatMessage] = []
+        items: list[BaseAgentEvent | BaseChatMessage] = []
         stop_reason: str | None = None
         async for item in team.run_stream(task=task, cancellation_token=token):
             if isinstance(item, TaskResult):
                 stop_reason = item.stop_reason
-            elif isinstance(item, BaseChatMessage) and item.source != "user":
-                messages.append(item)
-        return messages, stop_reason
+            elif isinstance(item, BaseAgentEvent | BaseChatMessage) and item.source != USER:
+                items.append(item)
+                if isinstance(item, BaseChatMessage):
+                    messages.append(item)
+        return messages, items, stop_reason
 
     async def _write(
         self, run: Run, events: list[tuple[str, dict[str, Any]]], **changes: Any
@@ -489,6 +508,12 @@ class RunExecutor:
             for e in events
             if e.kind == ev.AGENT_MESSAGE
         ][-VERIFIER_CONTEXT_MESSAGES:]
+
+    async def _team_ended(self, run: Run) -> bool:
+        """Whether the last recorded turn ended the team (by its condition or by itself)."""
+        events = await self._store.runs.events(run.id)
+        last = next((e for e in reversed(events) if e.kind == ev.AGENT_MESSAGE), None)
+        return bool(last is not None and last.payload.get("ends_team"))
 
     async def _unverified_message(self, run: Run) -> tuple[int, tuple[str, str]] | None:
         """An agent message saved just before a crash, whose verdict was never written."""

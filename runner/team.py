@@ -8,9 +8,9 @@ file on disk, `dump_component()` (it masks `api_key`) and `save_state()` never h
 
 The team is loaded with `max_turns=1`: every `run_stream` call is one agent turn, so the
 runner gets a consistent `save_state()` and a pause point after every message (AutoGen
-warns that state saved while a team runs may be inconsistent). Termination conditions
-that look at single messages (text mention, handoff, source match) work as written;
-cumulative ones are reset by AutoGen each turn, so the runner enforces MAX_TURNS itself.
+warns that state saved while a team runs may be inconsistent). AutoGen resets a team's
+termination condition at every such boundary, so the runner takes the condition out and
+evaluates it across turns itself (`runner.termination`); MAX_TURNS bounds every run.
 """
 
 from __future__ import annotations

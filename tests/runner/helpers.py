@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.base import TerminationCondition
 from autogen_agentchat.conditions import TextMentionTermination
 from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_core.models import ChatCompletionClient, CreateResult, RequestUsage
@@ -34,8 +35,14 @@ def runner_settings(
     )
 
 
-def replay_team_file(folder: Path, worker: list[Any], reviewer: list[Any]) -> Path:
-    """A two-agent round-robin team whose replies are scripted; ends on TERMINATE."""
+def replay_team_file(
+    folder: Path,
+    worker: list[Any],
+    reviewer: list[Any],
+    termination: TerminationCondition | None = None,
+) -> Path:
+    """A two-agent round-robin team whose replies are scripted; ends on TERMINATE unless
+    another `termination` is given."""
     info = {
         "vision": False,
         "function_calling": True,
@@ -52,7 +59,7 @@ def replay_team_file(folder: Path, worker: list[Any], reviewer: list[Any]) -> Pa
                 "reviewer", model_client=ReplayChatCompletionClient(reviewer, model_info=info)
             ),
         ],
-        termination_condition=TextMentionTermination("TERMINATE", sources=["reviewer"]),
+        termination_condition=termination or TextMentionTermination("TERMINATE"),
     )
     path = folder / "team.json"
     path.write_text(json.dumps(team.dump_component().model_dump(mode="json")))

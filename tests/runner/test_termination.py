@@ -1,0 +1,195 @@
+"""The team's own termination condition holds across turns, pauses and restarts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from autogen_agentchat.base import TerminationCondition
+from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
+from autogen_agentchat.messages import TextMessage
+
+from runner import events as ev
+from runner.conditions import TextMentionFromTermination
+from runner.team import DEFAULT_TEAM_PATH
+from runner.termination import split_termination
+from store import Store
+from store.crypto import Owner
+from store.records import RunStatus
+from tests.runner.helpers import (
+    FINISHED,
+    ScriptedVerifier,
+    manager,
+    replay_team_file,
+    runner_settings,
+    verdict,
+    wait_for_status,
+)
+
+KEY = "sk-termination-key-0004"
+FIX = [{"type": "revise", "label": "Fix it", "params": {}}]
+
+
+async def _run_to(
+    tmp_path: Path,
+    secret_key: str,
+    team: Path,
+    verifier: ScriptedVerifier,
+    statuses: set[RunStatus],
+    task: str = "Write it",
+):
+    settings = runner_settings(tmp_path, secret_key, team, "t.db")
+    store = await Store.open(settings)
+    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    runs = manager(store, settings, verifier)
+    await runs.start()
+    started = await runs.start_run(
+        workspace_id="T1", channel_id="C1", requester_id="UREQ", task=task
+    )
+    return store, runs, await wait_for_status(store, started.run.id, statuses)
+
+
+async def _spoken(store: Store, run_id: str, field: str = "content") -> list[str]:
+    events = await store.runs.events(run_id)
+    return [e.payload[field] for e in events if e.kind == ev.AGENT_MESSAGE]
+
+
+async def test_a_cumulative_condition_ends_the_run_where_it_says(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """MaxMessageTermination(3) ends after three agent messages, not at MAX_TURNS (the
+    runner's own task message is not counted)."""
+    team = replay_team_file(
+        tmp_path, ["w1", "w2", "w3"], ["r1", "r2", "r3"], MaxMessageTermination(3)
+    )
+    store, runs, run = await _run_to(
+        tmp_path, secret_key, team, ScriptedVerifier([verdict()] * 10), FINISHED
+    )
+    try:
+        assert run.status == RunStatus.COMPLETED and run.turns == 3
+        assert await _spoken(store, run.id) == ["w1", "r1", "w2"]
+    finally:
+        await runs.stop()
+        await store.close()
+
+
+async def test_the_count_carries_over_an_approval_pause(tmp_path: Path, secret_key: str) -> None:
+    """A failing verdict parks the run (team dropped); after "continue" the rebuilt
+    condition still knows two messages were spoken, so it ends after three more.
+    (Replay clients rebuilt from JSON start their scripts again; the speakers' order
+    comes from the saved team state.)"""
+    team = replay_team_file(
+        tmp_path, ["w1", "w2", "w3"], ["r1", "r2", "r3"], MaxMessageTermination(5)
+    )
+    verifier = ScriptedVerifier([verdict(), verdict("fail", "Too short.", FIX)] + [verdict()] * 8)
+    store, runs, parked = await _run_to(
+        tmp_path, secret_key, team, verifier, {RunStatus.WAITING_APPROVAL}
+    )
+    try:
+        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED]
+        actions = {a["type"]: a["id"] for a in offered[-1].payload["actions"]}
+        await runs.decide(actions["continue"], user_id="UREQ")
+        run = await wait_for_status(store, parked.id, FINISHED)
+        assert run.status == RunStatus.COMPLETED
+        assert await _spoken(store, run.id, "source") == [
+            "worker",
+            "reviewer",
+            "worker",
+            "reviewer",
+            "worker",
+        ]
+    finally:
+        await runs.stop()
+        await store.close()
+
+
+async def test_a_task_that_mentions_terminate_does_not_end_the_run(
+    tmp_path: Path, secret_key: str
+) -> None:
+    team = replay_team_file(tmp_path, ["Explained."], ["Good. TERMINATE"])
+    store, runs, run = await _run_to(
+        tmp_path,
+        secret_key,
+        team,
+        ScriptedVerifier([verdict()] * 4),
+        FINISHED,
+        task="Explain what TERMINATE does in AutoGen",
+    )
+    try:
+        assert run.status == RunStatus.COMPLETED
+        assert await _spoken(store, run.id) == ["Explained.", "Good. TERMINATE"]
+    finally:
+        await runs.stop()
+        await store.close()
+
+
+async def test_continue_on_the_final_message_accepts_the_teams_end(
+    tmp_path: Path, secret_key: str
+) -> None:
+    team = replay_team_file(tmp_path, ["Draft.", "Never said."], ["Fine. TERMINATE", "Again."])
+    verifier = ScriptedVerifier([verdict(), verdict("fail", "Unsure.", FIX)] + [verdict()] * 4)
+    store, runs, parked = await _run_to(
+        tmp_path, secret_key, team, verifier, {RunStatus.WAITING_APPROVAL}
+    )
+    try:
+        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED]
+        actions = {a["type"]: a["id"] for a in offered[-1].payload["actions"]}
+        await runs.decide(actions["continue"], user_id="UREQ")
+        run = await wait_for_status(store, parked.id, FINISHED)
+        assert run.status == RunStatus.COMPLETED
+        assert await _spoken(store, run.id) == ["Draft.", "Fine. TERMINATE"]
+    finally:
+        await runs.stop()
+        await store.close()
+
+
+async def test_revise_on_the_final_message_runs_the_team_again(
+    tmp_path: Path, secret_key: str
+) -> None:
+    team = replay_team_file(tmp_path, ["Draft."], ["Fine. TERMINATE"])
+    verifier = ScriptedVerifier([verdict(), verdict("fail", "Unsure.", FIX)] + [verdict()] * 4)
+    store, runs, parked = await _run_to(
+        tmp_path, secret_key, team, verifier, {RunStatus.WAITING_APPROVAL}
+    )
+    try:
+        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED]
+        actions = {a["type"]: a["id"] for a in offered[-1].payload["actions"]}
+        await runs.decide(actions["revise"], user_id="UREQ")
+        run = await wait_for_status(store, parked.id, FINISHED)
+        assert run.status == RunStatus.COMPLETED
+        # The revised round: the team speaks again and ends again on the reviewer's word.
+        assert await _spoken(store, run.id) == ["Draft.", "Fine. TERMINATE"] * 2
+    finally:
+        await runs.stop()
+        await store.close()
+
+
+async def test_the_default_teams_condition_is_the_reviewers_terminate_only() -> None:
+    config = json.loads(DEFAULT_TEAM_PATH.read_text())
+    stripped, termination = split_termination(config)
+    assert stripped["config"].get("termination_condition") is None
+    assert termination.configured
+    worker = TextMessage(source="worker", content="Done. TERMINATE")
+    reviewer = TextMessage(source="reviewer", content="Looks good.")
+    assert await termination.check([worker]) is None
+    assert await termination.check([reviewer]) is None
+    ending = TextMessage(source="reviewer", content="Approved.\nTERMINATE")
+    assert await termination.check([ending]) is not None
+    # It round-trips through component JSON with its sources (AutoGen's own would not).
+    dumped = TextMentionFromTermination("DONE", ["a", "b"]).dump_component()
+    loaded = TerminationCondition.load_component(dumped)
+    assert await loaded([TextMessage(source="c", content="DONE")]) is None
+    assert await loaded([TextMessage(source="b", content="DONE")]) is not None
+
+
+async def test_a_team_without_a_condition_or_a_bad_one() -> None:
+    _, none = split_termination({"component_type": "team", "config": {}})
+    assert not none.configured and await none.check([TextMessage(source="a", content="x")]) is None
+    bad = TextMentionTermination("X").dump_component().model_dump(mode="json")
+    bad["provider"] = "not.a.module.Condition"
+    try:
+        split_termination({"component_type": "team", "config": {"termination_condition": bad}})
+    except Exception as exc:
+        assert type(exc).__name__ == "TeamConfigError" and "termination_condition" in str(exc)
+    else:
+        raise AssertionError("a condition that cannot load must be refused")

@@ -13,18 +13,23 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from autogen_agentchat.base import TaskResult, Team
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 from autogen_core import CancellationToken
-from autogen_core.tools import FunctionTool
 
 from runner import events as ev
+from runner.history import (
+    VERIFIER_CONTEXT_MESSAGES,
+    Message,
+    recent_messages,
+    team_ended,
+    unverified_message,
+)
 from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
-from runner.outcome import Totals, closing_events
+from runner.outcome import Totals
 from runner.redact import redact
 from runner.team import (
     TURN_BOUNDARY_REASON,
@@ -34,54 +39,15 @@ from runner.team import (
     read_team_config,
 )
 from runner.termination import USER, TeamTermination, split_termination
+from runner.tools import ToolRequests, credential_tool
 from runner.verifier import Verifier, VerifierResult
+from runner.writes import ClaimedRunWriter, RunLost
 from store import Store
-from store.actions import ActionSpec
-from store.credentials import WORKSPACE_USER
-from store.crypto import Owner
 from store.models import utcnow
 from store.records import OfferedAction, Run, RunStatus
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
-
-VERIFIER_CONTEXT_MESSAGES = 8
-RUNNING = [RunStatus.RUNNING]
-
-
-class RunLost(Exception):
-    """This replica no longer holds the run (cancelled or taken over); stop quietly."""
-
-
-@dataclass
-class ToolRequests:
-    """Credentials that agents asked for during the current turn."""
-
-    wanted: list[tuple[str, str]] = field(default_factory=list)
-
-
-def credential_tool(store: Store, run: Run, requests: ToolRequests) -> FunctionTool:
-    """`request_credential(provider, reason)`: says whether a key exists, never its value."""
-
-    async def request_credential(provider: str, reason: str) -> str:
-        name = provider.strip().lower()[:64] or "unknown"
-        for user_id in (run.requester_id, WORKSPACE_USER):
-            if await store.credentials.exists(Owner(run.workspace_id, user_id, name)):
-                return f"A {name} credential is available; tools that need it will read it."
-        requests.wanted.append((name, reason.strip()[:500] or "An agent needs it."))
-        return (
-            f"No {name} credential is stored. The run pauses after this turn and asks the "
-            "requester for it privately; you will be told when it is available."
-        )
-
-    return FunctionTool(
-        request_credential,
-        name="request_credential",
-        description=(
-            "Ask the person who started this run for a credential (API key) for a provider. "
-            "Returns only whether it is available, never the value."
-        ),
-    )
 
 
 @dataclass
@@ -114,7 +80,7 @@ class RunExecutor:
         self._store = store
         self._settings = settings
         self._verifier = verifier
-        self._owner = owner
+        self._writer = ClaimedRunWriter(store, settings, owner)
         self.draining = False
 
     async def execute(self, run: Run, token: CancellationToken) -> None:
@@ -130,7 +96,7 @@ class RunExecutor:
             )
             text = describe(ProviderFailure.OTHER, self._settings)
             try:
-                await self.finish(run, RunStatus.FAILED, text, error=("internal", text))
+                await self._writer.finish(run, RunStatus.FAILED, text, error=("internal", text))
             except RunLost:
                 pass
 
@@ -145,13 +111,15 @@ class RunExecutor:
 
     async def _turns(self, turn: Turn, token: CancellationToken) -> None:
         run = turn.run
-        pending = await self._unverified_message(run)
+        pending = await self._unverified(run)
         if pending is not None and await self._judge(turn, [pending]):
             return
-        if run.team_state and run.resume_input is None and await self._team_ended(run):
+        if run.team_state and run.resume_input is None and await team_ended(self._store, run):
             # The team had ended when the process stopped, or "continue" was chosen on
             # its final message: its own decision stands.
-            await self.finish(run, RunStatus.COMPLETED, _outcome(turn.history), totals=turn.totals)
+            await self._writer.finish(
+                run, RunStatus.COMPLETED, _outcome(turn.history), totals=turn.totals
+            )
             return
         next_input: str | None = run.resume_input if run.team_state else run.task
         while not await self._limit_reached(turn, next_input):
@@ -181,7 +149,7 @@ class RunExecutor:
         """The key and the team (from its saved state); None when the run had to park or end."""
         key = await resolve_llm_key(self._store, self._settings, run)
         if key is None:
-            await self.wait_for_credential(
+            await self._writer.wait_for_credential(
                 run,
                 provider=self._settings.llm_provider,
                 reason="The agents need an LLM API key to start.",
@@ -202,7 +170,7 @@ class RunExecutor:
                 await team.load_state(state)
                 await termination.replay(state)
         except (TeamConfigError, ValueError) as exc:
-            await self.finish(
+            await self._writer.finish(
                 run,
                 RunStatus.INTERRUPTED,
                 "The team could not be loaded.",
@@ -216,7 +184,7 @@ class RunExecutor:
             team=team,
             termination=termination,
             requests=requests,
-            history=await self._recent_messages(run),
+            history=await recent_messages(self._store, run),
             totals=Totals.of(run),
             deadline=started + timedelta(seconds=self._settings.run_timeout_s),
         )
@@ -224,10 +192,10 @@ class RunExecutor:
     async def _limit_reached(self, turn: Turn, next_input: str | None) -> bool:
         """Before each turn: shutting down, MAX_TURNS, RUN_TIMEOUT_S. True when it ended here."""
         if self.draining:
-            await self._release(turn.run, next_input)
+            await self._writer.release(turn.run, next_input)
             return True
         if turn.totals.turns >= self._settings.max_turns:
-            await self.finish(
+            await self._writer.finish(
                 turn.run,
                 RunStatus.COMPLETED,
                 f"Stopped at the turn limit (MAX_TURNS={self._settings.max_turns}).",
@@ -254,7 +222,7 @@ class RunExecutor:
         if messages:
             turn.totals.turns += 1
         spoken = [(m.source, redact(m.to_text(), [turn.key]), type(m).__name__) for m in messages]
-        appended = await self._write(
+        appended = await self._writer.write(
             turn.run,
             [
                 (
@@ -299,14 +267,14 @@ class RunExecutor:
                 f"The run used {totals.tokens} tokens, over its budget of {budget} "
                 "(RUN_TOKEN_BUDGET)."
             )
-            await self.finish(
+            await self._writer.finish(
                 run, RunStatus.FAILED, text, totals=totals, error=("token_budget", text)
             )
             return True
         if turn.requests.wanted:
             provider, reason = turn.requests.wanted[0]
             turn.requests.wanted.clear()
-            await self.wait_for_credential(
+            await self._writer.wait_for_credential(
                 run,
                 provider=provider,
                 reason=reason,
@@ -314,7 +282,9 @@ class RunExecutor:
             )
             return True
         if ended:
-            await self.finish(run, RunStatus.COMPLETED, _outcome(turn.history), totals=totals)
+            await self._writer.finish(
+                run, RunStatus.COMPLETED, _outcome(turn.history), totals=totals
+            )
             return True
         return False
 
@@ -334,16 +304,6 @@ class RunExecutor:
                     messages.append(item)
         return messages, items, stop_reason
 
-    async def _write(
-        self, run: Run, events: list[tuple[str, dict[str, Any]]], **changes: Any
-    ) -> list[Any]:
-        result = await self._store.runs.transition(
-            run.id, expected=RUNNING, held_by=self._owner, events=events, **changes
-        )
-        if result is False:
-            raise RunLost()
-        return result if isinstance(result, list) else []
-
     async def _verify(
         self,
         run: Run,
@@ -362,7 +322,7 @@ class RunExecutor:
             message=(source, content),
         )
         totals.add(result.prompt_tokens, result.completion_tokens)
-        await self._write(
+        await self._writer.write(
             run,
             [(ev.VERIFIER_RESULT, {"agent_seq": seq, "source": source, **result.as_payload()})],
             **totals.columns(),
@@ -375,65 +335,18 @@ class RunExecutor:
         """Pause for approval on a failing verdict with actions. True when the run parked."""
         if verdict is None or verdict.verdict != "fail" or not verdict.suggested_actions:
             return False
-        specs = [
-            ActionSpec(
-                a["type"],
-                a["label"],
-                {"feedback": verdict.reason, **a["params"]}
-                if a["type"] == "revise"
-                else a["params"],
-            )
-            for a in verdict.suggested_actions
-        ]
-        for fallback in ("continue", "stop"):
-            if not any(spec.type == fallback for spec in specs):
-                specs.append(ActionSpec(fallback, _FALLBACK_LABELS[fallback], {}))
-        offered = await self._store.actions.offer(
-            run_id=run.id,
-            specs=specs,
-            event_payload={"reason": verdict.reason},
-            expected=RUNNING,
-            held_by=self._owner,
-            status=RunStatus.WAITING_APPROVAL,
-            lease_owner=None,
-            lease_expires_at=None,
-            **totals.columns(),
-        )
-        if offered is None:
-            raise RunLost()
+        offered = await self._writer.wait_for_approval(run, verdict, totals)
         if self._auto_apply is not None:
-            for action in offered[1]:
+            for action in offered:
                 if action.type in self._settings.auto_apply:
                     await self._auto_apply(action)
                     break
         return True
 
-    async def wait_for_credential(
-        self,
-        run: Run,
-        *,
-        provider: str,
-        reason: str,
-        resume_input: str | None,
-        rejected: bool = False,
-    ) -> None:
-        request = await self._store.credentials.request_and_wait(
-            run_id=run.id,
-            held_by=self._owner,
-            workspace_id=run.workspace_id,
-            user_id=run.requester_id,
-            provider=provider,
-            reason=reason,
-            expires_at=utcnow() + timedelta(seconds=self._settings.credential_timeout_s),
-            event_payload={"rejected": rejected},
-            expected=RUNNING,
-            status=RunStatus.WAITING_CREDENTIAL,
-            resume_input=resume_input,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-        if request is None:
-            raise RunLost()
+    async def _unverified(self, run: Run) -> tuple[int, Message] | None:
+        if self._verifier is None or not self._settings.verifier_enabled:
+            return None
+        return await unverified_message(self._store, run)
 
     async def _provider_failed(
         self, run: Run, exc: BaseException, turn_input: str | None, api_key: str, totals: Totals
@@ -446,7 +359,7 @@ class RunExecutor:
             extra={"run_id": run.id},
         )
         if failure == ProviderFailure.KEY_REJECTED:
-            await self.wait_for_credential(
+            await self._writer.wait_for_credential(
                 run,
                 provider=self._settings.llm_provider,
                 reason="The LLM provider rejected the key that was used. Please add a valid key.",
@@ -455,81 +368,15 @@ class RunExecutor:
             )
             return
         text = describe(failure, self._settings)
-        await self.finish(run, RunStatus.FAILED, text, totals=totals, error=(failure.value, text))
+        await self._writer.finish(
+            run, RunStatus.FAILED, text, totals=totals, error=(failure.value, text)
+        )
 
     async def _timed_out(self, run: Run, totals: Totals) -> None:
         text = f"The run took longer than RUN_TIMEOUT_S ({self._settings.run_timeout_s} s)."
-        await self.finish(run, RunStatus.FAILED, text, totals=totals, error=("timeout", text))
-
-    async def _release(self, run: Run, next_input: str | None) -> None:
-        """Shutting down: hand the run back to the queue from its saved state."""
-        await self._store.runs.transition(
-            run.id,
-            expected=RUNNING,
-            held_by=self._owner,
-            status=RunStatus.QUEUED,
-            lease_owner=None,
-            lease_expires_at=None,
-            resume_input=next_input,
-            events=[(ev.INFO, {"text": "The app is restarting; this run continues shortly."})],
+        await self._writer.finish(
+            run, RunStatus.FAILED, text, totals=totals, error=("timeout", text)
         )
-
-    async def finish(
-        self,
-        run: Run,
-        status: RunStatus,
-        outcome: str,
-        *,
-        totals: Totals | None = None,
-        error: tuple[str, str] | None = None,
-    ) -> None:
-        current = await self._store.runs.get(run.id)
-        if current is None:
-            return
-        totals = totals or Totals.of(current)
-        events = closing_events(current, status, outcome, totals=totals, error=error)
-        result = await self._store.runs.transition(
-            run.id,
-            expected=[RunStatus.RUNNING, RunStatus.QUEUED, *WAITING],
-            events=events,
-            status=status,
-            outcome=outcome,
-            **totals.columns(),
-        )
-        if result is False:
-            raise RunLost()
-
-    async def _recent_messages(self, run: Run) -> list[tuple[str, str]]:
-        if run.turns == 0:
-            return []
-        events = await self._store.runs.events(run.id)
-        return [
-            (e.payload.get("source", "?"), e.payload.get("content", ""))
-            for e in events
-            if e.kind == ev.AGENT_MESSAGE
-        ][-VERIFIER_CONTEXT_MESSAGES:]
-
-    async def _team_ended(self, run: Run) -> bool:
-        """Whether the last recorded turn ended the team (by its condition or by itself)."""
-        events = await self._store.runs.events(run.id)
-        last = next((e for e in reversed(events) if e.kind == ev.AGENT_MESSAGE), None)
-        return bool(last is not None and last.payload.get("ends_team"))
-
-    async def _unverified_message(self, run: Run) -> tuple[int, tuple[str, str]] | None:
-        """An agent message saved just before a crash, whose verdict was never written."""
-        if self._verifier is None or not self._settings.verifier_enabled or run.turns == 0:
-            return None
-        events = await self._store.runs.events(run.id)
-        judged = {e.payload.get("agent_seq") for e in events if e.kind == ev.VERIFIER_RESULT}
-        messages = [e for e in events if e.kind == ev.AGENT_MESSAGE]
-        if not messages or messages[-1].seq in judged:
-            return None
-        last = messages[-1]
-        return last.seq, (last.payload.get("source", "?"), last.payload.get("content", ""))
-
-
-WAITING = [RunStatus.WAITING_CREDENTIAL, RunStatus.WAITING_APPROVAL]
-_FALLBACK_LABELS = {"continue": "Continue anyway", "stop": "Stop the run"}
 
 
 def _outcome(history: list[tuple[str, str]]) -> str:

@@ -20,10 +20,13 @@ from enum import StrEnum
 from autogen_core import CancellationToken
 
 from runner import events as ev
-from runner.executor import WAITING, RunExecutor, RunLost
+from runner.decisions import ActionApplier
+from runner.executor import RunExecutor
+from runner.housekeeping import expire_credential_requests, requeue_orphaned_runs
 from runner.llm import openai_verifier_factory
 from runner.outcome import closing_events
 from runner.verifier import ClientFactory, Verifier
+from runner.writes import RunLost
 from store import Store
 from store.actions import Decision, DecisionOutcome, may_decide
 from store.credentials import FulfilOutcome, FulfilResult
@@ -31,8 +34,6 @@ from store.models import utcnow
 from store.records import (
     FINISHED_STATUSES,
     FRONT_END_HOLD,
-    OfferedAction,
-    RequestStatus,
     Run,
     RunEvent,
     RunStatus,
@@ -41,10 +42,7 @@ from store.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_RECOVERIES = 3
 MAX_TASK_CHARS = 4000
-MIN_SECRET_CHARS = 8
-MAX_SECRET_CHARS = 512
 
 
 @dataclass(frozen=True)
@@ -59,26 +57,6 @@ class CancelOutcome(StrEnum):
     NOT_FOUND = "not_found"
     NOT_AUTHORISED = "not_authorised"
     ALREADY_FINISHED = "already_finished"
-
-
-class SecretProblem(StrEnum):
-    EMPTY = "empty"
-    TOO_SHORT = "too_short"
-    TOO_LONG = "too_long"
-    WHITESPACE = "whitespace"
-
-
-def check_secret(value: str) -> SecretProblem | None:
-    """Sanity checks on a submitted key before anything is written."""
-    if not value:
-        return SecretProblem.EMPTY
-    if any(char.isspace() for char in value):
-        return SecretProblem.WHITESPACE
-    if len(value) < MIN_SECRET_CHARS:
-        return SecretProblem.TOO_SHORT
-    if len(value) > MAX_SECRET_CHARS:
-        return SecretProblem.TOO_LONG
-    return None
 
 
 class RunManager:
@@ -96,8 +74,9 @@ class RunManager:
         self.instance_id = instance_id or f"replica-{uuid.uuid4().hex[:8]}"
         factory = verifier_client_factory or openai_verifier_factory(settings)
         verifier = Verifier(factory, timeout_s=settings.verifier_timeout_s)
+        self._actions = ActionApplier(store, settings, self._wake_scheduler)
         self._executor = RunExecutor(
-            store, settings, verifier, self.instance_id, auto_apply=self._auto_apply
+            store, settings, verifier, self.instance_id, auto_apply=self._actions.auto_apply
         )
         self._poll_interval_s = poll_interval_s
         self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}
@@ -106,8 +85,6 @@ class RunManager:
         self._scheduler: asyncio.Task[None] | None = None
         self._stopping = False
         store.subscribe(self._on_store_change)
-
-    # ----- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
         await self.recover()
@@ -132,6 +109,9 @@ class RunManager:
     def active_run_ids(self) -> set[str]:
         return set(self._tasks)
 
+    def _wake_scheduler(self) -> None:
+        self._wake.set()
+
     def _on_store_change(self, topic: str, _run_id: str) -> None:
         if topic == "run_ready":
             self._wake.set()
@@ -141,8 +121,6 @@ class RunManager:
     async def _signal_events(self) -> None:
         async with self._event_signal:
             self._event_signal.notify_all()
-
-    # ----- commands from the front end -------------------------------------------------
 
     async def start_run(
         self,
@@ -259,7 +237,7 @@ class RunManager:
             action_id, user_id=user_id, approvers=frozenset(self.settings.approvers)
         )
         if decision.outcome == DecisionOutcome.APPROVED and decision.action is not None:
-            await self._apply(decision.action, decided_by=user_id, auto=False)
+            await self._actions.apply(decision.action, decided_by=user_id, auto=False)
         return decision
 
     async def submit_credential(
@@ -306,80 +284,6 @@ class RunManager:
                     except TimeoutError:
                         if idle_timeout_s is not None:
                             return
-
-    # ----- decisions -------------------------------------------------------------------
-
-    async def _auto_apply(self, action: OfferedAction) -> None:
-        decided = await self.store.actions.decide(
-            action.id, user_id="auto", approvers=frozenset({"auto"})
-        )
-        if decided.outcome == DecisionOutcome.APPROVED and decided.action is not None:
-            await self._apply(decided.action, decided_by="auto", auto=True)
-
-    async def _apply(self, action: OfferedAction, *, decided_by: str, auto: bool) -> None:
-        run = await self.store.runs.get(action.run_id)
-        if run is None:
-            return
-        result_event = (
-            ev.ACTION_RESULT,
-            {
-                "action_id": action.id,
-                "offer_id": action.offer_id,
-                "type": action.type,
-                "label": action.label,
-                "decided_by": decided_by,
-                "auto": auto,
-            },
-        )
-        waiting = [RunStatus.WAITING_APPROVAL]
-        if action.type == "revise":
-            feedback = str(action.params.get("feedback") or "").strip()
-            await self.store.runs.transition(
-                run.id,
-                expected=waiting,
-                status=RunStatus.QUEUED,
-                events=[result_event],
-                resume_input=f"Feedback from the verifier, approved by a person: {feedback}\n"
-                "Please revise your last answer accordingly.",
-            )
-        elif action.type == "continue":
-            await self.store.runs.transition(
-                run.id,
-                expected=waiting,
-                status=RunStatus.QUEUED,
-                events=[result_event],
-                resume_input=None,
-            )
-        elif action.type == "stop":
-            outcome = "Stopped on the verifier's advice."
-            await self.store.runs.transition(
-                run.id,
-                expected=waiting,
-                status=RunStatus.COMPLETED,
-                outcome=outcome,
-                events=[result_event, *closing_events(run, RunStatus.COMPLETED, outcome)],
-            )
-        elif action.type == "request_credential":
-            provider = str(action.params.get("provider") or self.settings.llm_provider)
-            provider = provider.strip().lower()[:64] or self.settings.llm_provider
-            await self.store.runs.append_event(run.id, *result_event)
-            await self.store.credentials.request_and_wait(
-                run_id=run.id,
-                held_by=None,
-                expected=waiting,
-                workspace_id=run.workspace_id,
-                user_id=run.requester_id,
-                provider=provider,
-                reason=str(action.params.get("reason") or "The verifier suggested it."),
-                expires_at=utcnow() + timedelta(seconds=self.settings.credential_timeout_s),
-                event_payload={"rejected": False},
-                status=RunStatus.WAITING_CREDENTIAL,
-                resume_input=f"The {provider} credential is now available. Continue the task.",
-            )
-        await self.store.actions.mark_applied(action.id)
-        self._wake.set()
-
-    # ----- scheduling and recovery -----------------------------------------------------
 
     async def _schedule(self) -> None:
         last_housekeeping = 0.0
@@ -430,68 +334,15 @@ class RunManager:
                 return
 
     async def _housekeeping(self) -> None:
-        await self._expire_credential_requests()
+        await expire_credential_requests(self.store, timeout_s=self.settings.credential_timeout_s)
         await self.recover()
 
     async def recover(self) -> None:
         """Runs whose replica died resume from saved state; approved-but-unapplied actions
         are applied. Called at start-up and periodically (a dead peer's lease lapses)."""
-        for run in await self.store.runs.orphaned():
-            if run.id in self._tasks:
-                continue
-            if run.recoveries >= MAX_RECOVERIES:
-                text = (
-                    f"The run was interrupted {run.recoveries} times while running and "
-                    "was not resumed again."
-                )
-                await self.store.runs.transition(
-                    run.id,
-                    expected=[RunStatus.RUNNING],
-                    status=RunStatus.INTERRUPTED,
-                    outcome=text,
-                    events=closing_events(
-                        run, RunStatus.INTERRUPTED, text, error=("interrupted", text)
-                    ),
-                )
-                continue
-            where = "from its last saved turn" if run.team_state else "from the start"
-            await self.store.runs.transition(
-                run.id,
-                expected=[RunStatus.RUNNING],
-                status=RunStatus.QUEUED,
-                lease_owner=None,
-                lease_expires_at=None,
-                recoveries=run.recoveries + 1,
-                events=[
-                    (ev.INFO, {"text": f"The app restarted during this run; resuming {where}."})
-                ],
-            )
+        await requeue_orphaned_runs(self.store, running_here=set(self._tasks))
         for action in await self.store.actions.approved_unapplied():
-            await self._apply(action, decided_by=action.decided_by or "auto", auto=False)
-
-    async def _expire_credential_requests(self) -> None:
-        now = utcnow()
-        for request in await self.store.credentials.pending_requests():
-            if request.expires_at > now:
-                continue
-            if not await self.store.credentials.resolve_request(request.id, RequestStatus.EXPIRED):
-                continue
-            run = await self.store.runs.get(request.run_id)
-            if run is None or run.status in FINISHED_STATUSES:
-                continue
-            text = (
-                f"No {request.provider} key arrived within "
-                f"{self.settings.credential_timeout_s} s (CREDENTIAL_TIMEOUT_S); the run ended."
-            )
-            await self.store.runs.transition(
-                run.id,
-                expected=WAITING,
-                status=RunStatus.FAILED,
-                outcome=text,
-                events=closing_events(
-                    run, RunStatus.FAILED, text, error=("credential_timeout", text)
-                ),
-            )
+            await self._actions.apply(action, decided_by=action.decided_by or "auto", auto=False)
 
 
-__all__ = ["CancelOutcome", "RunManager", "StartResult", "check_secret"]
+__all__ = ["CancelOutcome", "RunManager", "StartResult"]

@@ -17,7 +17,7 @@ from slack_sdk.models.views import View
 
 from bot import ids
 from bot.ui.text import escape
-from runner.manager import MAX_SECRET_CHARS
+from runner.key_input import MAX_SECRET_CHARS
 
 HELP_TEXT = (
     "*AutoGen in Slack*\n"

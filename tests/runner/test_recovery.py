@@ -25,7 +25,7 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 from sqlalchemy import update
 
 from runner import events as ev
-from runner.manager import MAX_RECOVERIES
+from runner.housekeeping import MAX_RECOVERIES
 from store import Store
 from store.crypto import Owner
 from store.models import RunRow, utcnow

@@ -17,10 +17,10 @@ from aiohttp import web
 from autogen_ext.models.openai._model_info import resolve_model
 
 from runner import events as ev
-from runner.executor import ToolRequests, credential_tool
 from runner.manager import RunManager
 from runner.redact import REDACTED, redact
 from runner.team import build_team, read_team_config
+from runner.tools import ToolRequests, credential_tool
 from store import Store
 from store.crypto import Owner
 from store.db import sqlite_path
@@ -147,7 +147,7 @@ async def test_replay_team_run_keeps_the_key_out_of_state_events_files_and_logs(
     assert any(r.name.startswith("sqlalchemy.engine") for r in debug_logs.records)
 
 
-# ----- the default team, with real OpenAI clients talking to a local fake --------------------
+# The default team, with real OpenAI clients talking to a local fake.
 
 
 def _completion(model: str, message: dict[str, Any], finish_reason: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import ids
 from bot.services import Services
-from runner.manager import MAX_SECRET_CHARS, MIN_SECRET_CHARS, SecretProblem, check_secret
+from runner.key_input import MAX_SECRET_CHARS, MIN_SECRET_CHARS, SecretProblem, check_secret
 from store.credentials import FulfilOutcome
 
 PROBLEMS = {

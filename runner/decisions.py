@@ -1,0 +1,96 @@
+"""What an approved action does to its run: revise, continue, stop, request_credential.
+
+Deciding (who may, only once) is the store's job; this module applies the decision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from runner import events as ev
+from runner.outcome import closing_events
+from store import Store
+from store.actions import DecisionOutcome
+from store.models import utcnow
+from store.records import OfferedAction, RunStatus
+from store.settings import Settings
+
+
+class ActionApplier:
+    def __init__(self, store: Store, settings: Settings, wake: Callable[[], None]) -> None:
+        self._store = store
+        self._settings = settings
+        self._wake = wake
+
+    async def auto_apply(self, action: OfferedAction) -> None:
+        """Apply an AUTO_APPLY action: decided by "auto" through the same single-use gate."""
+        decided = await self._store.actions.decide(
+            action.id, user_id="auto", approvers=frozenset({"auto"})
+        )
+        if decided.outcome == DecisionOutcome.APPROVED and decided.action is not None:
+            await self.apply(decided.action, decided_by="auto", auto=True)
+
+    async def apply(self, action: OfferedAction, *, decided_by: str, auto: bool) -> None:
+        """Carry out an approved action; each status change is guarded, so an action on a
+        run that moved on (cancelled, say) changes nothing."""
+        run = await self._store.runs.get(action.run_id)
+        if run is None:
+            return
+        result_event = (
+            ev.ACTION_RESULT,
+            {
+                "action_id": action.id,
+                "offer_id": action.offer_id,
+                "type": action.type,
+                "label": action.label,
+                "decided_by": decided_by,
+                "auto": auto,
+            },
+        )
+        waiting = [RunStatus.WAITING_APPROVAL]
+        if action.type == "revise":
+            feedback = str(action.params.get("feedback") or "").strip()
+            await self._store.runs.transition(
+                run.id,
+                expected=waiting,
+                status=RunStatus.QUEUED,
+                events=[result_event],
+                resume_input=f"Feedback from the verifier, approved by a person: {feedback}\n"
+                "Please revise your last answer accordingly.",
+            )
+        elif action.type == "continue":
+            await self._store.runs.transition(
+                run.id,
+                expected=waiting,
+                status=RunStatus.QUEUED,
+                events=[result_event],
+                resume_input=None,
+            )
+        elif action.type == "stop":
+            outcome = "Stopped on the verifier's advice."
+            await self._store.runs.transition(
+                run.id,
+                expected=waiting,
+                status=RunStatus.COMPLETED,
+                outcome=outcome,
+                events=[result_event, *closing_events(run, RunStatus.COMPLETED, outcome)],
+            )
+        elif action.type == "request_credential":
+            provider = str(action.params.get("provider") or self._settings.llm_provider)
+            provider = provider.strip().lower()[:64] or self._settings.llm_provider
+            await self._store.runs.append_event(run.id, *result_event)
+            await self._store.credentials.request_and_wait(
+                run_id=run.id,
+                held_by=None,
+                expected=waiting,
+                workspace_id=run.workspace_id,
+                user_id=run.requester_id,
+                provider=provider,
+                reason=str(action.params.get("reason") or "The verifier suggested it."),
+                expires_at=utcnow() + timedelta(seconds=self._settings.credential_timeout_s),
+                event_payload={"rejected": False},
+                status=RunStatus.WAITING_CREDENTIAL,
+                resume_input=f"The {provider} credential is now available. Continue the task.",
+            )
+        await self._store.actions.mark_applied(action.id)
+        self._wake()

@@ -1,0 +1,74 @@
+"""Periodic repairs any replica may run: resume runs whose replica died, end runs whose
+credential request expired. Every change is a guarded compare-and-set, so replicas racing
+on the same row do each repair once."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from runner import events as ev
+from runner.outcome import closing_events
+from runner.writes import WAITING
+from store import Store
+from store.models import utcnow
+from store.records import FINISHED_STATUSES, RequestStatus, RunStatus
+
+MAX_RECOVERIES = 3
+
+
+async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) -> None:
+    """Runs marked running whose lease lapsed (their process died) go back to the queue and
+    resume from their last saved turn; after MAX_RECOVERIES they are marked interrupted,
+    so a run that kills its process cannot loop forever."""
+    for run in await store.runs.orphaned():
+        if run.id in running_here:
+            continue
+        if run.recoveries >= MAX_RECOVERIES:
+            text = (
+                f"The run was interrupted {run.recoveries} times while running and "
+                "was not resumed again."
+            )
+            await store.runs.transition(
+                run.id,
+                expected=[RunStatus.RUNNING],
+                status=RunStatus.INTERRUPTED,
+                outcome=text,
+                events=closing_events(
+                    run, RunStatus.INTERRUPTED, text, error=("interrupted", text)
+                ),
+            )
+            continue
+        where = "from its last saved turn" if run.team_state else "from the start"
+        await store.runs.transition(
+            run.id,
+            expected=[RunStatus.RUNNING],
+            status=RunStatus.QUEUED,
+            lease_owner=None,
+            lease_expires_at=None,
+            recoveries=run.recoveries + 1,
+            events=[(ev.INFO, {"text": f"The app restarted during this run; resuming {where}."})],
+        )
+
+
+async def expire_credential_requests(store: Store, *, timeout_s: int) -> None:
+    """A key that never came ends its run with a clear event instead of a silent wait."""
+    now = utcnow()
+    for request in await store.credentials.pending_requests():
+        if request.expires_at > now:
+            continue
+        if not await store.credentials.resolve_request(request.id, RequestStatus.EXPIRED):
+            continue
+        run = await store.runs.get(request.run_id)
+        if run is None or run.status in FINISHED_STATUSES:
+            continue
+        text = (
+            f"No {request.provider} key arrived within {timeout_s} s "
+            "(CREDENTIAL_TIMEOUT_S); the run ended."
+        )
+        await store.runs.transition(
+            run.id,
+            expected=WAITING,
+            status=RunStatus.FAILED,
+            outcome=text,
+            events=closing_events(run, RunStatus.FAILED, text, error=("credential_timeout", text)),
+        )

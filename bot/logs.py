@@ -53,6 +53,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+# Libraries that narrate every LLM call (whole prompts and replies) and every HTTP request
+# at INFO. An operator reading the app's INFO log wants the app's story; LOG_LEVEL=DEBUG
+# brings them back.
+CHATTY_LOGGERS = ("autogen_core", "autogen_agentchat", "httpx", "openai")
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(SecretFilter())
@@ -63,6 +69,9 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    chatty_level = logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(max(chatty_level, root.level))
     install_secret_filter()
 
 

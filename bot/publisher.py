@@ -7,6 +7,11 @@ run's remaining events wait for the next pass (a restart included) rather than b
 or reordered. Errors Slack will never accept (a deleted channel, say) are logged and skipped
 so one bad event cannot block a thread forever.
 
+With several replicas, each runs a publisher; a run's events are posted by whichever holds
+the run's publishing claim in the database (renewed before every Slack call, released after
+each pass), so no event goes out twice. A long message's parts are recorded one by one, so
+a failure between parts resumes after the last part that went out.
+
 A run normally gets its root message from the /autogen listener while it is held. If that
 never happens (the process died in between, or Slack kept the post waiting past the hold),
 the publisher posts the root itself, so no run works unseen; the first root attached wins
@@ -17,8 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -48,7 +56,29 @@ ROOT_REFRESH_KINDS = {
 
 
 class SlackUnavailable(Exception):
-    """Retries ran out; try again on a later pass."""
+    """Retries ran out (or Slack asked for a long pause); try again on a later pass."""
+
+    def __init__(self, method: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(method)
+        self.retry_after_s = retry_after_s
+
+
+class ClaimLost(Exception):
+    """Another replica now posts this run's events; stop before posting anything."""
+
+
+@dataclass
+class _Claim:
+    """The publishing claim on one run, held by the task that drains it."""
+
+    run_id: str
+    renew: Callable[[], Awaitable[bool]]
+
+
+# Set in each run's drain task (asyncio copies the context per task), read by `_call`.
+_current_claim: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar(
+    "publisher_claim", default=None
+)
 
 
 class SlackRefused(Exception):
@@ -72,9 +102,15 @@ class Publisher:
         max_delay_s: float = 30.0,
         base_delay_s: float = 0.5,
         poll_interval_s: float = 2.0,
+        claim_s: float = 90.0,
+        owner: str | None = None,
         on_unshowable: UnshowableHandler | None = None,
     ) -> None:
         self._store = store
+        self._owner = owner or f"publisher-{uuid.uuid4().hex[:8]}"
+        self._claim_s = claim_s
+        self._not_before: dict[str, float] = {}
+        self._stopping = False
         self._on_unshowable = on_unshowable
         self._client = client
         self._max_attempts = max_attempts
@@ -95,13 +131,20 @@ class Publisher:
         self._task = asyncio.create_task(self._loop(), name="slack-publisher")
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
-        """Post what is pending (bounded by `grace_s`), then stop."""
-        if self._task is not None:
+        """Post what is pending, then stop. The loop finishes the event it is on rather than
+        being cancelled between a Slack call and its record (which would post it twice);
+        only past `grace_s` is it cancelled."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            await asyncio.wait_for(self.drain(), timeout=grace_s)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.drain(), timeout=grace_s)
 
     async def _loop(self) -> None:
         while True:
@@ -110,6 +153,8 @@ class Publisher:
                 await self.drain()
             except Exception:
                 log.exception("publisher pass failed")
+            if self._stopping:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
 
@@ -119,33 +164,56 @@ class Publisher:
         await asyncio.gather(*(self.publish_run(run_id) for run_id in run_ids))
 
     async def publish_run(self, run_id: str) -> None:
+        if asyncio.get_running_loop().time() < self._not_before.get(run_id, 0.0):
+            return  # Slack asked us to wait
         lock = self._locks.setdefault(run_id, asyncio.Lock())
         async with lock:
-            run = await self._store.runs.get(run_id)
-            if run is not None and run.thread_ts is None:
-                run = await self._adopt(run)
-            if run is None or run.thread_ts is None:
-                return  # its root message is not posted yet
-            for event in await self._store.runs.unposted_events(run_id):
-                try:
-                    ts = await self._publish(run, event)
-                except SlackUnavailable:
-                    log.warning("slack unavailable; will retry", extra={"run_id": run_id})
-                    return
-                except SlackRefused as exc:
-                    log.error(
-                        "slack refused event %s (%s); skipped",
-                        event.seq,
-                        exc,
-                        extra={"run_id": run_id},
-                    )
-                    ts = None
-                await self._store.runs.mark_posted(event.id, slack_ts=ts)
-                if event.kind in ROOT_REFRESH_KINDS:
-                    await self._refresh_root(run_id)
-            if run.status.finished:
-                self._locks.pop(run_id, None)
-                self._root_status.pop(run_id, None)
+            if not await self._claim(run_id):
+                return  # another replica is posting this run
+            token = _current_claim.set(_Claim(run_id, lambda: self._claim(run_id)))
+            try:
+                await self._publish_pending(run_id)
+            except ClaimLost:
+                log.info("another replica took over posting", extra={"run_id": run_id})
+            finally:
+                _current_claim.reset(token)
+                await self._store.runs.release_publishing(run_id, owner=self._owner)
+
+    async def _claim(self, run_id: str) -> bool:
+        return await self._store.runs.claim_publishing(
+            run_id, owner=self._owner, lease_s=self._claim_s
+        )
+
+    async def _publish_pending(self, run_id: str) -> None:
+        run = await self._store.runs.get(run_id)
+        if run is not None and run.thread_ts is None:
+            run = await self._adopt(run)
+        if run is None or run.thread_ts is None:
+            return  # its root message is not posted yet
+        for event in await self._store.runs.unposted_events(run_id):
+            try:
+                ts = await self._publish(run, event)
+            except SlackUnavailable as exc:
+                if exc.retry_after_s:
+                    loop_time = asyncio.get_running_loop().time()
+                    self._not_before[run_id] = loop_time + exc.retry_after_s
+                log.warning("slack unavailable; will retry", extra={"run_id": run_id})
+                return
+            except SlackRefused as exc:
+                log.error(
+                    "slack refused event %s (%s); skipped",
+                    event.seq,
+                    exc,
+                    extra={"run_id": run_id},
+                )
+                ts = None
+            await self._store.runs.mark_posted(event.id, slack_ts=ts)
+            if event.kind in ROOT_REFRESH_KINDS:
+                await self._refresh_root(run_id)
+        if run.status.finished:
+            self._locks.pop(run_id, None)
+            self._root_status.pop(run_id, None)
+            self._not_before.pop(run_id, None)
 
     async def _adopt(self, run: Run) -> Run | None:
         """Post the root message of a run whose front end never did; None while the front
@@ -187,11 +255,16 @@ class Publisher:
         if kind == ev.RUN_STARTED:
             return run.thread_ts
         if kind == ev.AGENT_MESSAGE:
-            ts = None
-            for text, blocks in ui.agent_message(
+            parts = ui.agent_message(
                 source=payload["source"], content=payload["content"], turn=payload["turn"]
-            ):
+            )
+            ts = event.slack_ts
+            for number, (text, blocks) in enumerate(parts, start=1):
+                if number <= event.parts_posted:
+                    continue  # posted before a failure on a later part
                 ts = await self._post(run, text, blocks)
+                if number < len(parts) and ts:
+                    await self._store.runs.note_part_posted(event.id, slack_ts=ts, parts=number)
             return ts
         if kind == ev.VERIFIER_RESULT:
             return await self._show_verdict(run, payload)
@@ -323,8 +396,15 @@ class Publisher:
         await self._call("chat_update", channel=run.channel_id, ts=ts, text=text, blocks=blocks)
 
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        """One Web API call with bounded retries. Before every attempt the run's publishing
+        claim is renewed, so a replica that lost it never posts. A 429 waits `Retry-After`
+        in full; a wait longer than `max_delay_s` ends this pass and the run is not retried
+        before then."""
+        claim = _current_claim.get()
         delay = self._base_delay_s
         for attempt in range(1, self._max_attempts + 1):
+            if claim is not None and not await claim.renew():
+                raise ClaimLost(claim.run_id)
             try:
                 response = await getattr(self._client, method)(**kwargs)
                 return dict(response.data) if isinstance(response.data, dict) else {}
@@ -332,6 +412,8 @@ class Publisher:
                 status = exc.response.status_code
                 if status == 429:
                     wait = float(_header(exc.response.headers, "Retry-After") or 1)
+                    if wait > self._max_delay_s:
+                        raise SlackUnavailable(method, retry_after_s=wait) from None
                 elif status >= 500:
                     wait = delay
                 else:

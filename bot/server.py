@@ -59,6 +59,7 @@ async def serve(
     publisher = Publisher(
         store,
         web_client(settings, retries=False),
+        owner=runs.instance_id,
         on_unshowable=lambda run_id, reason: runs.abandon_unshowable(run_id, reason=reason),
     )
     stop = stop or asyncio.Event()

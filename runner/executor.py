@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from autogen_agentchat.base import TaskResult, Team
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
@@ -28,7 +28,7 @@ from runner.history import (
     team_ended,
     unverified_message,
 )
-from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
+from runner.llm import MissingKey, ProviderFailure, classify, describe, resolve_llm_key
 from runner.outcome import Totals
 from runner.redact import redact
 from runner.team import (
@@ -61,10 +61,15 @@ class Turn:
     requests: ToolRequests
     history: list[tuple[str, str]]
     totals: Totals
-    deadline: datetime
+    claimed_at: datetime
+    timeout_s: float
+
+    def active_s(self) -> float:
+        """Seconds the run has spent running, over all its claims (waits do not count)."""
+        return self.run.active_s + (utcnow() - self.claimed_at).total_seconds()
 
     def seconds_left(self) -> float:
-        return (self.deadline - utcnow()).total_seconds()
+        return self.timeout_s - self.active_s()
 
 
 class RunExecutor:
@@ -148,11 +153,11 @@ class RunExecutor:
     async def _prepare(self, run: Run) -> Turn | None:
         """The key and the team (from its saved state); None when the run had to park or end."""
         key = await resolve_llm_key(self._store, self._settings, run)
-        if key is None:
+        if isinstance(key, MissingKey):
             await self._writer.wait_for_credential(
                 run,
                 provider=self._settings.llm_provider,
-                reason="The agents need an LLM API key to start.",
+                reason=key.reason,
                 resume_input=run.resume_input,
             )
             return None
@@ -177,7 +182,6 @@ class RunExecutor:
                 error=("team_config", redact(str(exc), [key.value])),
             )
             return None
-        started = run.started_at or utcnow()
         return Turn(
             run=run,
             key=key.value,
@@ -186,7 +190,8 @@ class RunExecutor:
             requests=requests,
             history=await recent_messages(self._store, run),
             totals=Totals.of(run),
-            deadline=started + timedelta(seconds=self._settings.run_timeout_s),
+            claimed_at=utcnow(),
+            timeout_s=self._settings.run_timeout_s,
         )
 
     async def _limit_reached(self, turn: Turn, next_input: str | None) -> bool:
@@ -239,6 +244,7 @@ class RunExecutor:
             ],
             team_state=state,
             resume_input=None,
+            active_s=turn.active_s(),
             **turn.totals.columns(),
         )
         return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -12,9 +13,11 @@ from autogen_ext.models.openai import OpenAIChatCompletionClient
 from runner.team import GENERIC_MODEL_INFO, _known_model
 from store import Store
 from store.credentials import WORKSPACE_USER
-from store.crypto import Owner
+from store.crypto import CredentialError, Owner
 from store.records import Run
 from store.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def openai_verifier_factory(settings: Settings):  # noqa: ANN201 - returns a ClientFactory
@@ -42,18 +45,41 @@ class ResolvedKey:
     source: str  # "user", "workspace" or "environment"
 
 
-async def resolve_llm_key(store: Store, settings: Settings, run: Run) -> ResolvedKey | None:
-    """The requester's own key, then a stored workspace key, then OPENROUTER_API_KEY."""
+@dataclass(frozen=True)
+class MissingKey:
+    """No usable key: why, in words for the person who is asked for one."""
+
+    reason: str
+
+
+MISSING_REASON = "The agents need an LLM API key to start."
+UNREADABLE_REASON = (
+    "Your stored key could not be read (the server's encryption key changed). Please add it again."
+)
+
+
+async def resolve_llm_key(store: Store, settings: Settings, run: Run) -> ResolvedKey | MissingKey:
+    """The requester's own key, then a stored workspace key, then OPENROUTER_API_KEY.
+
+    A stored key that no longer decrypts (SERVER_SECRET_KEY replaced without rotation) is
+    skipped, not fatal: the next source is tried, and if none is left the requester is asked
+    for the key again with the reason."""
     provider = settings.llm_provider
+    unreadable = False
     for user_id, source in ((run.requester_id, "user"), (WORKSPACE_USER, "workspace")):
-        value = await store.credentials.reveal(
-            Owner(run.workspace_id, user_id, provider), actor_id="runner", run_id=run.id
-        )
+        try:
+            value = await store.credentials.reveal(
+                Owner(run.workspace_id, user_id, provider), actor_id="runner", run_id=run.id
+            )
+        except CredentialError as exc:
+            log.warning("stored %s key unreadable (%s)", source, exc, extra={"run_id": run.id})
+            unreadable = unreadable or source == "user"
+            continue
         if value:
             return ResolvedKey(value, source)
     if settings.openrouter_api_key is not None:
         return ResolvedKey(settings.openrouter_api_key.get_secret_value(), "environment")
-    return None
+    return MissingKey(UNREADABLE_REASON if unreadable else MISSING_REASON)
 
 
 class ProviderFailure(StrEnum):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -74,6 +76,9 @@ class RunRow(Base):
     lease_expires_at: Mapped[datetime | None]
     recoveries: Mapped[int] = mapped_column(Integer, default=0)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    active_s: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    publisher_owner: Mapped[str | None] = mapped_column(String(64))
+    publisher_expires_at: Mapped[datetime | None]
 
 
 class RunEventRow(Base):
@@ -92,6 +97,7 @@ class RunEventRow(Base):
     payload: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     slack_ts: Mapped[str | None] = mapped_column(String(32))
+    parts_posted: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     posted_at: Mapped[datetime | None]
 
 

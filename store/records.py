@@ -54,6 +54,7 @@ class Run:
     lease_owner: str | None
     lease_expires_at: datetime | None
     recoveries: int
+    active_s: float = 0.0
 
     @property
     def total_tokens(self) -> int:
@@ -78,6 +79,7 @@ class RunEvent:
     created_at: datetime
     slack_ts: str | None
     posted_at: datetime | None
+    parts_posted: int = 0
 
 
 @dataclass(frozen=True)

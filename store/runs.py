@@ -45,6 +45,7 @@ def to_run(row: RunRow) -> Run:
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
         recoveries=row.recoveries,
+        active_s=row.active_s or 0.0,
     )
 
 
@@ -58,6 +59,7 @@ def to_event(row: RunEventRow) -> RunEvent:
         created_at=row.created_at,
         slack_ts=row.slack_ts,
         posted_at=row.posted_at,
+        parts_posted=row.parts_posted or 0,
     )
 
 
@@ -398,6 +400,45 @@ class RunRepository(Repository):
                 update(RunEventRow)
                 .where(RunEventRow.id == event_id)
                 .values(slack_ts=slack_ts, posted_at=utcnow())
+            )
+
+    async def note_part_posted(self, event_id: int, *, slack_ts: str, parts: int) -> None:
+        """Part `parts` of a long message is in Slack (the event is not done yet)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(RunEventRow)
+                .where(RunEventRow.id == event_id)
+                .values(slack_ts=slack_ts, parts_posted=parts)
+            )
+
+    async def claim_publishing(self, run_id: str, *, owner: str, lease_s: float) -> bool:
+        """Take (or renew) the right to post this run's events to Slack. One replica at a
+        time holds it, so no event is posted twice; a dead holder's claim lapses."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(RunRow)
+                .where(
+                    RunRow.id == run_id,
+                    or_(
+                        RunRow.publisher_owner.is_(None),
+                        RunRow.publisher_owner == owner,
+                        RunRow.publisher_expires_at < now,
+                    ),
+                )
+                .values(
+                    publisher_owner=owner,
+                    publisher_expires_at=now + timedelta(seconds=lease_s),
+                )
+            )
+            return result.rowcount == 1
+
+    async def release_publishing(self, run_id: str, *, owner: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.publisher_owner == owner)
+                .values(publisher_owner=None, publisher_expires_at=None)
             )
 
     async def skip_unposted(self, run_id: str) -> int:

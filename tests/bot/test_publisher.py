@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from runner import events as ev
 from store import Store
 from store.models import utcnow
 from store.records import FRONT_END_HOLD
-from store.settings import load_settings
+from store.settings import Settings, load_settings
 from tests.fakes.slack_api import SlackApiEmulator
 
 
@@ -191,4 +192,125 @@ async def test_a_run_slack_will_not_show_is_ended_and_not_retried(
         assert await store.runs.unposted_events(run_id) == []
         await publisher.drain()
         assert len(slack.calls_to("chat.postMessage")) == 1
+    await store.close()
+
+
+async def test_two_replicas_publishing_one_database_post_each_event_once(
+    settings: Settings,
+) -> None:
+    """Every replica runs a publisher; the publishing claim lets one post a run's events."""
+    first, second = await Store.open(settings), await Store.open(settings)
+    async with SlackApiEmulator() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        run_id = await _run_with_thread(first, slack, client)
+        replicas = [
+            Publisher(first, client, owner="replica-a"),
+            Publisher(second, client, owner="replica-b"),
+        ]
+        for batch in range(4):
+            for index in range(5):
+                await first.runs.append_event(run_id, ev.INFO, {"text": f"{batch}.{index}"})
+            await asyncio.gather(*(p.drain() for p in replicas * 2))
+        await asyncio.gather(*(p.drain() for p in replicas))
+        run = await first.runs.get(run_id)
+        texts = [m["text"] for m in slack.thread("C1", run.thread_ts)]
+        assert texts == [f"{b}.{i}" for b in range(4) for i in range(5)]
+        assert await first.runs.unposted_events(run_id) == []
+    await first.close()
+    await second.close()
+
+
+async def test_a_replica_that_lost_its_claim_posts_nothing(tmp_path: Path, secret_key: str) -> None:
+    store = await _store(tmp_path, secret_key)
+    async with SlackApiEmulator() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        run_id = await _run_with_thread(store, slack, client)
+        await store.runs.append_event(run_id, ev.INFO, {"text": "once"})
+        assert await store.runs.claim_publishing(run_id, owner="replica-b", lease_s=60)
+        await Publisher(store, client, owner="replica-a").drain()
+        assert slack.calls_to("chat.postMessage")[1:] == []  # only the root so far
+        await store.runs.release_publishing(run_id, owner="replica-b")
+        await Publisher(store, client, owner="replica-a").drain()
+        run = await store.runs.get(run_id)
+        assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["once"]
+    await store.close()
+
+
+async def test_a_long_message_resumes_after_the_last_part_that_went_out(
+    tmp_path: Path, secret_key: str
+) -> None:
+    store = await _store(tmp_path, secret_key)
+    async with SlackApiEmulator() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        run_id = await _run_with_thread(store, slack, client)
+        paragraphs = [f"Paragraph {n}. " + "word " * 500 for n in range(1, 4)]
+        await store.runs.append_event(
+            run_id,
+            ev.AGENT_MESSAGE,
+            {"source": "worker", "content": "\n\n".join(paragraphs), "turn": 1},
+        )
+        publisher = Publisher(store, client, max_attempts=2, base_delay_s=0.01)
+        original = slack._handlers["chat.postMessage"]
+
+        def outage_after_the_first_part(params: dict) -> dict:
+            answer = original(params)
+            if params.get("thread_ts"):
+                slack.fail("chat.postMessage", status=500, times=2)  # both tries of part 2
+            return answer
+
+        slack._handlers["chat.postMessage"] = outage_after_the_first_part
+        await publisher.drain()
+        (event,) = await store.runs.unposted_events(run_id)
+        assert event.parts_posted == 1 and event.slack_ts is not None
+        slack._handlers["chat.postMessage"] = original
+        await publisher.drain()
+        run = await store.runs.get(run_id)
+        parts = [m["text"] for m in slack.thread("C1", run.thread_ts)]
+        assert [("Paragraph 1" in p, "Paragraph 2" in p, "Paragraph 3" in p) for p in parts] == [
+            (True, False, False),
+            (False, True, False),
+            (False, False, True),
+        ]
+        assert await store.runs.unposted_events(run_id) == []
+    await store.close()
+
+
+async def test_a_long_retry_after_ends_the_pass_and_is_honoured(
+    tmp_path: Path, secret_key: str
+) -> None:
+    store = await _store(tmp_path, secret_key)
+    async with SlackApiEmulator() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        run_id = await _run_with_thread(store, slack, client)
+        await store.runs.append_event(run_id, ev.INFO, {"text": "after the pause"})
+        slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
+        publisher = Publisher(store, client, max_delay_s=0.2)
+        await publisher.drain()
+        calls = len(slack.calls_to("chat.postMessage"))
+        await publisher.drain()  # within Retry-After: Slack is not called again
+        assert len(slack.calls_to("chat.postMessage")) == calls
+        await asyncio.sleep(1.1)
+        await publisher.drain()
+        run = await store.runs.get(run_id)
+        assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["after the pause"]
+    await store.close()
+
+
+async def test_stopping_mid_call_does_not_post_the_event_twice(
+    tmp_path: Path, secret_key: str
+) -> None:
+    store = await _store(tmp_path, secret_key)
+    async with SlackApiEmulator() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        run_id = await _run_with_thread(store, slack, client)
+        slack.slow("chat.postMessage", 0.6)
+        publisher = Publisher(store, client)
+        await publisher.start()
+        await store.runs.append_event(run_id, ev.INFO, {"text": "in flight at shutdown"})
+        await asyncio.sleep(0.2)  # the post is on its way to Slack
+        await publisher.stop(grace_s=5)
+        await asyncio.sleep(0.8)
+        run = await store.runs.get(run_id)
+        assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["in flight at shutdown"]
+        assert await store.runs.unposted_events(run_id) == []
     await store.close()

@@ -62,16 +62,39 @@ async def test_run_timeout_fails_the_run(tmp_path: Path, secret_key: str) -> Non
         started = await runs.start_run(
             workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
         )
-        # The run started long ago: its deadline has passed before the first turn.
+        # The run already worked 11 s (before a wait, say): its time is up before a turn.
         async with store.engine.begin() as connection:
-            await connection.execute(
-                update(RunRow).values(started_at=utcnow() - timedelta(seconds=11))
-            )
+            await connection.execute(update(RunRow).values(active_s=11.0))
         await runs.start()
         run = await wait_for_status(store, started.run.id, FINISHED)
         assert run.status == RunStatus.FAILED
         error = [e for e in await store.runs.events(run.id) if e.kind == ev.ERROR][-1]
         assert error.payload["code"] == "timeout" and "RUN_TIMEOUT_S" in error.payload["text"]
+    finally:
+        await runs.stop()
+        await store.close()
+
+
+async def test_time_spent_waiting_does_not_count_against_the_timeout(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """Started an hour ago, then waited for a key: RUN_TIMEOUT_S=10 still leaves it its 10 s
+    of work, and each turn's working time is recorded."""
+    team = replay_team_file(tmp_path, ["a"], ["b TERMINATE"])
+    settings, store = await _open(tmp_path, secret_key, team, run_timeout_s=10)
+    runs = manager(store, settings)
+    try:
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
+        async with store.engine.begin() as connection:
+            await connection.execute(
+                update(RunRow).values(started_at=utcnow() - timedelta(hours=1), active_s=2.0)
+            )
+        await runs.start()
+        run = await wait_for_status(store, started.run.id, FINISHED)
+        assert run.status == RunStatus.COMPLETED
+        assert 2.0 < run.active_s < 10.0
     finally:
         await runs.stop()
         await store.close()

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from autogen_agentchat.teams import BaseGroupChat
+from cryptography.fernet import Fernet
 from sqlalchemy import update
 
 from runner import events as ev
@@ -267,3 +268,34 @@ async def test_a_run_slack_will_not_show_is_failed_and_its_key_request_closed(
         assert late.outcome == FulfilOutcome.ALREADY_RESOLVED and not late.run_resumed
     finally:
         await runs.stop()
+
+
+async def test_a_stored_key_that_no_longer_decrypts_is_asked_for_again(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """SERVER_SECRET_KEY replaced without rotation: the old row cannot be read. The run asks
+    for the key again, saying why, instead of failing every run of that user."""
+    team = replay_team_file(tmp_path, ["Result."], ["Good. TERMINATE"])
+    _, old_store = await _open(tmp_path, Fernet.generate_key().decode(), team)
+    await old_store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    await old_store.close()
+    settings, store = await _open(tmp_path, secret_key, team)
+    runs = manager(store, settings)
+    await runs.start()
+    try:
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="go"
+        )
+        waiting = await wait_for_status(store, started.run.id, {RunStatus.WAITING_CREDENTIAL})
+        request = (await store.runs.events(waiting.id))[-1]
+        assert request.kind == ev.CREDENTIAL_REQUEST
+        assert "could not be read" in request.payload["reason"]
+        done = await runs.submit_credential(
+            request.payload["request_id"], user_id="UREQ", secret=KEY
+        )
+        assert done.outcome == FulfilOutcome.STORED
+        finished = await wait_for_status(store, waiting.id, FINISHED)
+        assert finished.status == RunStatus.COMPLETED
+    finally:
+        await runs.stop()
+        await store.close()

@@ -85,3 +85,33 @@ def test_models_match_the_migrations() -> None:
         return list(result)
 
     assert asyncio.run(diff()) == []
+
+
+async def test_a_database_from_the_first_release_upgrades_with_its_runs(
+    settings: Settings,
+) -> None:
+    """0001 → head keeps existing rows; the new columns get their defaults."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from store.db import _alembic_config, create_engine
+
+    engine = create_engine(settings.database_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "0001"))
+        await connection.execute(
+            text(
+                "INSERT INTO runs (id, workspace_id, channel_id, requester_id, task, status, "
+                "created_at, updated_at, turns, prompt_tokens, completion_tokens, recoveries, "
+                "last_seq) VALUES ('r0001', 'T1', 'C1', 'U1', 'old run', 'queued', "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0, 0, 0, 0, 0)"
+            )
+        )
+    await engine.dispose()
+    store = await Store.open(settings)
+    try:
+        assert await current_revision(store.engine) == _head()
+        run = await store.runs.get("r0001")
+        assert run is not None and run.task == "old run" and run.active_s == 0
+    finally:
+        await store.close()

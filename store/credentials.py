@@ -6,17 +6,20 @@ metadata. Each use is audited.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store.audit import add_audit
 from store.base import Listener, Repository, new_id
-from store.crypto import CredentialCipher, Owner
+from store.crypto import CredentialCipher, CredentialError, Owner
 from store.models import CredentialRequestRow, CredentialRow, RunRow, utcnow
 from store.records import CredentialInfo, CredentialRequest, RequestStatus, RunStatus
 from store.runs import add_event, guarded_update
@@ -104,20 +107,37 @@ class CredentialRepository(Repository):
             )
 
     async def _upsert(self, session: AsyncSession, owner: Owner, secret: str) -> None:
+        """Insert or replace in one statement, so two first-time submissions for the same
+        owner cannot both insert (the unique owner constraint would fail one of them)."""
         ciphertext = self._cipher.encrypt(owner, secret)
+        now = utcnow()
+        dialect = session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(CredentialRow).values(
+            workspace_id=owner.workspace_id,
+            user_id=owner.user_id,
+            provider=owner.provider,
+            ciphertext=ciphertext,
+            created_at=now,
+            updated_at=now,
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["workspace_id", "user_id", "provider"],
+                set_={"ciphertext": ciphertext, "updated_at": now},
+            )
+        )
+
+    async def _holds(self, session: AsyncSession, owner: Owner, secret: str) -> bool:
+        """Whether `secret` is what is stored for `owner` (compared, never returned)."""
         row = await session.scalar(self._select(owner))
         if row is None:
-            session.add(
-                CredentialRow(
-                    workspace_id=owner.workspace_id,
-                    user_id=owner.user_id,
-                    provider=owner.provider,
-                    ciphertext=ciphertext,
-                )
-            )
-        else:
-            row.ciphertext = ciphertext
-            row.updated_at = utcnow()
+            return False
+        try:
+            stored = self._cipher.decrypt(owner, row.ciphertext)
+        except CredentialError:
+            return False
+        return hmac.compare_digest(stored.encode(), secret.encode())
 
     @staticmethod
     def _select(owner: Owner):  # noqa: ANN205 - a SQLAlchemy Select
@@ -279,6 +299,15 @@ class CredentialRepository(Repository):
             )
             return result.rowcount == 1
 
+    async def _answered_already(
+        self, session: AsyncSession, row: CredentialRequestRow, owner: Owner, secret: str
+    ) -> FulfilResult:
+        """The same key submitted again (a Slack retry, a double submit, two replicas at
+        once) is a success; anything else on an answered request is refused."""
+        if row.status == RequestStatus.FULFILLED and await self._holds(session, owner, secret):
+            return FulfilResult(FulfilOutcome.STORED, _request(row), False)
+        return FulfilResult(FulfilOutcome.ALREADY_RESOLVED, _request(row))
+
     async def fulfil(
         self, request_id: str, *, user_id: str, secret: str, resume_input: str
     ) -> FulfilResult:
@@ -293,14 +322,25 @@ class CredentialRepository(Repository):
                 return FulfilResult(FulfilOutcome.NOT_FOUND)
             if row.user_id != user_id:
                 return FulfilResult(FulfilOutcome.WRONG_USER, _request(row))
+            owner = Owner(row.workspace_id, row.user_id, row.provider)
             if row.status != RequestStatus.PENDING:
-                return FulfilResult(FulfilOutcome.ALREADY_RESOLVED, _request(row))
+                return await self._answered_already(session, row, owner, secret)
             if row.expires_at < utcnow():
                 return FulfilResult(FulfilOutcome.EXPIRED, _request(row))
-            owner = Owner(row.workspace_id, row.user_id, row.provider)
+            # Claim the request first: of two concurrent submissions only one matches.
+            claimed = await session.execute(
+                update(CredentialRequestRow)
+                .where(
+                    CredentialRequestRow.id == request_id,
+                    CredentialRequestRow.status == RequestStatus.PENDING,
+                )
+                .values(status=RequestStatus.FULFILLED, resolved_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            await session.refresh(row)
+            if claimed.rowcount != 1:  # another submission won the race meanwhile
+                return await self._answered_already(session, row, owner, secret)
             await self._upsert(session, owner, secret)
-            row.status = RequestStatus.FULFILLED
-            row.resolved_at = utcnow()
             add_audit(
                 session,
                 workspace_id=row.workspace_id,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from store import Store
 from store.actions import ActionSpec, DecisionOutcome
 from store.credentials import FulfilOutcome
+from store.crypto import Owner
 from store.models import utcnow
 from store.records import FRONT_END_HOLD, ActionStatus, RequestStatus, RunStatus
+from store.settings import Settings
 
 
 async def _run(store: Store, key: str | None = None):
@@ -223,3 +226,58 @@ async def test_skip_unposted_marks_a_runs_events_handled(store: Store) -> None:
     assert await store.runs.unposted_events(run.id) == []
     assert [e.slack_ts for e in await store.runs.events(run.id)] == [None]
     assert await store.runs.runs_with_unposted_events() == [other.id]
+
+
+async def _waiting_request(store: Store):
+    run = await _run(store)
+    await store.runs.transition(run.id, status=RunStatus.WAITING_CREDENTIAL)
+    request = await store.credentials.create_request(
+        run_id=run.id,
+        workspace_id="T1",
+        user_id="UREQ",
+        provider="openrouter",
+        reason="LLM key",
+        expires_at=utcnow() + timedelta(hours=1),
+    )
+    return run, request
+
+
+async def test_the_same_submission_again_is_a_success_not_an_error(store: Store) -> None:
+    """A Slack retry or a double submit of the modal carries the same key: it worked."""
+    run, request = await _waiting_request(store)
+    first = await store.credentials.fulfil(
+        request.id, user_id="UREQ", secret="sk-same-key-1", resume_input="go"
+    )
+    again = await store.credentials.fulfil(
+        request.id, user_id="UREQ", secret="sk-same-key-1", resume_input="go"
+    )
+    assert first.outcome == again.outcome == FulfilOutcome.STORED
+    assert first.run_resumed and not again.run_resumed
+    kinds = [e.kind for e in await store.runs.events(run.id)]
+    assert kinds == ["credential_received"]
+
+
+async def test_concurrent_submissions_store_one_key_and_one_event(
+    settings: Settings, store: Store
+) -> None:
+    """Two replicas receive the submission at once (PostgreSQL: real concurrency)."""
+    other = await Store.open(settings)
+    try:
+        for attempt in range(5):
+            run, request = await _waiting_request(store)
+            results = await asyncio.gather(
+                store.credentials.fulfil(
+                    request.id, user_id="UREQ", secret=f"sk-key-{attempt}", resume_input="go"
+                ),
+                other.credentials.fulfil(
+                    request.id, user_id="UREQ", secret=f"sk-key-{attempt}", resume_input="go"
+                ),
+            )
+            assert {r.outcome for r in results} == {FulfilOutcome.STORED}
+            assert sum(r.run_resumed for r in results) == 1
+            kinds = [e.kind for e in await store.runs.events(run.id)]
+            assert kinds == ["credential_received"]
+        owner = Owner("T1", "UREQ", "openrouter")
+        assert await store.credentials.reveal(owner, actor_id="test") == "sk-key-4"
+    finally:
+        await other.close()

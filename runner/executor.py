@@ -10,6 +10,7 @@ still holding the run, so a cancel from anywhere wins at the next write.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,9 @@ from store.records import OfferedAction, Run, RunStatus
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The key of the run this task drives (each run has its own task, so its own value).
+_run_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_key", default=None)
 
 
 @dataclass
@@ -96,8 +100,11 @@ class RunExecutor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            known = [key] if (key := _run_key.get()) else []
             log.error(
-                "run failed: %s", redact(f"{type(exc).__name__}: {exc}"), extra={"run_id": run.id}
+                "run failed: %s",
+                redact(f"{type(exc).__name__}: {exc}", known),
+                extra={"run_id": run.id},
             )
             text = describe(ProviderFailure.OTHER, self._settings)
             try:
@@ -153,6 +160,8 @@ class RunExecutor:
     async def _prepare(self, run: Run) -> Turn | None:
         """The key and the team (from its saved state); None when the run had to park or end."""
         key = await resolve_llm_key(self._store, self._settings, run)
+        if not isinstance(key, MissingKey):
+            _run_key.set(key.value)  # this run's task only: for redacting unexpected errors
         if isinstance(key, MissingKey):
             await self._writer.wait_for_credential(
                 run,

@@ -289,3 +289,41 @@ def test_redact_masks_keys_in_error_text() -> None:
     assert "canary" not in redact(f"Authorization: Bearer {CANARY}")
     assert redact("token=Zq81xK0pQ7 failed", ["Zq81xK0pQ7"]) == f"token={REDACTED} failed"
     assert redact("no secrets here") == "no secrets here"
+
+
+async def test_an_unexpected_error_quoting_the_key_is_logged_without_it(
+    tmp_path: Path, secret_key: str, caplog: pytest.LogCaptureFixture, monkeypatch
+) -> None:
+    """Not key-shaped, so only knowing the run's own key can keep it out of the log."""
+    from runner.executor import RunExecutor
+
+    plain_key = "plainvalue-4f1c9e2a7b"
+
+    async def broken_turns(self, turn, token) -> None:  # noqa: ANN001
+        raise RuntimeError(f"the provider echoed the key {turn.key} back")
+
+    monkeypatch.setattr(RunExecutor, "_turns", broken_turns)
+    team = replay_team_file(tmp_path, ["a"], ["b TERMINATE"])
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/e.db",
+        server_secret_key=secret_key,
+        team_config=str(team),
+    )
+    store = await Store.open(settings)
+    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), plain_key, actor_id="UREQ")
+    runs = RunManager(
+        store, settings, verifier_client_factory=ScriptedVerifier([verdict()]), poll_interval_s=0.05
+    )
+    caplog.set_level(logging.DEBUG)
+    await runs.start()
+    try:
+        started = await runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
+        run = await wait_for_status(store, started.run.id, FINISHED)
+        assert run.status == RunStatus.FAILED
+        assert "the provider echoed the key" in caplog.text
+        assert plain_key not in caplog.text
+    finally:
+        await runs.stop()
+        await store.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -17,7 +19,8 @@ from store.settings import Settings
 
 
 def web_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
-    """Listeners' client retries 429/5xx itself; the publisher owns its retry policy."""
+    """Listeners' client retries 429/5xx itself; the publisher owns its retry policy, and a
+    call that spends a trigger_id must not retry at all: both take `retries=False`."""
     assert settings.slack_bot_token is not None
     kwargs = {"base_url": settings.slack_api_url} if settings.slack_api_url else {}
     client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), **kwargs)
@@ -35,6 +38,8 @@ def web_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
 def create_app(services: Services, client: AsyncWebClient) -> AsyncApp:
     install_secret_filter()
     settings = services.settings
+    if services.trigger_client is None:
+        services = replace(services, trigger_client=web_client(settings, retries=False))
     signing_secret = settings.slack_signing_secret
     app = AsyncApp(
         client=client,

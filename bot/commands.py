@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["help", "status", "stop", "credentials", "start"]
 KEYWORDS = {"help", "status", "stop", "credentials"}
 MAX_TASK_CHARS = 4000
+RUN_ID = re.compile(r"[0-9a-f]{16}")  # store.base.new_id: uuid4().hex[:16]
 
 
 @dataclass(frozen=True)
@@ -17,17 +19,25 @@ class Command:
     problem: str | None = None
 
 
+def unescape_slack(text: str) -> str:
+    """Slack sends `&`, `<` and `>` in command text as entities; the team gets what the
+    user typed (it is escaped again wherever it is shown)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def parse(text: str | None) -> Command:
-    text = (text or "").strip()
+    """A keyword alone is a command, and so is `stop <run id>`; anything else is a task, so
+    `stop using passive voice in this text` starts a run instead of stopping one."""
+    text = unescape_slack(text or "").strip()
     if not text:
         return Command("help", problem="Tell me what the team should do: `/autogen <task>`.")
-    word, _, rest = text.partition(" ")
-    if word.lower() in KEYWORDS and (word.lower() != "help" or not rest.strip()):
-        if word.lower() == "stop":
-            return Command("stop", rest.strip())
-        if rest.strip() and word.lower() != "stop":
-            return Command("start", text)
-        return Command(word.lower())  # type: ignore[arg-type]
+    word, *rest = text.split(maxsplit=1)
+    word = word.lower()
+    argument = rest[0].strip("`").strip().lower() if rest else ""
+    if word in KEYWORDS and not rest:
+        return Command(word)  # type: ignore[arg-type]
+    if word == "stop" and RUN_ID.fullmatch(argument):
+        return Command("stop", argument)
     if len(text) > MAX_TASK_CHARS:
         return Command(
             "help", problem=f"That task is {len(text)} characters; keep it under {MAX_TASK_CHARS}."

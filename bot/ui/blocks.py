@@ -15,7 +15,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot import ids
-from bot.ui.text import escape, plain, split_text, to_mrkdwn
+from bot.ui.text import clip, escape, plain, split_text, to_mrkdwn
 
 Message = tuple[str, list[dict[str, Any]]]
 
@@ -42,11 +42,11 @@ def _dicts(*blocks: Any) -> list[dict[str, Any]]:
 
 
 def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=text[:3000]))
+    return SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))
 
 
 def _context(text: str) -> ContextBlock:
-    return ContextBlock(elements=[MarkdownTextObject(text=text[:3000])])
+    return ContextBlock(elements=[MarkdownTextObject(text=clip(text, 3000))])
 
 
 def root_message(
@@ -58,7 +58,9 @@ def root_message(
         _section(
             f"*AutoGen run* for <@{requester_id}>\n>{task_text.replace(chr(10), chr(10) + '>')}"
         ),
-        _context(f"{label} · run `{run_id}`" + (f" · {escape(detail)[:300]}" if detail else "")),
+        _context(
+            f"{label} · run `{run_id}`" + (f" · {clip(escape(detail), 300)}" if detail else "")
+        ),
     ]
     if status not in FINISHED:
         blocks.append(
@@ -69,13 +71,14 @@ def root_message(
                 ],
             )
         )
-    return plain(f"AutoGen run for {requester_id}: {task} ({status})"), _dicts(*blocks)
+    return plain(f"AutoGen run for {requester_id}: {escape(task)} ({status})"), _dicts(*blocks)
 
 
 def agent_message(
     *, source: str, content: str, turn: int, verdict: dict[str, Any] | None = None
 ) -> list[Message]:
-    """One message per chunk; the verdict (when known) rides on the last chunk."""
+    """One message per chunk; the verdict (when known) rides on the last chunk. The content
+    is escaped before it is converted and split, so chunks and fallbacks show it inert."""
     chunks = split_text(to_mrkdwn(content))
     messages: list[Message] = []
     for index, chunk in enumerate(chunks):
@@ -86,13 +89,13 @@ def agent_message(
         last = index == len(chunks) - 1
         if last and verdict is not None:
             blocks.append(verdict_context(verdict))
-        messages.append((plain(f"{source}: {chunk}"), _dicts(*blocks)))
+        messages.append((plain(f"{escape(source)}: {chunk}"), _dicts(*blocks)))
     return messages
 
 
 def verdict_context(verdict: dict[str, Any]) -> ContextBlock:
     label = VERDICT_LABELS.get(str(verdict.get("verdict")), ":grey_question: Verifier")
-    reason = escape(str(verdict.get("reason") or ""))[:600]
+    reason = clip(escape(str(verdict.get("reason") or "")), 600)
     return _context(f"{label} — {reason}" if reason else label)
 
 
@@ -105,7 +108,7 @@ def credential_request(
         else f":key: <@{user_id}>, this run needs your *{escape(provider)}* key. "
     )
     blocks = [
-        _section(intro + escape(reason)[:500]),
+        _section(intro + clip(escape(reason), 500)),
         ActionsBlock(
             block_id="credential_actions",
             elements=[
@@ -119,7 +122,7 @@ def credential_request(
         ),
         _context("Only you can open this. The key is stored encrypted and never shown again."),
     ]
-    return plain(f"This run needs {user_id}'s {provider} key."), _dicts(*blocks)
+    return plain(f"This run needs {user_id}'s {escape(provider)} key."), _dicts(*blocks)
 
 
 def credential_received(*, user_id: str, provider: str) -> Message:
@@ -127,7 +130,7 @@ def credential_received(*, user_id: str, provider: str) -> Message:
         f":white_check_mark: <@{user_id}> added their {escape(provider)} key "
         "(stored encrypted). Resuming…"
     )
-    return plain(f"Key received for {provider}. Resuming."), _dicts(_section(text))
+    return plain(f"Key received for {escape(provider)}. Resuming."), _dicts(_section(text))
 
 
 def credential_closed(*, provider: str, status: str) -> Message:
@@ -146,36 +149,42 @@ def actions_offered(*, reason: str, actions: list[dict[str, Any]]) -> Message:
         for index, action in enumerate(actions[:25])
     ]
     blocks = [
-        _section(f":raised_hand: *The verifier suggests a decision.*\n{escape(reason)[:2000]}"),
+        _section(
+            f":raised_hand: *The verifier suggests a decision.*\n{clip(escape(reason), 2000)}"
+        ),
         ActionsBlock(block_id=ids.ACTIONS_BLOCK, elements=buttons),
         _context("The requester or an approver can choose."),
     ]
-    return plain(f"The verifier suggests a decision: {reason}"), _dicts(*blocks)
+    return plain(f"The verifier suggests a decision: {escape(reason)}"), _dicts(*blocks)
 
 
 def action_decided(*, reason: str, label: str, decided_by: str, auto: bool) -> Message:
     who = "applied automatically (AUTO_APPLY)" if auto else f"chosen by <@{decided_by}>"
     blocks = [
-        _section(f":raised_hand: *The verifier suggested a decision.*\n{escape(reason)[:2000]}"),
+        _section(
+            f":raised_hand: *The verifier suggested a decision.*\n{clip(escape(reason), 2000)}"
+        ),
         _context(f"*{escape(label)}* — {who}"),
     ]
-    return plain(f"{label}: {who}"), _dicts(*blocks)
+    return plain(f"{escape(label)}: {who}"), _dicts(*blocks)
 
 
 def actions_closed(*, reason: str) -> Message:
     blocks = [
-        _section(f":raised_hand: *The verifier suggested a decision.*\n{escape(reason)[:2000]}"),
+        _section(
+            f":raised_hand: *The verifier suggested a decision.*\n{clip(escape(reason), 2000)}"
+        ),
         _context("Closed: the run ended before anyone decided."),
     ]
     return plain("The run ended before anyone decided."), _dicts(*blocks)
 
 
 def info(text: str) -> Message:
-    return plain(text), _dicts(_context(f":information_source: {escape(text)}"))
+    return plain(escape(text)), _dicts(_context(f":information_source: {escape(text)}"))
 
 
 def error(text: str) -> Message:
-    return plain(f"Error: {text}"), _dicts(_section(f":warning: *Error:* {escape(text)}"))
+    return plain(f"Error: {escape(text)}"), _dicts(_section(f":warning: *Error:* {escape(text)}"))
 
 
 def summary(payload: dict[str, Any]) -> Message:
@@ -187,4 +196,4 @@ def summary(payload: dict[str, Any]) -> Message:
     )
     outcome = to_mrkdwn(str(payload.get("outcome") or ""))
     blocks = [_section(f"*Run finished.*\n{split_text(outcome, 2500)[0]}"), _context(facts)]
-    return plain(f"Run finished ({status}): {payload.get('outcome') or ''}"), _dicts(*blocks)
+    return plain(f"Run finished ({status}): {outcome}"), _dicts(*blocks)

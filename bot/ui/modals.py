@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot import ids
-from bot.ui.text import escape
+from bot.ui.text import clip, escape
 from runner.key_input import MAX_SECRET_CHARS
 
 HELP_TEXT = (
@@ -40,7 +40,8 @@ def credential_modal(*, request_id: str, provider: str, reason: str) -> dict[str
         blocks=[
             SectionBlock(
                 text=MarkdownTextObject(
-                    text=f"The run needs your *{escape(provider)}* key.\n{escape(reason)[:500]}"
+                    text=f"The run needs your *{escape(provider)}* key.\n"
+                    f"{clip(escape(reason), 500)}"
                 )
             ),
             InputBlock(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from bot.commands import parse
+from bot.commands import Command, parse
 from bot.ui import blocks as ui
 from bot.ui import modals
 from bot.ui.text import split_text
@@ -99,7 +101,10 @@ def test_split_text_keeps_everything() -> None:
         ("help", "help"),
         ("status", "status"),
         ("stop", "stop"),
-        ("stop r1", "stop"),
+        ("stop 0123456789abcdef", "stop"),
+        ("stop using passive voice in this text: the ball was thrown", "start"),
+        ("stop r1", "start"),
+        ("stop 0123456789abcdef and summarise", "start"),
         ("credentials", "credentials"),
         ("write a poem", "start"),
         ("help me write", "start"),
@@ -109,3 +114,30 @@ def test_split_text_keeps_everything() -> None:
 )
 def test_command_parsing(text: str, kind: str) -> None:
     assert parse(text).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "run_id"),
+    [
+        ("stop", ""),
+        ("stop 0123456789abcdef", "0123456789abcdef"),
+        ("STOP `0123456789ABCDEF`", "0123456789abcdef"),
+    ],
+)
+def test_stop_takes_only_a_run_id(text: str, run_id: str) -> None:
+    assert (parse(text).kind, parse(text).argument) == ("stop", run_id)
+
+
+def test_a_task_starting_with_stop_is_a_task() -> None:
+    text = "stop using passive voice in this text: the report was written by me"
+    assert (parse(text).kind, parse(text).argument) == ("start", text)
+
+
+def test_command_text_arrives_escaped_and_the_task_is_what_was_typed() -> None:
+    command = parse("compare a &amp; b where x &lt; 3 &gt; y")
+    assert command == Command("start", "compare a & b where x < 3 > y")
+    text, blocks = ui.root_message(
+        run_id="r1", task=command.argument, requester_id="U1", status="queued"
+    )
+    shown = json.dumps(blocks) + text
+    assert "a &amp; b" in shown and "&amp;amp;" not in shown and "x < 3" not in shown

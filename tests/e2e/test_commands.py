@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bot import ids
 from bot.listeners.commands import autogen as autogen_command
 from store import Store
 from tests.e2e.stack import AGENT_MODEL, button, running_stack, text_of
 from tests.e2e.test_slack_flow import KEY, _start_and_add_key
+from tests.fakes.slack_api import SlackApiEmulator
 
 
 async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> None:
@@ -28,8 +31,12 @@ async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> N
         await _start_and_add_key(stack, "Summarise the quarter")
         await stack.slack.wait_for(lambda s: any("turn " in text_of(m) for m in stack.thread()))
 
+        # Acked empty at once; the answer, read from the database, goes to response_url.
         status, body, _ = await stack.command("status")
-        assert status == 200 and "Summarise the quarter" in body
+        assert (status, body) == (200, "")
+        (answer,) = await stack.slack.wait_for(lambda s: _responses(s, "Your runs"))
+        assert answer["response_type"] == "ephemeral"
+        assert "Summarise the quarter" in text_of(answer)
 
         # Someone else presses Stop on the root message: refused, nothing changes.
         root = stack.root()
@@ -49,8 +56,10 @@ async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> N
         assert not any(button(m, ids.APPROVE_PREFIX) for m in stack.thread())
 
         status, body, _ = await stack.command("credentials")
-        assert "openrouter" in body and KEY not in body
-        listing = json.loads(body)
+        assert (status, body) == (200, "")
+        (listing,) = await stack.slack.wait_for(lambda s: _responses(s, "Your keys"))
+        assert listing["response_type"] == "ephemeral"
+        assert "openrouter" in text_of(listing) and KEY not in text_of(listing)
         message = {"blocks": listing["blocks"], "channel": "C1", "ts": "1700000000.000001"}
         await stack.click(message, ids.CREDENTIAL_DELETE, user_id="U1", is_ephemeral=True)
         after = await stack.slack.wait_for(
@@ -63,6 +72,46 @@ async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> N
         finally:
             await store.close()
         assert stack.slack.problems == []
+
+
+def _responses(slack: SlackApiEmulator, text: str) -> list[dict[str, Any]]:
+    """Posts to any response_url whose fallback text is `text`."""
+    return [r for rs in slack.responses.values() for r in rs if r.get("text") == text]
+
+
+@pytest.mark.parametrize(
+    ("channel_id", "channel_name"),
+    [("D0123", "directmessage"), ("G0123", "mpdm-alice--bob-1"), ("C0123", "mpdm-alice--bob-1")],
+    ids=["dm", "group_dm", "mpim_by_name"],
+)
+async def test_a_command_in_a_direct_message_says_where_runs_happen(
+    tmp_path: Path, secret_key: str, channel_id: str, channel_name: str
+) -> None:
+    """Nobody can invite the app into a DM, so "invite me first" would be impossible."""
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        status, body, _ = await stack.command(
+            "Draft a plan", channel_id=channel_id, channel_name=channel_name
+        )
+        assert status == 200
+        (answer,) = await stack.slack.wait_for(
+            lambda s: [r for rs in s.responses.values() for r in rs]
+        )
+        assert answer["response_type"] == "ephemeral"
+        assert "direct messages" in answer["text"] and "channel" in answer["text"]
+        assert "Invite me first" not in answer["text"]
+        assert stack.slack.channel_messages(channel_id) == []
+        assert stack.slack.problems == []
+
+
+async def test_a_command_in_a_channel_without_the_app_says_invite_me(
+    tmp_path: Path, secret_key: str
+) -> None:
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        await stack.command("Draft a plan", channel_id="C0999", channel_name="random")
+        (answer,) = await stack.slack.wait_for(
+            lambda s: [r for rs in s.responses.values() for r in rs]
+        )
+        assert "Invite me first with `/invite @AutoGen`" in answer["text"]
 
 
 async def test_a_redelivered_command_starts_one_run(tmp_path: Path, secret_key: str) -> None:

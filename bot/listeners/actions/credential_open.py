@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import ids
@@ -12,6 +15,9 @@ from bot.listeners.ephemeral import tell
 from bot.services import Services
 from bot.ui import modals
 from store.records import RequestStatus
+
+log = logging.getLogger(__name__)
+CLICK_AGAIN = "Slack didn't open the key form ({error}). Click the button again to add your key."
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -29,9 +35,22 @@ def register(app: AsyncApp, services: Services) -> None:
         elif request.status != RequestStatus.PENDING:
             await tell(client, body, f"This key request is closed ({request.status}).")
         else:
-            await client.views_open(
-                trigger_id=body["trigger_id"],
-                view=modals.credential_modal(
-                    request_id=request.id, provider=request.provider, reason=request.reason
-                ),
-            )
+            # The trigger is valid for 3 s and once: one try, never a retry after Retry-After.
+            opener = services.trigger_client or client
+            try:
+                await opener.views_open(
+                    trigger_id=body["trigger_id"],
+                    view=modals.credential_modal(
+                        request_id=request.id, provider=request.provider, reason=request.reason
+                    ),
+                )
+            except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+                error = _reason(exc)
+                log.warning("key form for request %s not opened (%s)", request.id, error)
+                await tell(client, body, CLICK_AGAIN.format(error=error))
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+    return type(exc).__name__

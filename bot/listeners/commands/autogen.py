@@ -21,6 +21,17 @@ log = logging.getLogger(__name__)
 
 ROOT_POST_HOLD_S = 60.0
 NOT_IN_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
+NOT_IN_THIS_CHANNEL = (
+    "I can't post in this channel yet. Invite me first with "
+    "`/invite @AutoGen` (or add the app from the channel's settings), "
+    "then run `/autogen` again."
+)
+NOT_HERE = (
+    "I can't post in this conversation: runs happen in a thread in a channel I'm a member "
+    "of, and I can't be added to direct messages or group DMs. Pick a channel (a private "
+    "one works too), invite me with `/invite @AutoGen` there (or add the app from the "
+    "channel's settings), then run `/autogen` in that channel."
+)
 CANCEL_ANSWERS = {
     CancelOutcome.CANCELLED: "Stopping run `{id}`.",
     CancelOutcome.NOT_FOUND: "I found no run `{id}`.",
@@ -41,9 +52,19 @@ def register(app: AsyncApp, services: Services) -> None:
         if parsed.kind == "help":
             await ack(text="AutoGen help", blocks=modals.help_blocks(parsed.problem))
         elif parsed.kind == "status":
-            await ack(text="Your runs", blocks=await _status(services, team_id, user_id))
+            await ack()
+            await respond(
+                response_type="ephemeral",
+                text="Your runs",
+                blocks=await _status(services, team_id, user_id),
+            )
         elif parsed.kind == "credentials":
-            await ack(text="Your keys", blocks=await credential_rows(services, team_id, user_id))
+            await ack()
+            await respond(
+                response_type="ephemeral",
+                text="Your keys",
+                blocks=await credential_rows(services, team_id, user_id),
+            )
         elif parsed.kind == "stop":
             await ack()
             await respond(
@@ -90,11 +111,7 @@ async def _start(
         if error in NOT_IN_CHANNEL:
             await respond(
                 response_type="ephemeral",
-                text=(
-                    "I can't post in this channel yet. Invite me first with "
-                    "`/invite @AutoGen` (or add the app from the channel's settings), "
-                    "then run `/autogen` again."
-                ),
+                text=NOT_HERE if _is_direct_message(command) else NOT_IN_THIS_CHANNEL,
             )
         else:
             log.warning("root message failed: %s", error)
@@ -108,6 +125,18 @@ async def _start(
         # own; ours would be a second, silent copy.
         with contextlib.suppress(SlackApiError):
             await client.chat_delete(channel=root["channel"], ts=root["ts"])
+
+
+def _is_direct_message(command: dict[str, Any]) -> bool:
+    """A DM or group DM, where nobody can invite the app. A G… id may also be a legacy
+    private channel; the answer for DMs still fits one."""
+    channel_id = str(command.get("channel_id") or "")
+    channel_name = str(command.get("channel_name") or "")
+    return (
+        channel_id.startswith(("D", "G"))
+        or channel_name == "directmessage"
+        or channel_name.startswith("mpdm-")
+    )
 
 
 async def _status(services: Services, team_id: str, user_id: str) -> list[dict[str, Any]]:

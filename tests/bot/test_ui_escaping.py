@@ -1,0 +1,104 @@
+"""Agent and user text reaches Slack inert: no pings, no forged links, escaped exactly once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from bot.ui import blocks as ui
+from bot.ui.text import SECTION_LIMIT, split_text, to_mrkdwn
+from tests.fakes.slack_api import find_block_problems, find_message_problems
+
+INJECTIONS = ["<!channel>", "<!here>", "<@U1>", "<#C1>", "<https://evil|bank>"]
+# Markdown whose links the converter would turn into mentions: `<!here|x>`, `<@U1>`.
+MARKDOWN_MENTIONS = ["[x](!here)", "![img](@U1)", "[y](#C1)"]
+
+
+def _texts(value: Any) -> list[str]:
+    """Every `text` string in a block tree."""
+    if isinstance(value, dict):
+        found = [value["text"]] if isinstance(value.get("text"), str) else []
+        return found + [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return []
+
+
+def _sequences(text: str) -> list[str]:
+    """The `<…>` control sequences Slack would act on (mentions, links)."""
+    return re.findall(r"<[^<>]*>", text)
+
+
+def _shown(message: tuple[str, list[dict[str, Any]]]) -> list[str]:
+    """The fallback, then every text in the blocks; the message must be valid Block Kit."""
+    text, blocks = message
+    assert find_block_problems(blocks) == []
+    assert find_message_problems({"text": text, "blocks": blocks})[0] is None
+    return [text, *_texts(blocks)]
+
+
+def _agent_says(content: str) -> tuple[str, str]:
+    """(fallback, section text) of a one-part agent message."""
+    (message,) = ui.agent_message(source="worker", content=content, turn=1)
+    fallback, _header, section = _shown(message)
+    return fallback, section
+
+
+@pytest.mark.parametrize("hostile", INJECTIONS + MARKDOWN_MENTIONS)
+def test_agent_content_is_inert_in_blocks_and_fallback(hostile: str) -> None:
+    content = f"Note {hostile} please"
+    shown = [
+        *_shown(ui.agent_message(source="worker", content=content, turn=1)[0]),
+        *_shown(ui.summary({"status": "completed", "outcome": content})),
+    ]
+    assert all(_sequences(text) == [] for text in shown), shown
+
+
+@pytest.mark.parametrize("hostile", INJECTIONS)
+def test_escaped_text_shows_what_was_written(hostile: str) -> None:
+    escaped = hostile.replace("<", "&lt;").replace(">", "&gt;")
+    assert all(escaped in text for text in _agent_says(hostile))
+
+
+@pytest.mark.parametrize("hostile", INJECTIONS)
+def test_root_message_fallback_escapes_the_task(hostile: str) -> None:
+    text, blocks = ui.root_message(
+        run_id="0123456789abcdef", task=f"do {hostile}", requester_id="U9", status="queued"
+    )
+    assert _sequences(text) == []
+    assert [s for t in _texts(blocks) for s in _sequences(t)] == ["<@U9>"]
+
+
+def test_markdown_links_still_work() -> None:
+    for text in _agent_says("See [docs](https://example.com)."):
+        assert _sequences(text) == ["<https://example.com|docs>"]
+    assert "<https://example.com|docs>" in ui.summary({"outcome": "[docs](https://example.com)"})[0]
+
+
+def test_ampersand_is_escaped_exactly_once() -> None:
+    for text in _agent_says("a & b"):
+        assert "a &amp; b" in text and "&amp;amp;" not in text
+    text, blocks = ui.summary({"status": "completed", "outcome": "a & b"})
+    assert "a &amp; b" in text and "&amp;amp;" not in text
+    assert "a &amp; b" in str(blocks) and "&amp;amp;" not in str(blocks)
+
+
+def test_markdown_quotes_and_formatting_survive_escaping() -> None:
+    assert to_mrkdwn("> quoted **bold**") == "> quoted *bold*"
+
+
+def test_escaping_that_lengthens_text_still_splits_within_limits() -> None:
+    """`&` grows fivefold; splitting happens after escaping and never cuts an entity."""
+    content = "a" + "&" * 4000 + " <!channel>"
+    parts = ui.agent_message(source="worker", content=content, turn=1)
+    assert len(parts) > 1
+    chunks = split_text(to_mrkdwn(content))
+    assert all(len(chunk) <= SECTION_LIMIT for chunk in chunks)
+    assert all(
+        "&" not in chunk.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "")
+        for chunk in chunks
+    )
+    for message in parts:
+        assert all(_sequences(text) == [] for text in _shown(message))

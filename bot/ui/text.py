@@ -13,6 +13,9 @@ _QUOTE = re.compile(r"^&gt; ", re.MULTILINE)
 _ANGLED = re.compile(r"<([^<>]*)>")
 _WEB_LINK = re.compile(r"(?:https?://|mailto:)[^\s|]+(?:\|.*)?", re.IGNORECASE | re.DOTALL)
 _ENTITY_TAIL = re.compile(r"&[a-z]{0,3}$")
+# Bare @channel / @here / @everyone may be parsed as mentions in mrkdwn sections; a word
+# joiner after the @ keeps them readable and inert.
+_BROADCAST = re.compile(r"(?<![\w.])@(channel|here|everyone)\b", re.IGNORECASE)
 
 
 def escape(text: str) -> str:
@@ -30,6 +33,7 @@ def to_mrkdwn(markdown: str) -> str:
     otherwise become `<!here|x>`, a channel ping).
     """
     text = _QUOTE.sub("> ", escape(markdown))  # a lone `>` opens nothing: keep quotes
+    text = _BROADCAST.sub("@\u2060\\1", text)
     try:
         converted = _converter.convert(text)
     except Exception:  # noqa: BLE001 - a converter hiccup must not lose the message

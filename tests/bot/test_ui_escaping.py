@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -102,3 +103,14 @@ def test_escaping_that_lengthens_text_still_splits_within_limits() -> None:
     )
     for message in parts:
         assert all(_sequences(text) == [] for text in _shown(message))
+
+
+def test_bare_broadcast_words_cannot_notify_but_emails_stay_intact() -> None:
+    (text, blocks), *_ = ui.agent_message(
+        source="worker", content="Ping @channel, @here and @Everyone; mail ops@here.org", turn=1
+    )
+    shown = json.dumps(blocks, ensure_ascii=False) + text
+    for word in ("@channel", "@here", "@Everyone"):
+        assert word not in shown.replace("ops@here.org", "")
+        assert word.replace("@", "@\u2060") in shown
+    assert "ops@here.org" in shown

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.publisher import Publisher
@@ -15,14 +17,6 @@ from store.models import utcnow
 from store.records import FRONT_END_HOLD
 from store.settings import Settings, load_settings
 from tests.fakes.slack_api import SlackApiEmulator
-
-
-async def _store(tmp_path: Path, secret_key: str) -> Store:
-    return await Store.open(
-        load_settings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path}/pub.db", server_secret_key=secret_key
-        )
-    )
 
 
 async def _run_with_thread(store: Store, slack: SlackApiEmulator, client: AsyncWebClient) -> str:
@@ -38,74 +32,82 @@ async def _run_with_thread(store: Store, slack: SlackApiEmulator, client: AsyncW
     return run.id
 
 
-async def test_unposted_events_are_posted_after_a_restart_once(
-    tmp_path: Path, secret_key: str
-) -> None:
-    store = await _store(tmp_path, secret_key)
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        run_id = await _run_with_thread(store, slack, client)
-        for index in range(3):
-            await store.runs.append_event(run_id, ev.INFO, {"text": f"step {index}"})
-        first = Publisher(store, client)
-        await first.drain()
-        await store.runs.append_event(run_id, ev.INFO, {"text": "after the crash"})
-        # A new publisher (a restarted process) posts only what was not posted.
-        second = Publisher(store, client)
-        await second.drain()
-        await second.drain()
-        run = await store.runs.get(run_id)
-        texts = [m["text"] for m in slack.thread("C1", run.thread_ts)]
-        assert texts == ["step 0", "step 1", "step 2", "after the crash"]
-        assert all(e.slack_ts for e in await store.runs.events(run_id))
-        assert slack.problems == []
-    await store.close()
+Emulated = tuple[Store, SlackApiEmulator, AsyncWebClient]
+Threaded = tuple[Store, SlackApiEmulator, AsyncWebClient, str]
 
 
-async def test_server_errors_are_retried_with_backoff(tmp_path: Path, secret_key: str) -> None:
-    store = await _store(tmp_path, secret_key)
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        run_id = await _run_with_thread(store, slack, client)
-        await store.runs.append_event(run_id, ev.INFO, {"text": "survives 500s"})
-        slack.fail("chat.postMessage", status=500, times=2)
-        await Publisher(store, client, base_delay_s=0.01).drain()
-        run = await store.runs.get(run_id)
-        assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["survives 500s"]
-        assert [c.status for c in slack.calls_to("chat.postMessage")][-3:] == [500, 500, 200]
-    await store.close()
+@pytest.fixture
+async def emulated(tmp_path: Path, secret_key: str) -> AsyncIterator[Emulated]:
+    """A SQLite store, the Slack emulator and a client of it; the store is closed after."""
+    store = await Store.open(
+        load_settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/pub.db", server_secret_key=secret_key
+        )
+    )
+    try:
+        async with SlackApiEmulator() as slack:
+            yield store, slack, AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    finally:
+        await store.close()
 
 
-async def test_retries_are_bounded_and_nothing_is_lost(tmp_path: Path, secret_key: str) -> None:
-    store = await _store(tmp_path, secret_key)
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        run_id = await _run_with_thread(store, slack, client)
-        await store.runs.append_event(run_id, ev.INFO, {"text": "first"})
-        await store.runs.append_event(run_id, ev.INFO, {"text": "second"})
-        slack.fail("chat.postMessage", status=503, times=3)
-        publisher = Publisher(store, client, max_attempts=3, base_delay_s=0.01)
-        await publisher.drain()
-        assert [e.kind for e in await store.runs.unposted_events(run_id)] == [ev.INFO, ev.INFO]
-        await publisher.drain()
-        run = await store.runs.get(run_id)
-        assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["first", "second"]
-    await store.close()
+@pytest.fixture
+async def threaded(emulated: Emulated) -> Threaded:
+    """The same, with a run whose thread (its root message in C1) is already in Slack."""
+    store, slack, client = emulated
+    return store, slack, client, await _run_with_thread(store, slack, client)
 
 
-async def test_a_refused_event_is_skipped_not_blocking(tmp_path: Path, secret_key: str) -> None:
-    store = await _store(tmp_path, secret_key)
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        run_id = await _run_with_thread(store, slack, client)
-        await store.runs.append_event(run_id, ev.INFO, {"text": "refused"})
-        await store.runs.append_event(run_id, ev.INFO, {"text": "next"})
-        slack.fail("chat.postMessage", status=200, times=1, error="channel_not_found")
-        await Publisher(store, client).drain()
-        assert await store.runs.unposted_events(run_id) == []
-        run = await store.runs.get(run_id)
-        assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["next"]
-    await store.close()
+async def test_unposted_events_are_posted_after_a_restart_once(threaded: Threaded) -> None:
+    store, slack, client, run_id = threaded
+    for index in range(3):
+        await store.runs.append_event(run_id, ev.INFO, {"text": f"step {index}"})
+    first = Publisher(store, client)
+    await first.drain()
+    await store.runs.append_event(run_id, ev.INFO, {"text": "after the crash"})
+    # A new publisher (a restarted process) posts only what was not posted.
+    second = Publisher(store, client)
+    await second.drain()
+    await second.drain()
+    run = await store.runs.get(run_id)
+    texts = [m["text"] for m in slack.thread("C1", run.thread_ts)]
+    assert texts == ["step 0", "step 1", "step 2", "after the crash"]
+    assert all(e.slack_ts for e in await store.runs.events(run_id))
+    assert slack.problems == []
+
+
+async def test_server_errors_are_retried_with_backoff(threaded: Threaded) -> None:
+    store, slack, client, run_id = threaded
+    await store.runs.append_event(run_id, ev.INFO, {"text": "survives 500s"})
+    slack.fail("chat.postMessage", status=500, times=2)
+    await Publisher(store, client, base_delay_s=0.01).drain()
+    run = await store.runs.get(run_id)
+    assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["survives 500s"]
+    assert [c.status for c in slack.calls_to("chat.postMessage")][-3:] == [500, 500, 200]
+
+
+async def test_retries_are_bounded_and_nothing_is_lost(threaded: Threaded) -> None:
+    store, slack, client, run_id = threaded
+    await store.runs.append_event(run_id, ev.INFO, {"text": "first"})
+    await store.runs.append_event(run_id, ev.INFO, {"text": "second"})
+    slack.fail("chat.postMessage", status=503, times=3)
+    publisher = Publisher(store, client, max_attempts=3, base_delay_s=0.01)
+    await publisher.drain()
+    assert [e.kind for e in await store.runs.unposted_events(run_id)] == [ev.INFO, ev.INFO]
+    await publisher.drain()
+    run = await store.runs.get(run_id)
+    assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["first", "second"]
+
+
+async def test_a_refused_event_is_skipped_not_blocking(threaded: Threaded) -> None:
+    store, slack, client, run_id = threaded
+    await store.runs.append_event(run_id, ev.INFO, {"text": "refused"})
+    await store.runs.append_event(run_id, ev.INFO, {"text": "next"})
+    slack.fail("chat.postMessage", status=200, times=1, error="channel_not_found")
+    await Publisher(store, client).drain()
+    assert await store.runs.unposted_events(run_id) == []
+    run = await store.runs.get(run_id)
+    assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["next"]
 
 
 async def _orphaned_held_run(store: Store, *, hold_s: float) -> str:
@@ -123,76 +125,63 @@ async def _orphaned_held_run(store: Store, *, hold_s: float) -> str:
     return run.id
 
 
-async def test_a_run_whose_root_never_came_gets_one_after_the_hold(
-    tmp_path: Path, secret_key: str
-) -> None:
-    store = await _store(tmp_path, secret_key)
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        held = await _orphaned_held_run(store, hold_s=60)
-        await Publisher(store, client).drain()
-        assert slack.calls_to("chat.postMessage") == []  # the front end may still post it
+async def test_a_run_whose_root_never_came_gets_one_after_the_hold(emulated: Emulated) -> None:
+    store, slack, client = emulated
+    held = await _orphaned_held_run(store, hold_s=60)
+    await Publisher(store, client).drain()
+    assert slack.calls_to("chat.postMessage") == []  # the front end may still post it
 
-        run_id = await _orphaned_held_run(store, hold_s=-1)
-        await Publisher(store, client).drain()
-        run = await store.runs.get(run_id)
-        (root,) = slack.channel_messages("C1")
-        assert run.thread_ts == root["ts"] and "Summarise the incident" in root["text"]
-        assert [m["text"] for m in slack.thread("C1", root["ts"])] == ["working"]
-        assert await store.runs.unposted_events(run_id) == []
-        # The front end's late root loses: the run keeps the thread it has.
-        assert not await store.runs.release_hold(run_id, owner=FRONT_END_HOLD, thread_ts="9.9")
-        assert (await store.runs.get(run_id)).thread_ts == root["ts"]
-        assert (await store.runs.get(held)).thread_ts is None
-        assert slack.problems == []
-    await store.close()
+    run_id = await _orphaned_held_run(store, hold_s=-1)
+    await Publisher(store, client).drain()
+    run = await store.runs.get(run_id)
+    (root,) = slack.channel_messages("C1")
+    assert run.thread_ts == root["ts"] and "Summarise the incident" in root["text"]
+    assert [m["text"] for m in slack.thread("C1", root["ts"])] == ["working"]
+    assert await store.runs.unposted_events(run_id) == []
+    # The front end's late root loses: the run keeps the thread it has.
+    assert not await store.runs.release_hold(run_id, owner=FRONT_END_HOLD, thread_ts="9.9")
+    assert (await store.runs.get(run_id)).thread_ts == root["ts"]
+    assert (await store.runs.get(held)).thread_ts is None
+    assert slack.problems == []
 
 
 async def test_a_root_attached_meanwhile_makes_the_publisher_delete_its_copy(
-    tmp_path: Path, secret_key: str
+    emulated: Emulated,
 ) -> None:
-    store = await _store(tmp_path, secret_key)
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        run_id = await _orphaned_held_run(store, hold_s=-1)
-        front_end_root = await client.chat_postMessage(channel="C1", text="root by /autogen")
-        real_attach = store.runs.attach_thread
+    store, slack, client = emulated
+    run_id = await _orphaned_held_run(store, hold_s=-1)
+    front_end_root = await client.chat_postMessage(channel="C1", text="root by /autogen")
+    real_attach = store.runs.attach_thread
 
-        async def front_end_wins_the_race(run: str, ts: str) -> bool:
-            await store.runs.release_hold(run, owner=FRONT_END_HOLD, thread_ts=front_end_root["ts"])
-            return await real_attach(run, ts)
+    async def front_end_wins_the_race(run: str, ts: str) -> bool:
+        await store.runs.release_hold(run, owner=FRONT_END_HOLD, thread_ts=front_end_root["ts"])
+        return await real_attach(run, ts)
 
-        store.runs.attach_thread = front_end_wins_the_race  # type: ignore[method-assign]
-        await Publisher(store, client).drain()
-        (root,) = slack.channel_messages("C1")
-        assert root["ts"] == front_end_root["ts"]
-        assert (await store.runs.get(run_id)).thread_ts == root["ts"]
-        (deleted,) = slack.deleted
-        assert deleted["ts"] != root["ts"] and "Summarise the incident" in deleted["text"]
-        assert [m["text"] for m in slack.thread("C1", root["ts"])] == ["working"]
-    await store.close()
+    store.runs.attach_thread = front_end_wins_the_race  # type: ignore[method-assign]
+    await Publisher(store, client).drain()
+    (root,) = slack.channel_messages("C1")
+    assert root["ts"] == front_end_root["ts"]
+    assert (await store.runs.get(run_id)).thread_ts == root["ts"]
+    (deleted,) = slack.deleted
+    assert deleted["ts"] != root["ts"] and "Summarise the incident" in deleted["text"]
+    assert [m["text"] for m in slack.thread("C1", root["ts"])] == ["working"]
 
 
-async def test_a_run_slack_will_not_show_is_ended_and_not_retried(
-    tmp_path: Path, secret_key: str
-) -> None:
-    store = await _store(tmp_path, secret_key)
+async def test_a_run_slack_will_not_show_is_ended_and_not_retried(emulated: Emulated) -> None:
+    store, slack, client = emulated
     abandoned: list[tuple[str, str]] = []
 
     async def on_unshowable(run_id: str, reason: str) -> None:
         abandoned.append((run_id, reason))
 
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        run_id = await _orphaned_held_run(store, hold_s=-1)
-        slack.fail("chat.postMessage", status=200, times=1, error="channel_not_found")
-        publisher = Publisher(store, client, on_unshowable=on_unshowable)
-        await publisher.drain()
-        assert abandoned == [(run_id, "channel_not_found")]
-        assert await store.runs.unposted_events(run_id) == []
-        await publisher.drain()
-        assert len(slack.calls_to("chat.postMessage")) == 1
-    await store.close()
+    run_id = await _orphaned_held_run(store, hold_s=-1)
+    slack.fail("chat.postMessage", status=200, times=1, error="channel_not_found")
+    publisher = Publisher(store, client, on_unshowable=on_unshowable)
+    await publisher.drain()
+    assert abandoned == [(run_id, "channel_not_found")]
+    assert await store.runs.unposted_events(run_id) == []
+    await publisher.drain()
+    assert len(slack.calls_to("chat.postMessage")) == 1
 
 
 async def test_two_replicas_publishing_one_database_post_each_event_once(
@@ -220,97 +209,75 @@ async def test_two_replicas_publishing_one_database_post_each_event_once(
     await second.close()
 
 
-async def test_a_replica_that_lost_its_claim_posts_nothing(tmp_path: Path, secret_key: str) -> None:
-    store = await _store(tmp_path, secret_key)
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        run_id = await _run_with_thread(store, slack, client)
-        await store.runs.append_event(run_id, ev.INFO, {"text": "once"})
-        assert await store.runs.claim_publishing(run_id, owner="replica-b", lease_s=60)
-        await Publisher(store, client, owner="replica-a").drain()
-        assert slack.calls_to("chat.postMessage")[1:] == []  # only the root so far
-        await store.runs.release_publishing(run_id, owner="replica-b")
-        await Publisher(store, client, owner="replica-a").drain()
-        run = await store.runs.get(run_id)
-        assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["once"]
-    await store.close()
+async def test_a_replica_that_lost_its_claim_posts_nothing(threaded: Threaded) -> None:
+    store, slack, client, run_id = threaded
+    await store.runs.append_event(run_id, ev.INFO, {"text": "once"})
+    assert await store.runs.claim_publishing(run_id, owner="replica-b", lease_s=60)
+    await Publisher(store, client, owner="replica-a").drain()
+    assert slack.calls_to("chat.postMessage")[1:] == []  # only the root so far
+    await store.runs.release_publishing(run_id, owner="replica-b")
+    await Publisher(store, client, owner="replica-a").drain()
+    run = await store.runs.get(run_id)
+    assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["once"]
 
 
-async def test_a_long_message_resumes_after_the_last_part_that_went_out(
-    tmp_path: Path, secret_key: str
-) -> None:
-    store = await _store(tmp_path, secret_key)
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        run_id = await _run_with_thread(store, slack, client)
-        paragraphs = [f"Paragraph {n}. " + "word " * 500 for n in range(1, 4)]
-        await store.runs.append_event(
-            run_id,
-            ev.AGENT_MESSAGE,
-            {"source": "worker", "content": "\n\n".join(paragraphs), "turn": 1},
-        )
-        publisher = Publisher(store, client, max_attempts=2, base_delay_s=0.01)
-        original = slack._handlers["chat.postMessage"]
+async def test_a_long_message_resumes_after_the_last_part_that_went_out(threaded: Threaded) -> None:
+    store, slack, client, run_id = threaded
+    paragraphs = [f"Paragraph {n}. " + "word " * 500 for n in range(1, 4)]
+    await store.runs.append_event(
+        run_id,
+        ev.AGENT_MESSAGE,
+        {"source": "worker", "content": "\n\n".join(paragraphs), "turn": 1},
+    )
+    publisher = Publisher(store, client, max_attempts=2, base_delay_s=0.01)
+    original = slack._handlers["chat.postMessage"]
 
-        def outage_after_the_first_part(params: dict) -> dict:
-            answer = original(params)
-            if params.get("thread_ts"):
-                slack.fail("chat.postMessage", status=500, times=2)  # both tries of part 2
-            return answer
+    def outage_after_the_first_part(params: dict) -> dict:
+        answer = original(params)
+        if params.get("thread_ts"):
+            slack.fail("chat.postMessage", status=500, times=2)  # both tries of part 2
+        return answer
 
-        slack._handlers["chat.postMessage"] = outage_after_the_first_part
-        await publisher.drain()
-        (event,) = await store.runs.unposted_events(run_id)
-        assert event.parts_posted == 1 and event.slack_ts is not None
-        slack._handlers["chat.postMessage"] = original
-        await publisher.drain()
-        run = await store.runs.get(run_id)
-        parts = [m["text"] for m in slack.thread("C1", run.thread_ts)]
-        assert [("Paragraph 1" in p, "Paragraph 2" in p, "Paragraph 3" in p) for p in parts] == [
-            (True, False, False),
-            (False, True, False),
-            (False, False, True),
-        ]
-        assert await store.runs.unposted_events(run_id) == []
-    await store.close()
+    slack._handlers["chat.postMessage"] = outage_after_the_first_part
+    await publisher.drain()
+    (event,) = await store.runs.unposted_events(run_id)
+    assert event.parts_posted == 1 and event.slack_ts is not None
+    slack._handlers["chat.postMessage"] = original
+    await publisher.drain()
+    run = await store.runs.get(run_id)
+    parts = [m["text"] for m in slack.thread("C1", run.thread_ts)]
+    assert [("Paragraph 1" in p, "Paragraph 2" in p, "Paragraph 3" in p) for p in parts] == [
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+    ]
+    assert await store.runs.unposted_events(run_id) == []
 
 
-async def test_a_long_retry_after_ends_the_pass_and_is_honoured(
-    tmp_path: Path, secret_key: str
-) -> None:
-    store = await _store(tmp_path, secret_key)
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        run_id = await _run_with_thread(store, slack, client)
-        await store.runs.append_event(run_id, ev.INFO, {"text": "after the pause"})
-        slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
-        publisher = Publisher(store, client, max_delay_s=0.2)
-        await publisher.drain()
-        calls = len(slack.calls_to("chat.postMessage"))
-        await publisher.drain()  # within Retry-After: Slack is not called again
-        assert len(slack.calls_to("chat.postMessage")) == calls
-        await asyncio.sleep(1.1)
-        await publisher.drain()
-        run = await store.runs.get(run_id)
-        assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["after the pause"]
-    await store.close()
+async def test_a_long_retry_after_ends_the_pass_and_is_honoured(threaded: Threaded) -> None:
+    store, slack, client, run_id = threaded
+    await store.runs.append_event(run_id, ev.INFO, {"text": "after the pause"})
+    slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
+    publisher = Publisher(store, client, max_delay_s=0.2)
+    await publisher.drain()
+    calls = len(slack.calls_to("chat.postMessage"))
+    await publisher.drain()  # within Retry-After: Slack is not called again
+    assert len(slack.calls_to("chat.postMessage")) == calls
+    await asyncio.sleep(1.1)
+    await publisher.drain()
+    run = await store.runs.get(run_id)
+    assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["after the pause"]
 
 
-async def test_stopping_mid_call_does_not_post_the_event_twice(
-    tmp_path: Path, secret_key: str
-) -> None:
-    store = await _store(tmp_path, secret_key)
-    async with SlackApiEmulator() as slack:
-        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        run_id = await _run_with_thread(store, slack, client)
-        slack.slow("chat.postMessage", 0.6)
-        publisher = Publisher(store, client)
-        await publisher.start()
-        await store.runs.append_event(run_id, ev.INFO, {"text": "in flight at shutdown"})
-        await asyncio.sleep(0.2)  # the post is on its way to Slack
-        await publisher.stop(grace_s=5)
-        await asyncio.sleep(0.8)
-        run = await store.runs.get(run_id)
-        assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["in flight at shutdown"]
-        assert await store.runs.unposted_events(run_id) == []
-    await store.close()
+async def test_stopping_mid_call_does_not_post_the_event_twice(threaded: Threaded) -> None:
+    store, slack, client, run_id = threaded
+    slack.slow("chat.postMessage", 0.6)
+    publisher = Publisher(store, client)
+    await publisher.start()
+    await store.runs.append_event(run_id, ev.INFO, {"text": "in flight at shutdown"})
+    await asyncio.sleep(0.2)  # the post is on its way to Slack
+    await publisher.stop(grace_s=5)
+    await asyncio.sleep(0.8)
+    run = await store.runs.get(run_id)
+    assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["in flight at shutdown"]
+    assert await store.runs.unposted_events(run_id) == []

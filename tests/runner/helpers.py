@@ -4,7 +4,9 @@ declarative component JSON the runner loads (teams are data, in tests too)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,21 @@ from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_core.models import ChatCompletionClient, CreateResult, RequestUsage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
+from runner import events as ev
 from runner.manager import RunManager
 from store import Store
+from store.crypto import Owner
 from store.records import Run, RunStatus
 from store.settings import Settings, load_settings
 
 FINISHED = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
+REPLAY_MODEL_INFO = {
+    "vision": False,
+    "function_calling": True,
+    "json_output": False,
+    "family": "unknown",
+    "structured_output": False,
+}
 
 
 def runner_settings(
@@ -43,20 +54,15 @@ def replay_team_file(
 ) -> Path:
     """A two-agent round-robin team whose replies are scripted; ends on TERMINATE unless
     another `termination` is given."""
-    info = {
-        "vision": False,
-        "function_calling": True,
-        "json_output": False,
-        "family": "unknown",
-        "structured_output": False,
-    }
     team = RoundRobinGroupChat(
         [
             AssistantAgent(
-                "worker", model_client=ReplayChatCompletionClient(worker, model_info=info)
+                "worker",
+                model_client=ReplayChatCompletionClient(worker, model_info=REPLAY_MODEL_INFO),
             ),
             AssistantAgent(
-                "reviewer", model_client=ReplayChatCompletionClient(reviewer, model_info=info)
+                "reviewer",
+                model_client=ReplayChatCompletionClient(reviewer, model_info=REPLAY_MODEL_INFO),
             ),
         ],
         termination_condition=termination or TextMentionTermination("TERMINATE"),
@@ -118,3 +124,47 @@ def manager(
         verifier_client_factory=verifier or ScriptedVerifier([verdict()] * 50),
         poll_interval_s=0.05,
     )
+
+
+async def put_requester_key(store: Store, key: str) -> None:
+    """Store `key` as UREQ's LLM key in workspace T1, as UREQ would."""
+    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), key, actor_id="UREQ")
+
+
+@contextlib.asynccontextmanager
+async def running_manager(
+    settings: Settings,
+    verifier: ScriptedVerifier | None = None,
+    *,
+    key: str | None = None,
+    start: bool = True,
+) -> AsyncIterator[tuple[Store, RunManager]]:
+    """The store and a RunManager over it (see `manager`), with UREQ's `key` stored when one
+    is given, started unless `start` is False; always stopped and the store closed after."""
+    store = await Store.open(settings)
+    try:
+        if key is not None:
+            await put_requester_key(store, key)
+        runs = manager(store, settings, verifier)
+        if start:
+            await runs.start()
+        try:
+            yield store, runs
+        finally:
+            await runs.stop()
+    finally:
+        await store.close()
+
+
+async def start_run(runs: RunManager, task: str = "t") -> str:
+    """UREQ's run of `task` in channel C1 of workspace T1; its id."""
+    started = await runs.start_run(
+        workspace_id="T1", channel_id="C1", requester_id="UREQ", task=task
+    )
+    return started.run.id
+
+
+async def offered_actions(store: Store, run_id: str) -> dict[str, str]:
+    """The actions of the run's last actions_offered event, as {type: id}."""
+    offered = [e for e in await store.runs.events(run_id) if e.kind == ev.ACTIONS_OFFERED]
+    return {a["type"]: a["id"] for a in offered[-1].payload["actions"]}

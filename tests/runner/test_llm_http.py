@@ -13,11 +13,10 @@ from runner import events as ev
 from runner.llm import openai_verifier_factory
 from runner.manager import CancelOutcome, RunManager
 from store import Store
-from store.crypto import Owner
 from store.records import RunStatus
 from store.settings import load_settings
 from tests.fakes.llm_server import FakeLLMServer, HttpError
-from tests.runner.helpers import FINISHED, wait_for_status
+from tests.runner.helpers import FINISHED, put_requester_key, start_run, wait_for_status
 
 KEY = "sk-http-stored-key-7c1d"
 AGENT, VERIFIER = "agent-model", "verifier-model"
@@ -54,19 +53,12 @@ async def stack(tmp_path: Path, secret_key: str):
             await store.close()
 
 
-async def _start(runs: RunManager, user: str = "UREQ") -> str:
-    started = await runs.start_run(
-        workspace_id="T1", channel_id="C1", requester_id=user, task="Plan a picnic"
-    )
-    return started.run.id
-
-
 async def test_default_team_runs_with_the_stored_key_as_bearer(stack) -> None:
     llm, store, runs = stack
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    await put_requester_key(store, KEY)
     llm.script(AGENT, ["1. Choose a park.", "Park chosen: Riverside.", "Good plan. TERMINATE"])
     llm.default(VERIFIER, _verdict())
-    run = await wait_for_status(store, await _start(runs), FINISHED)
+    run = await wait_for_status(store, await start_run(runs, "Plan a picnic"), FINISHED)
     assert run.status == RunStatus.COMPLETED and run.turns == 3
     assert len(llm.requests_for(AGENT)) == 3 and len(llm.requests_for(VERIFIER)) == 3
     assert {r.headers["Authorization"] for r in llm.requests} == {f"Bearer {KEY}"}
@@ -76,12 +68,10 @@ async def test_default_team_runs_with_the_stored_key_as_bearer(stack) -> None:
 
 async def test_rejected_key_asks_again_and_resumes(stack) -> None:
     llm, store, runs = stack
-    await store.credentials.put(
-        Owner("T1", "UREQ", "openrouter"), "sk-wrong-key-000000", actor_id="UREQ"
-    )
+    await put_requester_key(store, "sk-wrong-key-000000")
     llm.script(AGENT, ["1. Plan.", "Done.", "TERMINATE"])
     llm.default(VERIFIER, _verdict())
-    run_id = await _start(runs)
+    run_id = await start_run(runs, "Plan a picnic")
     waiting = await wait_for_status(store, run_id, {RunStatus.WAITING_CREDENTIAL})
     request = [e for e in await store.runs.events(waiting.id) if e.kind == ev.CREDENTIAL_REQUEST][
         -1
@@ -97,13 +87,13 @@ async def test_rejected_key_asks_again_and_resumes(stack) -> None:
 
 async def test_rate_limits_retry_then_fail_with_a_clear_error(stack) -> None:
     llm, store, runs = stack
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    await put_requester_key(store, KEY)
     fast = {"retry-after-ms": "1"}
     llm.script(
         AGENT, [HttpError(429, headers=fast), "1. Plan.", *[HttpError(503, headers=fast)] * 4]
     )
     llm.default(VERIFIER, _verdict())
-    run = await wait_for_status(store, await _start(runs), FINISHED)
+    run = await wait_for_status(store, await start_run(runs, "Plan a picnic"), FINISHED)
     assert run.status == RunStatus.FAILED
     events = await store.runs.events(run.id)
     error = [e for e in events if e.kind == ev.ERROR][-1]
@@ -116,7 +106,7 @@ async def test_rate_limits_retry_then_fail_with_a_clear_error(stack) -> None:
 
 async def test_cancel_aborts_a_turn_at_once(stack) -> None:
     llm, store, runs = stack
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    await put_requester_key(store, KEY)
     entered = asyncio.Event()
 
     async def slow(_request: dict) -> str:
@@ -125,7 +115,7 @@ async def test_cancel_aborts_a_turn_at_once(stack) -> None:
         return "too late"
 
     llm.script(AGENT, [slow])
-    run_id = await _start(runs)
+    run_id = await start_run(runs, "Plan a picnic")
     await asyncio.wait_for(entered.wait(), timeout=10)
     assert await runs.cancel(run_id, user_id="UREQ") == CancelOutcome.CANCELLED
     for _ in range(200):
@@ -141,7 +131,7 @@ async def test_cancel_aborts_a_turn_at_once(stack) -> None:
 
 async def test_excess_runs_queue_and_say_so(stack) -> None:
     llm, store, runs = stack
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    await put_requester_key(store, KEY)
     gate = asyncio.Event()
 
     async def held(_request: dict) -> str:
@@ -150,7 +140,7 @@ async def test_excess_runs_queue_and_say_so(stack) -> None:
 
     llm.set_handler(AGENT, held)
     llm.default(VERIFIER, _verdict())
-    first = await _start(runs)
+    first = await start_run(runs, "Plan a picnic")
     await wait_for_status(store, first, {RunStatus.RUNNING})
     second = await runs.start_run(
         workspace_id="T1", channel_id="C1", requester_id="UREQ", task="second"
@@ -178,9 +168,9 @@ async def test_token_budget_stops_the_run(tmp_path: Path, secret_key: str) -> No
         runs = RunManager(store, settings, poll_interval_s=0.05)
         await runs.start()
         try:
-            await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+            await put_requester_key(store, KEY)
             llm.default(AGENT, "A long answer that uses more than five tokens for sure.")
-            run = await wait_for_status(store, await _start(runs), FINISHED)
+            run = await wait_for_status(store, await start_run(runs, "Plan a picnic"), FINISHED)
             assert run.status == RunStatus.FAILED and run.turns == 1
             error = [e for e in await store.runs.events(run.id) if e.kind == ev.ERROR][-1]
             assert error.payload["code"] == "token_budget"
@@ -191,10 +181,10 @@ async def test_token_budget_stops_the_run(tmp_path: Path, secret_key: str) -> No
 
 async def test_default_team_ends_only_when_the_reviewer_says_terminate(stack) -> None:
     llm, store, runs = stack
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    await put_requester_key(store, KEY)
     llm.script(AGENT, ["1. Plan.", "Done, TERMINATE", "Approved. TERMINATE"])
     llm.default(VERIFIER, _verdict())
-    run = await wait_for_status(store, await _start(runs), FINISHED)
+    run = await wait_for_status(store, await start_run(runs, "Plan a picnic"), FINISHED)
     events = await store.runs.events(run.id)
     sources = [e.payload["source"] for e in events if e.kind == ev.AGENT_MESSAGE]
     assert sources == ["planner", "worker", "reviewer"] and run.status == RunStatus.COMPLETED

@@ -27,16 +27,17 @@ from sqlalchemy import update
 from runner import events as ev
 from runner.housekeeping import MAX_RECOVERIES
 from store import Store
-from store.crypto import Owner
 from store.models import RunRow, utcnow
 from store.records import RequestStatus, RunStatus
 from store.settings import Settings
 from tests.runner import crash_child
 from tests.runner.helpers import (
     FINISHED,
-    manager,
+    REPLAY_MODEL_INFO,
+    put_requester_key,
     replay_team_file,
     runner_settings,
+    running_manager,
     wait_for_status,
 )
 
@@ -52,15 +53,10 @@ def three_agent_team(folder: Path) -> Path:
     Each agent speaks once, so the replay scripts (which restart from their first line when
     the team is rebuilt on resume) never repeat a line: a repeated line means a repeated turn.
     """
-    info = {
-        "vision": False,
-        "function_calling": True,
-        "json_output": False,
-        "family": "unknown",
-        "structured_output": False,
-    }
     agents = [
-        AssistantAgent(name, model_client=ReplayChatCompletionClient([line], model_info=info))
+        AssistantAgent(
+            name, model_client=ReplayChatCompletionClient([line], model_info=REPLAY_MODEL_INFO)
+        )
         for name, line in (
             ("planner", "1. Count syllables. 2. Write it."),
             ("worker", "Queues hold the work / a crash forgets nothing here / the lease runs out"),
@@ -151,7 +147,7 @@ async def test_killed_mid_run_resumes_from_the_saved_turn_in_another_process(
 ) -> None:
     settings = _settings(tmp_path, secret_key, three_agent_team(tmp_path))
     store = await Store.open(settings)
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    await put_requester_key(store, KEY)
     try:
         async with child(settings, tmp_path, "start") as first:
             run_id = (await first.expect("RUN ")).split()[1]
@@ -224,9 +220,9 @@ async def test_killed_while_waiting_for_a_credential_still_waits_then_completes(
 ) -> None:
     team = replay_team_file(tmp_path, ["Draft."], ["Fine. TERMINATE"])
     settings = _settings(tmp_path, secret_key, team)
-    store = await Store.open(settings)  # no key stored: the run must ask for one
-    front = manager(store, settings)  # the Slack side's handle; never started here
-    try:
+    # No key stored: the run must ask for one. `front` is the Slack side's handle, never
+    # started here.
+    async with running_manager(settings, start=False) as (store, front):
         async with child(settings, tmp_path, "start") as first:
             run_id = (await first.expect("RUN ")).split()[1]
             await wait_for_status(store, run_id, {RunStatus.WAITING_CREDENTIAL})
@@ -253,8 +249,6 @@ async def test_killed_while_waiting_for_a_credential_still_waits_then_completes(
                 raise AssertionError(f"{exc}\n{second.stderr()}") from None
         events = await store.runs.events(run_id)
         request = await store.credentials.get_request(pending[0].id)
-    finally:
-        await store.close()
 
     assert run.status == RunStatus.COMPLETED, (run.status, run.outcome)
     # `front` was never started, so the restarted child process did the work.
@@ -296,9 +290,8 @@ async def test_recover_interrupts_a_run_that_was_recovered_too_often(
 ) -> None:
     team = replay_team_file(tmp_path, ["a"], ["TERMINATE"])
     settings = _settings(tmp_path, secret_key, team)
-    store = await Store.open(settings)
-    runs = manager(store, settings)  # not started: only recover() runs
-    try:
+    # Not started: only recover() runs.
+    async with running_manager(settings, start=False) as (store, runs):
         ids = {}
         for name in ("exhausted", "again", "alive"):
             created, _ = await store.runs.create(
@@ -322,8 +315,6 @@ async def test_recover_interrupts_a_run_that_was_recovered_too_often(
         exhausted_events = await store.runs.events(ids["exhausted"])
         again_events = await store.runs.events(ids["again"])
         alive_events = await store.runs.events(ids["alive"])
-    finally:
-        await store.close()
 
     assert exhausted is not None and exhausted.status == RunStatus.INTERRUPTED
     assert exhausted.finished_at is not None and exhausted.lease_owner is None

@@ -22,14 +22,17 @@ from runner.redact import REDACTED, redact
 from runner.team import build_team, read_team_config
 from runner.tools import ToolRequests, credential_tool
 from store import Store
-from store.crypto import Owner
 from store.db import sqlite_path
 from store.records import RunStatus
 from store.settings import Settings, load_settings
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
+    put_requester_key,
     replay_team_file,
+    runner_settings,
+    running_manager,
+    start_run,
     verdict,
     wait_for_status,
 )
@@ -121,27 +124,13 @@ async def test_replay_team_run_keeps_the_key_out_of_state_events_files_and_logs(
     tmp_path: Path, secret_key: str, debug_logs: pytest.LogCaptureFixture
 ) -> None:
     team = replay_team_file(tmp_path, ["Draft answer: 42."], ["Checked. TERMINATE"])
-    settings = load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/secrecy.db",
-        server_secret_key=secret_key,
-        team_config=str(team),
-    )
-    store = await Store.open(settings)
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), CANARY, actor_id="UREQ")
+    settings = runner_settings(tmp_path, secret_key, team, "secrecy.db")
     verifier = ScriptedVerifier([verdict(), verdict()])
-    runs = RunManager(store, settings, verifier_client_factory=verifier, poll_interval_s=0.05)
-    await runs.start()
-    try:
-        started = await runs.start_run(
-            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="What is 6*7?"
-        )
-        run = await wait_for_status(store, started.run.id, FINISHED)
+    async with running_manager(settings, verifier, key=CANARY) as (store, runs):
+        run = await wait_for_status(store, await start_run(runs, "What is 6*7?"), FINISHED)
         assert run.status == RunStatus.COMPLETED and run.turns == 2
         assert verifier.keys_seen == [CANARY, CANARY], "the run did not use the canary key"
         await _assert_not_stored(store, settings, run.id)
-    finally:
-        await runs.stop()
-        await store.close()
     _assert_not_in_files(settings)
     _assert_not_logged(debug_logs)
     assert any(r.name.startswith("sqlalchemy.engine") for r in debug_logs.records)
@@ -230,15 +219,12 @@ async def test_default_team_run_keeps_the_key_out_of_state_events_files_and_logs
         )
         assert settings.team_config is None  # runner/teams/default.json
         store = await Store.open(settings)
-        await store.credentials.put(Owner("T1", "UREQ", "openrouter"), CANARY, actor_id="UREQ")
+        await put_requester_key(store, CANARY)
         # No verifier factory given: the production OpenAI verifier client, also on the fake.
         runs = RunManager(store, settings, poll_interval_s=0.05)
         await runs.start()
         try:
-            started = await runs.start_run(
-                workspace_id="T1", channel_id="C1", requester_id="UREQ", task="Is a key there?"
-            )
-            run = await wait_for_status(store, started.run.id, FINISHED)
+            run = await wait_for_status(store, await start_run(runs, "Is a key there?"), FINISHED)
             events = await store.runs.events(run.id)
             assert run.status == RunStatus.COMPLETED, [(e.kind, e.payload) for e in events]
             agent = [e.payload for e in events if e.kind == ev.AGENT_MESSAGE]
@@ -304,26 +290,12 @@ async def test_an_unexpected_error_quoting_the_key_is_logged_without_it(
 
     monkeypatch.setattr(RunExecutor, "_turns", broken_turns)
     team = replay_team_file(tmp_path, ["a"], ["b TERMINATE"])
-    settings = load_settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/e.db",
-        server_secret_key=secret_key,
-        team_config=str(team),
-    )
-    store = await Store.open(settings)
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), plain_key, actor_id="UREQ")
-    runs = RunManager(
-        store, settings, verifier_client_factory=ScriptedVerifier([verdict()]), poll_interval_s=0.05
-    )
-    caplog.set_level(logging.DEBUG)
-    await runs.start()
-    try:
-        started = await runs.start_run(
-            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
-        )
-        run = await wait_for_status(store, started.run.id, FINISHED)
+    settings = runner_settings(tmp_path, secret_key, team, "e.db")
+    verifier = ScriptedVerifier([verdict()])
+    async with running_manager(settings, verifier, key=plain_key, start=False) as (store, runs):
+        caplog.set_level(logging.DEBUG)
+        await runs.start()
+        run = await wait_for_status(store, await start_run(runs), FINISHED)
         assert run.status == RunStatus.FAILED
         assert "the provider echoed the key" in caplog.text
         assert plain_key not in caplog.text
-    finally:
-        await runs.stop()
-        await store.close()

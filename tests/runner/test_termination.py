@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from autogen_agentchat.base import TerminationCondition
@@ -11,25 +13,29 @@ from autogen_agentchat.messages import TextMessage
 
 from runner import events as ev
 from runner.conditions import TextMentionFromTermination
+from runner.manager import RunManager
 from runner.team import DEFAULT_TEAM_PATH
 from runner.termination import split_termination
 from store import Store
-from store.crypto import Owner
-from store.records import RunStatus
+from store.records import Run, RunStatus
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
-    manager,
+    offered_actions,
     replay_team_file,
     runner_settings,
+    running_manager,
+    start_run,
     verdict,
     wait_for_status,
 )
 
 KEY = "sk-termination-key-0004"
 FIX = [{"type": "revise", "label": "Fix it", "params": {}}]
+PARKED = {RunStatus.WAITING_APPROVAL}
 
 
+@contextlib.asynccontextmanager
 async def _run_to(
     tmp_path: Path,
     secret_key: str,
@@ -37,16 +43,12 @@ async def _run_to(
     verifier: ScriptedVerifier,
     statuses: set[RunStatus],
     task: str = "Write it",
-):
+) -> AsyncIterator[tuple[Store, RunManager, Run]]:
+    """UREQ's run of `team` (its key stored), once it has reached one of `statuses`."""
     settings = runner_settings(tmp_path, secret_key, team, "t.db")
-    store = await Store.open(settings)
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
-    runs = manager(store, settings, verifier)
-    await runs.start()
-    started = await runs.start_run(
-        workspace_id="T1", channel_id="C1", requester_id="UREQ", task=task
-    )
-    return store, runs, await wait_for_status(store, started.run.id, statuses)
+    async with running_manager(settings, verifier, key=KEY) as (store, runs):
+        run_id = await start_run(runs, task)
+        yield store, runs, await wait_for_status(store, run_id, statuses)
 
 
 async def _spoken(store: Store, run_id: str, field: str = "content") -> list[str]:
@@ -62,15 +64,11 @@ async def test_a_cumulative_condition_ends_the_run_where_it_says(
     team = replay_team_file(
         tmp_path, ["w1", "w2", "w3"], ["r1", "r2", "r3"], MaxMessageTermination(3)
     )
-    store, runs, run = await _run_to(
+    async with _run_to(
         tmp_path, secret_key, team, ScriptedVerifier([verdict()] * 10), FINISHED
-    )
-    try:
+    ) as (store, runs, run):
         assert run.status == RunStatus.COMPLETED and run.turns == 3
         assert await _spoken(store, run.id) == ["w1", "r1", "w2"]
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_the_count_carries_over_an_approval_pause(tmp_path: Path, secret_key: str) -> None:
@@ -82,12 +80,8 @@ async def test_the_count_carries_over_an_approval_pause(tmp_path: Path, secret_k
         tmp_path, ["w1", "w2", "w3"], ["r1", "r2", "r3"], MaxMessageTermination(5)
     )
     verifier = ScriptedVerifier([verdict(), verdict("fail", "Too short.", FIX)] + [verdict()] * 8)
-    store, runs, parked = await _run_to(
-        tmp_path, secret_key, team, verifier, {RunStatus.WAITING_APPROVAL}
-    )
-    try:
-        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED]
-        actions = {a["type"]: a["id"] for a in offered[-1].payload["actions"]}
+    async with _run_to(tmp_path, secret_key, team, verifier, PARKED) as (store, runs, parked):
+        actions = await offered_actions(store, parked.id)
         await runs.decide(actions["continue"], user_id="UREQ")
         run = await wait_for_status(store, parked.id, FINISHED)
         assert run.status == RunStatus.COMPLETED
@@ -98,29 +92,22 @@ async def test_the_count_carries_over_an_approval_pause(tmp_path: Path, secret_k
             "reviewer",
             "worker",
         ]
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_a_task_that_mentions_terminate_does_not_end_the_run(
     tmp_path: Path, secret_key: str
 ) -> None:
     team = replay_team_file(tmp_path, ["Explained."], ["Good. TERMINATE"])
-    store, runs, run = await _run_to(
+    async with _run_to(
         tmp_path,
         secret_key,
         team,
         ScriptedVerifier([verdict()] * 4),
         FINISHED,
         task="Explain what TERMINATE does in AutoGen",
-    )
-    try:
+    ) as (store, runs, run):
         assert run.status == RunStatus.COMPLETED
         assert await _spoken(store, run.id) == ["Explained.", "Good. TERMINATE"]
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_continue_on_the_final_message_accepts_the_teams_end(
@@ -128,19 +115,12 @@ async def test_continue_on_the_final_message_accepts_the_teams_end(
 ) -> None:
     team = replay_team_file(tmp_path, ["Draft.", "Never said."], ["Fine. TERMINATE", "Again."])
     verifier = ScriptedVerifier([verdict(), verdict("fail", "Unsure.", FIX)] + [verdict()] * 4)
-    store, runs, parked = await _run_to(
-        tmp_path, secret_key, team, verifier, {RunStatus.WAITING_APPROVAL}
-    )
-    try:
-        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED]
-        actions = {a["type"]: a["id"] for a in offered[-1].payload["actions"]}
+    async with _run_to(tmp_path, secret_key, team, verifier, PARKED) as (store, runs, parked):
+        actions = await offered_actions(store, parked.id)
         await runs.decide(actions["continue"], user_id="UREQ")
         run = await wait_for_status(store, parked.id, FINISHED)
         assert run.status == RunStatus.COMPLETED
         assert await _spoken(store, run.id) == ["Draft.", "Fine. TERMINATE"]
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_revise_on_the_final_message_runs_the_team_again(
@@ -148,20 +128,13 @@ async def test_revise_on_the_final_message_runs_the_team_again(
 ) -> None:
     team = replay_team_file(tmp_path, ["Draft."], ["Fine. TERMINATE"])
     verifier = ScriptedVerifier([verdict(), verdict("fail", "Unsure.", FIX)] + [verdict()] * 4)
-    store, runs, parked = await _run_to(
-        tmp_path, secret_key, team, verifier, {RunStatus.WAITING_APPROVAL}
-    )
-    try:
-        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED]
-        actions = {a["type"]: a["id"] for a in offered[-1].payload["actions"]}
+    async with _run_to(tmp_path, secret_key, team, verifier, PARKED) as (store, runs, parked):
+        actions = await offered_actions(store, parked.id)
         await runs.decide(actions["revise"], user_id="UREQ")
         run = await wait_for_status(store, parked.id, FINISHED)
         assert run.status == RunStatus.COMPLETED
         # The revised round: the team speaks again and ends again on the reviewer's word.
         assert await _spoken(store, run.id) == ["Draft.", "Fine. TERMINATE"] * 2
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_the_default_teams_condition_is_the_reviewers_terminate_only() -> None:

@@ -16,25 +16,22 @@ from runner.manager import CancelOutcome
 from store import Store
 from store.actions import DecisionOutcome
 from store.credentials import FulfilOutcome
-from store.crypto import Owner
 from store.models import CredentialRequestRow, utcnow
 from store.records import RunStatus
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
-    manager,
+    offered_actions,
+    put_requester_key,
     replay_team_file,
     runner_settings,
+    running_manager,
+    start_run,
     verdict,
     wait_for_status,
 )
 
 KEY = "sk-wait-test-key-0002"
-
-
-async def _open(tmp_path: Path, secret_key: str, team: Path, **extra):
-    settings = runner_settings(tmp_path, secret_key, team, "w.db", **extra)
-    return settings, await Store.open(settings)
 
 
 def _live_teams() -> int:
@@ -46,14 +43,10 @@ async def test_missing_key_waits_then_resumes_when_the_key_arrives(
     tmp_path: Path, secret_key: str
 ) -> None:
     team = replay_team_file(tmp_path, ["Result."], ["Good. TERMINATE"])
-    settings, store = await _open(tmp_path, secret_key, team)
-    runs = manager(store, settings)
-    await runs.start()
-    try:
-        started = await runs.start_run(
-            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="go"
-        )
-        waiting = await wait_for_status(store, started.run.id, {RunStatus.WAITING_CREDENTIAL})
+    settings = runner_settings(tmp_path, secret_key, team, "w.db")
+    async with running_manager(settings) as (store, runs):
+        run_id = await start_run(runs, "go")
+        waiting = await wait_for_status(store, run_id, {RunStatus.WAITING_CREDENTIAL})
         assert runs.active_run_ids == set()
         assert _live_teams() == 0, "a waiting run must hold no team in memory"
         events = await store.runs.events(waiting.id)
@@ -77,9 +70,6 @@ async def test_missing_key_waits_then_resumes_when_the_key_arrives(
         kinds = [e.kind for e in await store.runs.events(waiting.id)]
         assert kinds[:3] == [ev.RUN_STARTED, ev.CREDENTIAL_REQUEST, ev.CREDENTIAL_RECEIVED]
         assert kinds[-1] == ev.FINISHED and kinds.count(ev.AGENT_MESSAGE) == 2
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(
@@ -88,8 +78,7 @@ async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(
     # Replay clients restart their script when the team is rebuilt on resume, so the reviewer
     # has one line; the HTTP tests show a revised answer with a stateful fake LLM.
     team = replay_team_file(tmp_path, ["2+2=5"], ["Correct. TERMINATE"])
-    settings, store = await _open(tmp_path, secret_key, team, approvers="UBOSS")
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    settings = runner_settings(tmp_path, secret_key, team, "w.db", approvers="UBOSS")
     verifier = ScriptedVerifier(
         [
             verdict(
@@ -102,13 +91,9 @@ async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(
             verdict(),
         ]
     )
-    runs = manager(store, settings, verifier)
-    await runs.start()
-    try:
-        started = await runs.start_run(
-            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="2+2?"
-        )
-        parked = await wait_for_status(store, started.run.id, {RunStatus.WAITING_APPROVAL})
+    async with running_manager(settings, verifier, key=KEY) as (store, runs):
+        run_id = await start_run(runs, "2+2?")
+        parked = await wait_for_status(store, run_id, {RunStatus.WAITING_APPROVAL})
         assert _live_teams() == 0
         offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED][
             -1
@@ -141,122 +126,81 @@ async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(
         assert "The sum is wrong: 2+2 is 4." in worker_context
         agent = [e.payload["content"] for e in events if e.kind == ev.AGENT_MESSAGE]
         assert agent == ["2+2=5", "Correct. TERMINATE"]
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_decision_after_cancel_is_refused_and_cancel_is_recorded(
     tmp_path: Path, secret_key: str
 ) -> None:
     team = replay_team_file(tmp_path, ["bad"], ["x"])
-    settings, store = await _open(tmp_path, secret_key, team)
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    settings = runner_settings(tmp_path, secret_key, team, "w.db")
     verifier = ScriptedVerifier(
         [verdict("fail", "Wrong.", [{"type": "continue", "label": "Go on", "params": {}}])]
     )
-    runs = manager(store, settings, verifier)
-    await runs.start()
-    try:
-        started = await runs.start_run(
-            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
-        )
-        parked = await wait_for_status(store, started.run.id, {RunStatus.WAITING_APPROVAL})
-        offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED][
-            -1
-        ]
+    async with running_manager(settings, verifier, key=KEY) as (store, runs):
+        run_id = await start_run(runs)
+        parked = await wait_for_status(store, run_id, {RunStatus.WAITING_APPROVAL})
+        actions = await offered_actions(store, parked.id)
         assert await runs.cancel(parked.id, user_id="USTRANGER") == CancelOutcome.NOT_AUTHORISED
         assert await runs.cancel(parked.id, user_id="UREQ") == CancelOutcome.CANCELLED
         assert await runs.cancel(parked.id, user_id="UREQ") == CancelOutcome.ALREADY_FINISHED
-        late = await runs.decide(offered.payload["actions"][0]["id"], user_id="UREQ")
+        late = await runs.decide(actions["continue"], user_id="UREQ")
         assert late.outcome == DecisionOutcome.ALREADY_DECIDED
         run = await store.runs.get(parked.id)
         assert run.status == RunStatus.CANCELLED and run.cancelled_by == "UREQ"
         audit = await store.audit.list(workspace_id="T1")
         assert any(a.action == "run_cancelled" and a.actor_id == "UREQ" for a in audit)
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_max_turns_ends_the_run(tmp_path: Path, secret_key: str) -> None:
     team = replay_team_file(tmp_path, ["a", "b", "c"], ["not yet", "still not", "no"])
-    settings, store = await _open(tmp_path, secret_key, team, max_turns=3)
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
-    runs = manager(store, settings)
-    await runs.start()
-    try:
-        started = await runs.start_run(
-            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
-        )
-        run = await wait_for_status(store, started.run.id, FINISHED)
+    settings = runner_settings(tmp_path, secret_key, team, "w.db", max_turns=3)
+    async with running_manager(settings, key=KEY) as (store, runs):
+        run = await wait_for_status(store, await start_run(runs), FINISHED)
         assert run.status == RunStatus.COMPLETED and run.turns == 3
         assert "MAX_TURNS=3" in (run.outcome or "")
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_credential_timeout_ends_the_run_with_a_clear_event(
     tmp_path: Path, secret_key: str
 ) -> None:
     team = replay_team_file(tmp_path, ["a"], ["TERMINATE"])
-    settings, store = await _open(tmp_path, secret_key, team)
-    runs = manager(store, settings)
-    await runs.start()
-    try:
-        started = await runs.start_run(
-            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
-        )
-        await wait_for_status(store, started.run.id, {RunStatus.WAITING_CREDENTIAL})
+    settings = runner_settings(tmp_path, secret_key, team, "w.db")
+    async with running_manager(settings) as (store, runs):
+        run_id = await start_run(runs)
+        await wait_for_status(store, run_id, {RunStatus.WAITING_CREDENTIAL})
         async with store.engine.begin() as connection:
             await connection.execute(
                 update(CredentialRequestRow).values(expires_at=utcnow() - timedelta(seconds=1))
             )
-        run = await wait_for_status(store, started.run.id, FINISHED)
+        run = await wait_for_status(store, run_id, FINISHED)
         assert run.status == RunStatus.FAILED
         events = await store.runs.events(run.id)
         assert events[-2].kind == ev.ERROR and events[-2].payload["code"] == "credential_timeout"
         assert "CREDENTIAL_TIMEOUT_S" in events[-2].payload["text"]
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_malformed_verdict_is_recorded_as_uncertain(tmp_path: Path, secret_key: str) -> None:
     team = replay_team_file(tmp_path, ["answer"], ["fine TERMINATE"])
-    settings, store = await _open(tmp_path, secret_key, team)
-    await store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
-    runs = manager(store, settings, ScriptedVerifier(["this is not json", '{"verdict": "maybe"}']))
-    await runs.start()
-    try:
-        started = await runs.start_run(
-            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
-        )
-        run = await wait_for_status(store, started.run.id, FINISHED)
+    settings = runner_settings(tmp_path, secret_key, team, "w.db")
+    verifier = ScriptedVerifier(["this is not json", '{"verdict": "maybe"}'])
+    async with running_manager(settings, verifier, key=KEY) as (store, runs):
+        run = await wait_for_status(store, await start_run(runs), FINISHED)
         assert run.status == RunStatus.COMPLETED
         verdicts = [
             e.payload for e in await store.runs.events(run.id) if e.kind == ev.VERIFIER_RESULT
         ]
         assert [v["verdict"] for v in verdicts] == ["uncertain", "uncertain"]
         assert "not valid verdict JSON" in verdicts[0]["reason"]
-    finally:
-        await runs.stop()
-        await store.close()
 
 
 async def test_a_run_slack_will_not_show_is_failed_and_its_key_request_closed(
     tmp_path: Path, secret_key: str
 ) -> None:
     team = replay_team_file(tmp_path, ["Result."], ["Good. TERMINATE"])
-    settings, store = await _open(tmp_path, secret_key, team)
-    runs = manager(store, settings)
-    await runs.start()
-    try:
-        started = await runs.start_run(
-            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="go"
-        )
-        waiting = await wait_for_status(store, started.run.id, {RunStatus.WAITING_CREDENTIAL})
+    settings = runner_settings(tmp_path, secret_key, team, "w.db")
+    async with running_manager(settings) as (store, runs):
+        run_id = await start_run(runs, "go")
+        waiting = await wait_for_status(store, run_id, {RunStatus.WAITING_CREDENTIAL})
         request_id = (await store.runs.events(waiting.id))[-1].payload["request_id"]
         assert await runs.abandon_unshowable(waiting.id, reason="channel_not_found")
         assert not await runs.abandon_unshowable(waiting.id, reason="channel_not_found")
@@ -266,8 +210,6 @@ async def test_a_run_slack_will_not_show_is_failed_and_its_key_request_closed(
         assert kinds[-2:] == [ev.ERROR, ev.FINISHED]
         late = await runs.submit_credential(request_id, user_id="UREQ", secret=KEY)
         assert late.outcome == FulfilOutcome.ALREADY_RESOLVED and not late.run_resumed
-    finally:
-        await runs.stop()
 
 
 async def test_a_stored_key_that_no_longer_decrypts_is_asked_for_again(
@@ -276,17 +218,14 @@ async def test_a_stored_key_that_no_longer_decrypts_is_asked_for_again(
     """SERVER_SECRET_KEY replaced without rotation: the old row cannot be read. The run asks
     for the key again, saying why, instead of failing every run of that user."""
     team = replay_team_file(tmp_path, ["Result."], ["Good. TERMINATE"])
-    _, old_store = await _open(tmp_path, Fernet.generate_key().decode(), team)
-    await old_store.credentials.put(Owner("T1", "UREQ", "openrouter"), KEY, actor_id="UREQ")
+    old_key = Fernet.generate_key().decode()
+    old_store = await Store.open(runner_settings(tmp_path, old_key, team, "w.db"))
+    await put_requester_key(old_store, KEY)
     await old_store.close()
-    settings, store = await _open(tmp_path, secret_key, team)
-    runs = manager(store, settings)
-    await runs.start()
-    try:
-        started = await runs.start_run(
-            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="go"
-        )
-        waiting = await wait_for_status(store, started.run.id, {RunStatus.WAITING_CREDENTIAL})
+    settings = runner_settings(tmp_path, secret_key, team, "w.db")
+    async with running_manager(settings) as (store, runs):
+        run_id = await start_run(runs, "go")
+        waiting = await wait_for_status(store, run_id, {RunStatus.WAITING_CREDENTIAL})
         request = (await store.runs.events(waiting.id))[-1]
         assert request.kind == ev.CREDENTIAL_REQUEST
         assert "could not be read" in request.payload["reason"]
@@ -296,6 +235,3 @@ async def test_a_stored_key_that_no_longer_decrypts_is_asked_for_again(
         assert done.outcome == FulfilOutcome.STORED
         finished = await wait_for_status(store, waiting.id, FINISHED)
         assert finished.status == RunStatus.COMPLETED
-    finally:
-        await runs.stop()
-        await store.close()

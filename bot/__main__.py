@@ -7,6 +7,7 @@ import sys
 
 from bot.logs import configure_logging
 from bot.server import serve
+from runner.team import TeamConfigError
 from store.crypto import CredentialError
 from store.settings import ConfigError, load_settings
 
@@ -16,7 +17,7 @@ def main() -> int:
         settings = load_settings()
         configure_logging(settings)
         asyncio.run(serve(settings))
-    except (ConfigError, CredentialError) as exc:
+    except (ConfigError, CredentialError, TeamConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

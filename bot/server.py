@@ -19,6 +19,7 @@ from bot.app import create_app, web_client
 from bot.publisher import Publisher
 from bot.services import Services
 from runner.manager import RunManager
+from runner.team import check_team_config
 from store import Store
 from store.settings import ConfigError, Settings
 
@@ -51,6 +52,7 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     settings.require_slack()
+    await check_team_config(settings)
     identity = await check_token(settings)
     store = await Store.open(settings)
     runs = RunManager(store, settings)

@@ -135,25 +135,33 @@ class RunExecutor:
             return
         next_input: str | None = run.resume_input if run.team_state else run.task
         while not await self._limit_reached(turn, next_input):
+            # The deadline cancels the turn through its token, which aborts the agent's
+            # model call itself (cancelling only the consumer would wait for that call).
+            loop = asyncio.get_running_loop()
+            deadline = loop.call_later(max(turn.seconds_left(), 0.0), token.cancel)
             try:
-                messages, items, stop_reason = await asyncio.wait_for(
-                    self._one_turn(turn.team, next_input, token), timeout=turn.seconds_left()
-                )
-            except TimeoutError:
-                token.cancel()
-                await self._timed_out(run, turn.totals)
-                return
-            except asyncio.CancelledError:
-                if token.is_cancelled():
+                messages, items, stop_reason = await self._one_turn(turn.team, next_input, token)
+            except BaseException as exc:
+                timed_out = token.is_cancelled() and loop.time() >= deadline.when()
+                if isinstance(exc, asyncio.CancelledError | Exception) and timed_out:
+                    await self._timed_out(run, turn.totals)
+                    return
+                if isinstance(exc, asyncio.CancelledError) and token.is_cancelled():
+                    if self.draining:  # shutting down: resume from the last saved turn
+                        await self._writer.release(run, next_input)
                     raise RunLost() from None
+                if isinstance(exc, Exception):
+                    await self._provider_failed(run, exc, next_input, turn.key, turn.totals)
+                    return
                 raise
-            except Exception as exc:
-                await self._provider_failed(run, exc, next_input, turn.key, turn.totals)
-                return
+            finally:
+                deadline.cancel()
             next_input = None
             ended = stop_reason != TURN_BOUNDARY_REASON
             ended = await turn.termination.check(items) is not None or ended
-            judged = await self._record_turn(turn, messages, ended=ended)
+            judged = await self._record_turn(turn, messages, items, ended=ended)
+            if await self._wait_for_wanted_credential(turn):
+                return  # its messages are judged when the run resumes
             if await self._judge(turn, judged) or await self._after_turn(turn, ended=ended):
                 return
 
@@ -222,16 +230,21 @@ class RunExecutor:
         return False
 
     async def _record_turn(
-        self, turn: Turn, messages: list[BaseChatMessage], *, ended: bool
+        self,
+        turn: Turn,
+        messages: list[BaseChatMessage],
+        items: list[BaseAgentEvent | BaseChatMessage],
+        *,
+        ended: bool,
     ) -> list[tuple[int, tuple[str, str]]]:
         """Save the turn's messages and the team state in one transaction, so a crash can
         neither lose a message nor replay one. `ended` (the team's own end) is kept with the
         last message, so a restart does not run the team past it."""
         state = json.dumps(await turn.team.save_state())
-        for message in messages:
-            if message.models_usage is not None:
+        for item in items:  # tool-call requests carry their model call's usage too
+            if item.models_usage is not None:
                 turn.totals.add(
-                    message.models_usage.prompt_tokens, message.models_usage.completion_tokens
+                    item.models_usage.prompt_tokens, item.models_usage.completion_tokens
                 )
         if messages:
             turn.totals.turns += 1
@@ -273,8 +286,23 @@ class RunExecutor:
                 return True
         return False
 
+    async def _wait_for_wanted_credential(self, turn: Turn) -> bool:
+        """An agent called `request_credential` for a key that is not stored: park now,
+        before the verifier could park the run for approval and the request be forgotten."""
+        if not turn.requests.wanted:
+            return False
+        provider, reason = turn.requests.wanted[0]
+        turn.requests.wanted.clear()
+        await self._writer.wait_for_credential(
+            turn.run,
+            provider=provider,
+            reason=reason,
+            resume_input=f"The {provider} credential is now available. Continue the task.",
+        )
+        return True
+
     async def _after_turn(self, turn: Turn, *, ended: bool) -> bool:
-        """After a turn: token budget, credentials the agents asked for, the team's own end."""
+        """After a judged turn: the token budget, then the team's own end."""
         run, totals = turn.run, turn.totals
         budget = self._settings.run_token_budget
         if budget and totals.tokens >= budget:
@@ -284,16 +312,6 @@ class RunExecutor:
             )
             await self._writer.finish(
                 run, RunStatus.FAILED, text, totals=totals, error=("token_budget", text)
-            )
-            return True
-        if turn.requests.wanted:
-            provider, reason = turn.requests.wanted[0]
-            turn.requests.wanted.clear()
-            await self._writer.wait_for_credential(
-                run,
-                provider=provider,
-                reason=reason,
-                resume_input=f"The {provider} credential is now available. Continue the task.",
             )
             return True
         if ended:

@@ -19,8 +19,10 @@ MAX_RECOVERIES = 3
 async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) -> None:
     """Runs marked running whose lease lapsed (their process died) go back to the queue and
     resume from their last saved turn; after MAX_RECOVERIES they are marked interrupted,
-    so a run that kills its process cannot loop forever."""
-    for run in await store.runs.orphaned():
+    so a run that kills its process cannot loop forever. Each change re-checks that the
+    same owner's lease is still lapsed, so a renewal in between wins."""
+    now = utcnow()
+    for run in await store.runs.orphaned(now=now):
         if run.id in running_here:
             continue
         if run.recoveries >= MAX_RECOVERIES:
@@ -31,6 +33,8 @@ async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) 
             await store.runs.transition(
                 run.id,
                 expected=[RunStatus.RUNNING],
+                held_by=run.lease_owner,
+                lapsed_before=now,
                 status=RunStatus.INTERRUPTED,
                 outcome=text,
                 events=closing_events(
@@ -42,6 +46,8 @@ async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) 
         await store.runs.transition(
             run.id,
             expected=[RunStatus.RUNNING],
+            held_by=run.lease_owner,
+            lapsed_before=now,
             status=RunStatus.QUEUED,
             lease_owner=None,
             lease_expires_at=None,

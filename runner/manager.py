@@ -101,6 +101,12 @@ class RunManager:
         tasks = [task for task, _ in self._tasks.values()]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            # Past the grace: abort the turns through their tokens (which also aborts the
+            # model calls); each run is handed back from its last saved turn.
+            for _, token in list(self._tasks.values()):
+                token.cancel()
+            if pending:
+                _, pending = await asyncio.wait(pending, timeout=5)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -319,19 +325,35 @@ class RunManager:
             pass
         finally:
             heartbeat.cancel()
-            self._tasks.pop(run.id, None)
+            # A quick re-claim (auto-applied action) may already have put a new task here.
+            if self._tasks.get(run.id, (None, None))[0] is asyncio.current_task():
+                del self._tasks[run.id]
             self._wake.set()
 
     async def _heartbeat(self, run_id: str, token: CancellationToken) -> None:
-        interval = max(self.settings.run_lease_s / 3, 0.5)
+        """Renew the run's lease; stop the run when it is definitely lost (renewal refused,
+        or no renewal got through for a whole lease). A failed renewal is retried, not fatal:
+        one database hiccup must not hand a live run to another replica."""
+        lease_s = self.settings.run_lease_s
+        loop = asyncio.get_running_loop()
+        last_renewed = loop.time()
         while True:
-            await asyncio.sleep(interval)
-            held = await self.store.runs.renew_lease(
-                run_id, owner=self.instance_id, lease_s=self.settings.run_lease_s
-            )
+            await asyncio.sleep(max(lease_s / 3, 0.5))
+            try:
+                held = await self.store.runs.renew_lease(
+                    run_id, owner=self.instance_id, lease_s=lease_s
+                )
+            except Exception as exc:  # noqa: BLE001 - retried; the lease has slack for it
+                log.warning(
+                    "lease renewal failed (%s)", type(exc).__name__, extra={"run_id": run_id}
+                )
+                if loop.time() - last_renewed < lease_s:
+                    continue
+                held = False
             if not held:
                 token.cancel()
                 return
+            last_renewed = loop.time()
 
     async def _housekeeping(self) -> None:
         await expire_credential_requests(self.store, timeout_s=self.settings.credential_timeout_s)

@@ -30,6 +30,7 @@ DEFAULT_TEAM_PATH = Path(__file__).parent / "teams" / "default.json"
 MODEL_PLACEHOLDER = "${LLM_MODEL}"
 OPENAI_CLIENT = "autogen_ext.models.openai.OpenAIChatCompletionClient"
 TURN_BOUNDARY_REASON = "Maximum number of turns 1 reached."
+UNSUPPORTED_TEAMS = ("MagenticOneGroupChat",)
 GENERIC_MODEL_INFO: dict[str, Any] = {
     "vision": False,
     "function_calling": True,
@@ -51,6 +52,12 @@ def read_team_config(settings: Settings) -> dict[str, Any]:
         raise TeamConfigError(f"TEAM_CONFIG {path} could not be read: {exc}") from None
     if not isinstance(data, dict) or data.get("component_type") != "team":
         raise TeamConfigError(f"TEAM_CONFIG {path} is not an AutoGen team component")
+    if str(data.get("provider", "")).endswith(UNSUPPORTED_TEAMS):
+        raise TeamConfigError(
+            f"TEAM_CONFIG {path}: MagenticOne teams are not supported (its orchestrator "
+            "counts turns its own way, so the app cannot pause it after each message); "
+            "use RoundRobinGroupChat, SelectorGroupChat or Swarm"
+        )
     return data
 
 
@@ -109,6 +116,16 @@ def build_team(
     for agent in _participants(team):
         _attach_tools(agent, tools or [])
     return team
+
+
+async def check_team_config(settings: Settings) -> None:
+    """Load TEAM_CONFIG once at start-up (with a placeholder key), so a broken file stops
+    the app with one line instead of failing every run later."""
+    from runner.termination import split_termination
+
+    config, _ = split_termination(read_team_config(settings))
+    team = build_team(config, settings=settings, api_key="startup-check")
+    await close_team(team)
 
 
 async def close_team(team: Team) -> None:

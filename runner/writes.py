@@ -76,7 +76,8 @@ class ClaimedRunWriter:
         events = closing_events(current, status, outcome, totals=totals, error=error)
         result = await self._store.runs.transition(
             run.id,
-            expected=[RunStatus.RUNNING, RunStatus.QUEUED, *WAITING],
+            expected=RUNNING,
+            held_by=self._owner,
             events=events,
             status=status,
             outcome=outcome,

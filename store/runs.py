@@ -88,14 +88,21 @@ async def guarded_update(
     expected: Iterable[RunStatus] | None,
     held_by: str | None,
     changes: dict[str, Any],
+    lapsed_before: datetime | None = None,
 ) -> bool:
     """Change a run only from `expected` statuses and while replica `held_by` holds it: the
-    compare-and-set every writer uses, so a cancel from anywhere wins at the next write."""
+    compare-and-set every writer uses, so a cancel from anywhere wins at the next write.
+    `lapsed_before` also requires the lease to have expired then (a takeover must not
+    take a run whose owner renewed a moment ago)."""
     query = update(RunRow).where(RunRow.id == run_id)
     if expected is not None:
         query = query.where(RunRow.status.in_([str(s) for s in expected]))
     if held_by is not None:
         query = query.where(RunRow.lease_owner == held_by)
+    if lapsed_before is not None:
+        query = query.where(
+            or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < lapsed_before)
+        )
     result = await session.execute(query.values(updated_at=utcnow(), **_finishing(changes)))
     if result.rowcount != 1:
         return False
@@ -263,6 +270,7 @@ class RunRepository(Repository):
         *,
         expected: Iterable[RunStatus] | None = None,
         held_by: str | None = None,
+        lapsed_before: datetime | None = None,
         events: list[tuple[str, dict[str, Any]]] | None = None,
         **changes: Any,
     ) -> list[RunEvent] | bool:
@@ -274,7 +282,12 @@ class RunRepository(Repository):
         """
         async with self._sessions.begin() as session:
             changed = await guarded_update(
-                session, run_id, expected=expected, held_by=held_by, changes=dict(changes)
+                session,
+                run_id,
+                expected=expected,
+                held_by=held_by,
+                changes=dict(changes),
+                lapsed_before=lapsed_before,
             )
             if not changed:
                 return False

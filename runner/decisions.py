@@ -9,11 +9,25 @@ from datetime import timedelta
 
 from runner import events as ev
 from runner.outcome import closing_events
+from runner.routing import with_next_speaker
 from store import Store
 from store.actions import DecisionOutcome
 from store.models import utcnow
 from store.records import OfferedAction, RunStatus
 from store.settings import Settings
+
+
+def revise_input(feedback: str, agent: str) -> str:
+    """The message the team resumes with after an approved "revise"."""
+    if not agent:
+        return (
+            f"Feedback from the verifier, approved by a person: {feedback}\n"
+            "Please revise your last answer accordingly."
+        )
+    return (
+        f"Feedback from the verifier on {agent}'s last message, approved by a person: "
+        f"{feedback}\n{agent}, please revise your answer accordingly."
+    )
 
 
 class ActionApplier:
@@ -50,13 +64,14 @@ class ActionApplier:
         waiting = [RunStatus.WAITING_APPROVAL]
         if action.type == "revise":
             feedback = str(action.params.get("feedback") or "").strip()
+            agent = str(action.params.get("agent") or "").strip()
             await self._store.runs.transition(
                 run.id,
                 expected=waiting,
                 status=RunStatus.QUEUED,
                 events=[result_event],
-                resume_input=f"Feedback from the verifier, approved by a person: {feedback}\n"
-                "Please revise your last answer accordingly.",
+                team_state=with_next_speaker(run.team_state, agent),
+                resume_input=revise_input(feedback, agent),
             )
         elif action.type == "continue":
             await self._store.runs.transition(

@@ -282,7 +282,7 @@ class RunExecutor:
             verdict = await self._verify(turn.run, turn.key, context, (seq, message), turn.totals)
             if not seen:
                 turn.history.append(message)
-            if await self._after_verdict(turn.run, verdict, turn.totals):
+            if await self._after_verdict(turn.run, verdict, turn.totals, judged_agent=message[0]):
                 return True
         return False
 
@@ -363,12 +363,14 @@ class RunExecutor:
         return result
 
     async def _after_verdict(
-        self, run: Run, verdict: VerifierResult | None, totals: Totals
+        self, run: Run, verdict: VerifierResult | None, totals: Totals, *, judged_agent: str
     ) -> bool:
         """Pause for approval on a failing verdict with actions. True when the run parked."""
         if verdict is None or verdict.verdict != "fail" or not verdict.suggested_actions:
             return False
-        offered = await self._writer.wait_for_approval(run, verdict, totals)
+        offered = await self._writer.wait_for_approval(
+            run, verdict, totals, judged_agent=judged_agent
+        )
         if self._auto_apply is not None:
             for action in offered:
                 if action.type in self._settings.auto_apply:

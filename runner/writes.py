@@ -26,14 +26,17 @@ class RunLost(Exception):
     """This replica no longer holds the run (cancelled or taken over); stop quietly."""
 
 
-def offered_specs(verdict: VerifierResult) -> list[ActionSpec]:
+def offered_specs(verdict: VerifierResult, judged_agent: str) -> list[ActionSpec]:
     """The verifier's suggestions as offers; "continue" and "stop" are always among them,
-    so a person is never left without a way forward."""
+    so a person is never left without a way forward. A "revise" carries the feedback and
+    the agent it is for."""
     specs = [
         ActionSpec(
             a["type"],
             a["label"],
-            {"feedback": verdict.reason, **a["params"]} if a["type"] == "revise" else a["params"],
+            {"feedback": verdict.reason, **a["params"], "agent": judged_agent}
+            if a["type"] == "revise"
+            else a["params"],
         )
         for a in verdict.suggested_actions
     ]
@@ -115,12 +118,12 @@ class ClaimedRunWriter:
             raise RunLost()
 
     async def wait_for_approval(
-        self, run: Run, verdict: VerifierResult, totals: Totals
+        self, run: Run, verdict: VerifierResult, totals: Totals, *, judged_agent: str
     ) -> list[OfferedAction]:
         """Park the run on the verifier's suggestions; returns the offered actions."""
         offered = await self._store.actions.offer(
             run_id=run.id,
-            specs=offered_specs(verdict),
+            specs=offered_specs(verdict, judged_agent),
             event_payload={"reason": verdict.reason},
             expected=RUNNING,
             held_by=self._owner,

@@ -141,6 +141,9 @@ async def test_approval_buttons_decided_once_by_whom_may(tmp_path: Path, secret_
         )
         prompts = json.dumps([r.json for r in stack.llm.requests_for(AGENT_MODEL)])
         assert "2+2 is 4, not 5." in prompts  # the feedback reached the team
+        # ... and the agent whose message was judged (the planner) answers it first.
+        speakers = [m["text"].split(":")[0] for m in stack.thread() if "turn " in text_of(m)]
+        assert speakers[:2] == ["planner", "planner"], speakers
         assert stack.slack.problems == []
 
 

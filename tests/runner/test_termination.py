@@ -133,8 +133,8 @@ async def test_revise_on_the_final_message_runs_the_team_again(
         await runs.decide(actions["revise"], user_id="UREQ")
         run = await wait_for_status(store, parked.id, FINISHED)
         assert run.status == RunStatus.COMPLETED
-        # The revised round: the team speaks again and ends again on the reviewer's word.
-        assert await _spoken(store, run.id) == ["Draft.", "Fine. TERMINATE"] * 2
+        # The reviewer, whose message was judged, answers the feedback and ends again.
+        assert await _spoken(store, run.id) == ["Draft.", "Fine. TERMINATE", "Fine. TERMINATE"]
 
 
 async def test_the_default_teams_condition_is_the_reviewers_terminate_only() -> None:

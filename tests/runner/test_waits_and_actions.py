@@ -75,7 +75,7 @@ async def test_missing_key_waits_then_resumes_when_the_key_arrives(
 async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(
     tmp_path: Path, secret_key: str
 ) -> None:
-    # Replay clients restart their script when the team is rebuilt on resume, so the reviewer
+    # Replay clients restart their script when the team is rebuilt on resume, so each agent
     # has one line; the HTTP tests show a revised answer with a stateful fake LLM.
     team = replay_team_file(tmp_path, ["2+2=5"], ["Correct. TERMINATE"])
     settings = runner_settings(tmp_path, secret_key, team, "w.db", approvers="UBOSS")
@@ -124,8 +124,12 @@ async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(
             json.loads(finished.team_state or "{}")["agent_states"]["worker"]
         )
         assert "The sum is wrong: 2+2 is 4." in worker_context
-        agent = [e.payload["content"] for e in events if e.kind == ev.AGENT_MESSAGE]
-        assert agent == ["2+2=5", "Correct. TERMINATE"]
+        # The judged agent answers the feedback (not the next in the rotation); its replay
+        # script starts again, so its words repeat.
+        speakers = [e.payload["source"] for e in events if e.kind == ev.AGENT_MESSAGE]
+        assert speakers == ["worker", "worker", "reviewer"]
+        feedback = json.loads(finished.team_state or "{}")["agent_states"]["worker"]
+        assert "worker, please revise" in json.dumps(feedback)
 
 
 async def test_decision_after_cancel_is_refused_and_cancel_is_recorded(

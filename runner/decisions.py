@@ -50,6 +50,11 @@ class ActionApplier:
         run = await self._store.runs.get(action.run_id)
         if run is None:
             return
+        if await self._store.actions.has_newer_offer(run.id, action.offer_id):
+            # Decided long ago and never applied (the process died in between); the run has
+            # asked again since, and the newer buttons are what counts now.
+            await self._store.actions.mark_applied(action.id)
+            return
         result_event = (
             ev.ACTION_RESULT,
             {
@@ -93,8 +98,8 @@ class ActionApplier:
         elif action.type == "request_credential":
             provider = str(action.params.get("provider") or self._settings.llm_provider)
             provider = provider.strip().lower()[:64] or self._settings.llm_provider
-            await self._store.runs.append_event(run.id, *result_event)
             await self._store.credentials.request_and_wait(
+                events_before=[result_event],
                 run_id=run.id,
                 held_by=None,
                 expected=waiting,

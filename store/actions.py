@@ -173,6 +173,18 @@ class ActionRepository(Repository):
             await session.refresh(row)
             return Decision(DecisionOutcome.APPROVED, _action(row))
 
+    async def has_newer_offer(self, run_id: str, offer_id: str) -> bool:
+        """Whether the run has undecided buttons from an offer other than `offer_id`."""
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(OfferedActionRow.id).where(
+                    OfferedActionRow.run_id == run_id,
+                    OfferedActionRow.offer_id != offer_id,
+                    OfferedActionRow.status == ActionStatus.OFFERED,
+                )
+            )
+            return found is not None
+
     async def mark_applied(self, action_id: str) -> bool:
         async with self._sessions.begin() as session:
             result = await session.execute(

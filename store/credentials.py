@@ -206,15 +206,24 @@ class CredentialRepository(Repository):
         async with self._sessions() as session:
             ids = list(await session.scalars(select(CredentialRow.id).order_by(CredentialRow.id)))
         for row_id in ids:
-            async with self._sessions.begin() as session:
-                row = await session.get(CredentialRow, row_id)
-                if row is None:
-                    continue
-                if self._cipher.is_current(row.ciphertext):
-                    current += 1
-                    continue
-                row.ciphertext = self._cipher.rotate(row.ciphertext)
-                rotated += 1
+            while True:  # again if the app replaced the key between our read and write
+                async with self._sessions.begin() as session:
+                    old = await session.scalar(
+                        select(CredentialRow.ciphertext).where(CredentialRow.id == row_id)
+                    )
+                    if old is None:
+                        break
+                    if self._cipher.is_current(old):
+                        current += 1
+                        break
+                    result = await session.execute(
+                        update(CredentialRow)
+                        .where(CredentialRow.id == row_id, CredentialRow.ciphertext == old)
+                        .values(ciphertext=self._cipher.rotate(old))
+                    )
+                    if result.rowcount == 1:
+                        rotated += 1
+                        break
         return rotated, current
 
     async def request_and_wait(
@@ -229,11 +238,12 @@ class CredentialRepository(Repository):
         expires_at: datetime,
         event_payload: dict[str, Any],
         expected: list[RunStatus] | None = None,
+        events_before: list[tuple[str, dict[str, Any]]] | None = None,
         **run_changes: Any,
     ) -> CredentialRequest | None:
-        """Open a request, append its `credential_request` event and park the run, in one
-        transaction. None (nothing written) when the run is no longer as `expected` or held
-        by `held_by` (cancelled meanwhile)."""
+        """Open a request, append its `credential_request` event (after `events_before`) and
+        park the run, in one transaction. None (nothing written) when the run is no longer
+        as `expected` or held by `held_by` (cancelled meanwhile)."""
         row = _pending_row(run_id, workspace_id, user_id, provider, reason, expires_at)
         async with self._sessions.begin() as session:
             changed = await guarded_update(
@@ -243,6 +253,8 @@ class CredentialRepository(Repository):
                 return None
             session.add(row)
             await session.flush()
+            for kind, before in events_before or []:
+                await add_event(session, run_id, kind, before)
             payload = {
                 **event_payload,
                 "request_id": row.id,

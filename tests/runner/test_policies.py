@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import update
 
 from runner import events as ev
+from store.actions import ActionSpec
 from store.crypto import Owner
 from store.models import RunRow, utcnow
 from store.records import RunStatus
@@ -131,3 +133,58 @@ async def test_request_credential_action_asks_then_resumes(tmp_path: Path, secre
         assert run.status == RunStatus.COMPLETED
         assert await store.credentials.exists(Owner("T1", "UREQ", "github"))
         assert "github credential is now available" in (run.team_state or "")
+
+
+async def test_an_action_applied_twice_at_once_takes_effect_once(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """A live decision and another replica's recovery pass apply the same approval."""
+    team = replay_team_file(tmp_path, ["I need GitHub access."], ["TERMINATE"])
+    settings = runner_settings(tmp_path, secret_key, team, "p.db")
+    ask = verdict(
+        "fail",
+        "The worker needs GitHub.",
+        [{"type": "request_credential", "label": "Ask", "params": {"provider": "github"}}],
+    )
+    async with running_manager(settings, ScriptedVerifier([ask]), key=KEY) as (store, runs):
+        run_id = await start_run(runs)
+        await wait_for_status(store, run_id, {RunStatus.WAITING_APPROVAL})
+        action_id = (await offered_actions(store, run_id))["request_credential"]
+        decision = await store.actions.decide(action_id, user_id="UREQ", approvers=frozenset())
+        assert decision.action is not None
+        await asyncio.gather(
+            runs._actions.apply(decision.action, decided_by="UREQ", auto=False),
+            runs._actions.apply(decision.action, decided_by="UREQ", auto=False),
+        )
+        kinds = [e.kind for e in await store.runs.events(run_id)]
+        assert kinds.count(ev.ACTION_RESULT) == 1 and kinds.count(ev.CREDENTIAL_REQUEST) == 1
+
+
+async def test_a_stale_approval_does_not_answer_newer_buttons(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """Approved, then the process died before applying it; by recovery the run had been
+    offered new buttons. The old decision is dropped; the new buttons stand."""
+    team = replay_team_file(tmp_path, ["Draft."], ["TERMINATE"])
+    settings = runner_settings(tmp_path, secret_key, team, "p.db")
+    fix = [{"type": "revise", "label": "Fix", "params": {}}]
+    verifier = ScriptedVerifier([verdict("fail", "First.", fix)])
+    async with running_manager(settings, verifier, key=KEY) as (store, runs):
+        run_id = await start_run(runs)
+        await wait_for_status(store, run_id, {RunStatus.WAITING_APPROVAL})
+        old = await store.actions.decide(
+            (await offered_actions(store, run_id))["revise"], user_id="UREQ", approvers=frozenset()
+        )
+        assert old.action is not None
+        newer = await store.actions.offer(
+            run_id=run_id,
+            specs=[ActionSpec("stop", "Stop", {})],
+            event_payload={"reason": "Second look."},
+        )
+        assert newer is not None
+        await runs.recover()
+        run = await store.runs.get(run_id)
+        assert run.status == RunStatus.WAITING_APPROVAL
+        kinds = [e.kind for e in await store.runs.events(run_id)]
+        assert ev.ACTION_RESULT not in kinds
+        assert (await offered_actions(store, run_id)) == {"stop": newer[1][0].id}

@@ -15,7 +15,7 @@ from store.audit import AuditRepository
 from store.base import Listener
 from store.credentials import CredentialRepository
 from store.crypto import CredentialCipher
-from store.db import create_engine, migrate
+from store.db import READ_ONLY, create_engine, migrate
 from store.keys import resolve_secret_keys
 from store.runs import RunRepository
 from store.settings import Settings
@@ -28,10 +28,13 @@ class Store:
         self.engine = engine
         self._listeners: list[Listener] = []
         sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self.runs = RunRepository(sessions, self._notify)
-        self.credentials = CredentialRepository(sessions, self._notify, cipher)
-        self.actions = ActionRepository(sessions, self._notify)
-        self.audit = AuditRepository(sessions, self._notify)
+        reads = async_sessionmaker(
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+        self.runs = RunRepository(sessions, self._notify, reads)
+        self.credentials = CredentialRepository(sessions, self._notify, cipher, reads)
+        self.actions = ActionRepository(sessions, self._notify, reads)
+        self.audit = AuditRepository(sessions, self._notify, reads)
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Store:

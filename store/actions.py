@@ -104,12 +104,12 @@ class ActionRepository(Repository):
         return recorded, [_action(row) for row in rows]
 
     async def get(self, action_id: str) -> OfferedAction | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = await session.get(OfferedActionRow, action_id)
             return _action(row) if row else None
 
     async def for_offer(self, offer_id: str) -> list[OfferedAction]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(OfferedActionRow)
                 .where(OfferedActionRow.offer_id == offer_id)
@@ -119,7 +119,7 @@ class ActionRepository(Repository):
 
     async def approved_unapplied(self) -> list[OfferedAction]:
         """Decisions taken whose effect was not applied (the process died in between)."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(OfferedActionRow).where(OfferedActionRow.status == ActionStatus.APPROVED)
             )
@@ -175,7 +175,7 @@ class ActionRepository(Repository):
 
     async def has_newer_offer(self, run_id: str, offer_id: str) -> bool:
         """Whether the run has undecided buttons from an offer other than `offer_id`."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             found = await session.scalar(
                 select(OfferedActionRow.id).where(
                     OfferedActionRow.run_id == run_id,

@@ -41,7 +41,7 @@ class AuditRepository(Repository):
             add_audit(session, **fields)
 
     async def list(self, *, workspace_id: str, limit: int = 100) -> list[AuditEntry]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(AuditRow)
                 .where(AuditRow.workspace_id == workspace_id)

@@ -16,8 +16,15 @@ def new_id() -> str:
 
 
 class Repository:
-    """One session per unit of work; never a session shared by concurrent tasks."""
+    """One session per unit of work; never a session shared by concurrent tasks.
+    `_sessions.begin()` for writes; `_reads()` for sessions that only read."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], notify: Listener) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        notify: Listener,
+        reads: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self._sessions = sessions
+        self._reads = reads or sessions
         self._notify = notify

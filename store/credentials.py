@@ -90,8 +90,9 @@ class CredentialRepository(Repository):
         sessions: async_sessionmaker[AsyncSession],
         notify: Listener,
         cipher: CredentialCipher,
+        reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
-        super().__init__(sessions, notify)
+        super().__init__(sessions, notify, reads)
         self._cipher = cipher
 
     async def put(self, owner: Owner, secret: str, *, actor_id: str) -> None:
@@ -148,7 +149,7 @@ class CredentialRepository(Repository):
         )
 
     async def exists(self, owner: Owner) -> bool:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.scalar(self._select(owner)) is not None
 
     async def reveal(self, owner: Owner, *, actor_id: str, run_id: str | None = None) -> str | None:
@@ -171,7 +172,7 @@ class CredentialRepository(Repository):
             return secret
 
     async def list_for_user(self, *, workspace_id: str, user_id: str) -> list[CredentialInfo]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(CredentialRow)
                 .where(CredentialRow.workspace_id == workspace_id, CredentialRow.user_id == user_id)
@@ -203,7 +204,7 @@ class CredentialRepository(Repository):
     async def rotate_all(self) -> tuple[int, int]:
         """Re-encrypt every row under the newest key. Returns (rotated, already current)."""
         rotated = current = 0
-        async with self._sessions() as session:
+        async with self._reads() as session:
             ids = list(await session.scalars(select(CredentialRow.id).order_by(CredentialRow.id)))
         for row_id in ids:
             while True:  # again if the app replaced the key between our read and write
@@ -284,12 +285,12 @@ class CredentialRepository(Repository):
         return _request(row)
 
     async def get_request(self, request_id: str) -> CredentialRequest | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = await session.get(CredentialRequestRow, request_id)
             return _request(row) if row else None
 
     async def pending_requests(self, *, run_id: str | None = None) -> list[CredentialRequest]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             query = select(CredentialRequestRow).where(
                 CredentialRequestRow.status == RequestStatus.PENDING
             )

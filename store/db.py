@@ -1,9 +1,11 @@
 """Engine creation and schema migration for SQLite (embedded) and PostgreSQL (replicas).
 
 SQLite gets WAL (readers never wait for the writer), a busy timeout, and `BEGIN IMMEDIATE`
-for every transaction: a transaction that starts as a reader and later writes can fail with
-"database is locked" on the upgrade without waiting; taking the write lock up front makes
-writers queue on the busy timeout instead.
+for every transaction that may write: a transaction that starts as a reader and later
+writes can fail with "database is locked" on the upgrade without waiting; taking the write
+lock up front makes writers queue on the busy timeout instead. Sessions bound with the
+`READ_ONLY` execution option (the repositories' read sessions) begin deferred, so reads
+never queue behind writers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "autogen_read_only"  # execution option of sessions that never write
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -64,7 +67,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _alembic_config(connection: Connection) -> Config:

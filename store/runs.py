@@ -227,17 +227,17 @@ class RunRepository(Repository):
             return result.rowcount == 1
 
     async def get(self, run_id: str) -> Run | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = await session.get(RunRow, run_id)
             return to_run(row) if row else None
 
     async def get_by_idempotency_key(self, key: str) -> Run | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = await session.scalar(select(RunRow).where(RunRow.idempotency_key == key))
             return to_run(row) if row else None
 
     async def list_for_user(self, *, workspace_id: str, user_id: str, limit: int = 20) -> list[Run]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(RunRow)
                 .where(RunRow.workspace_id == workspace_id, RunRow.requester_id == user_id)
@@ -247,7 +247,7 @@ class RunRepository(Repository):
             return [to_run(row) for row in rows]
 
     async def list_by_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(RunRow)
                 .where(RunRow.status.in_([str(s) for s in statuses]))
@@ -256,7 +256,7 @@ class RunRepository(Repository):
             return [to_run(row) for row in rows]
 
     async def count_by_status(self, status: RunStatus) -> int:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return int(
                 await session.scalar(
                     select(func.count()).select_from(RunRow).where(RunRow.status == status)
@@ -327,7 +327,7 @@ class RunRepository(Repository):
     async def claim_next(self, *, owner: str, lease_s: int) -> Run | None:
         """Take the oldest queued run for this replica, or None. Safe across replicas."""
         now = utcnow()
-        async with self._sessions() as session:
+        async with self._reads() as session:
             candidates = list(
                 await session.scalars(
                     select(RunRow.id)
@@ -369,7 +369,7 @@ class RunRepository(Repository):
     async def orphaned(self, *, now: datetime | None = None) -> list[Run]:
         """Runs marked running whose owner's lease has lapsed: their process died."""
         now = now or utcnow()
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(RunRow).where(
                     RunRow.status == RunStatus.RUNNING,
@@ -379,7 +379,7 @@ class RunRepository(Repository):
             return [to_run(row) for row in rows]
 
     async def events(self, run_id: str, *, after_seq: int = 0) -> list[RunEvent]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(RunEventRow)
                 .where(RunEventRow.run_id == run_id, RunEventRow.seq > after_seq)
@@ -388,7 +388,7 @@ class RunRepository(Repository):
             return [to_event(row) for row in rows]
 
     async def runs_with_unposted_events(self, *, limit: int = 100) -> list[str]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(RunEventRow.run_id)
                 .where(RunEventRow.posted_at.is_(None))
@@ -399,7 +399,7 @@ class RunRepository(Repository):
             return list(rows)
 
     async def unposted_events(self, run_id: str) -> list[RunEvent]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(RunEventRow)
                 .where(RunEventRow.run_id == run_id, RunEventRow.posted_at.is_(None))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from sqlalchemy import update
+
 from store import Store
 from store.crypto import Owner
+from store.models import RunRow
 from store.settings import load_settings
 
 
@@ -36,5 +39,38 @@ async def test_fifty_concurrent_writers_never_see_database_is_locked(
         assert errors == [], errors[:3]
         events = await store.runs.events(run.id)
         assert [event.seq for event in events] == list(range(1, 51))
+    finally:
+        await store.close()
+
+
+async def test_reads_do_not_queue_behind_a_writer_on_sqlite(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """WAL lets readers see the last commit while a writer holds the lock; only sessions
+    that may write take it up front."""
+    store = await Store.open(
+        load_settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/r.db", server_secret_key=secret_key
+        )
+    )
+    try:
+        run, _ = await store.runs.create(
+            workspace_id="T1", channel_id="C1", requester_id="U1", task="before"
+        )
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def writer() -> None:
+            async with store.engine.begin() as connection:
+                await connection.execute(update(RunRow).values(task="after"))
+                holding.set()
+                await release.wait()
+
+        task = asyncio.create_task(writer())
+        await holding.wait()
+        seen = await asyncio.wait_for(store.runs.get(run.id), timeout=10)
+        assert seen is not None and seen.task == "before"  # the last committed value
+        release.set()
+        await task
+        assert (await store.runs.get(run.id)).task == "after"
     finally:
         await store.close()

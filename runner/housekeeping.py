@@ -62,19 +62,19 @@ async def expire_credential_requests(store: Store, *, timeout_s: int) -> None:
     for request in await store.credentials.pending_requests():
         if request.expires_at > now:
             continue
-        if not await store.credentials.resolve_request(request.id, RequestStatus.EXPIRED):
-            continue
         run = await store.runs.get(request.run_id)
         if run is None or run.status in FINISHED_STATUSES:
+            await store.credentials.resolve_request(request.id, RequestStatus.EXPIRED)
             continue
         text = (
             f"No {request.provider} key arrived within {timeout_s} s "
             "(CREDENTIAL_TIMEOUT_S); the run ended."
         )
-        await store.runs.transition(
-            run.id,
-            expected=WAITING,
-            status=RunStatus.FAILED,
-            outcome=text,
+        await store.credentials.resolve_request(
+            request.id,
+            RequestStatus.EXPIRED,
+            run_id=run.id,
+            run_expected=WAITING,
+            run_changes={"status": RunStatus.FAILED, "outcome": text},
             events=closing_events(run, RunStatus.FAILED, text, error=("credential_timeout", text)),
         )

@@ -299,8 +299,20 @@ class CredentialRepository(Repository):
             rows = await session.scalars(query.order_by(CredentialRequestRow.created_at))
             return [_request(row) for row in rows]
 
-    async def resolve_request(self, request_id: str, status: RequestStatus) -> bool:
-        """Close a pending request (expired or cancelled); False if it was not pending."""
+    async def resolve_request(
+        self,
+        request_id: str,
+        status: RequestStatus,
+        *,
+        run_id: str | None = None,
+        run_expected: list[RunStatus] | None = None,
+        run_changes: dict[str, Any] | None = None,
+        events: list[tuple[str, dict[str, Any]]] | None = None,
+    ) -> bool:
+        """Close a pending request (expired or cancelled); False if it was not pending.
+        With `run_id`, the run changes (when still as `run_expected`) and `events` are
+        written in the same transaction, so a crash cannot close the request yet leave its
+        run waiting for it."""
         async with self._sessions.begin() as session:
             result = await session.execute(
                 update(CredentialRequestRow)
@@ -310,7 +322,16 @@ class CredentialRepository(Repository):
                 )
                 .values(status=status, resolved_at=utcnow())
             )
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            if run_id is not None and await guarded_update(
+                session, run_id, expected=run_expected, held_by=None, changes=run_changes or {}
+            ):
+                for kind, payload in events or []:
+                    await add_event(session, run_id, kind, payload)
+        if run_id is not None and events:
+            self._notify("event", run_id)
+        return True
 
     async def _answered_already(
         self, session: AsyncSession, row: CredentialRequestRow, owner: Owner, secret: str

@@ -187,16 +187,26 @@ class RunExecutor:
                 api_key=key.value,
                 tools=[credential_tool(self._store, run, requests)],
             )
-            if run.team_state:
-                state = json.loads(run.team_state)
-                await team.load_state(state)
-                await termination.replay(state)
         except (TeamConfigError, ValueError) as exc:
             await self._writer.finish(
                 run,
                 RunStatus.INTERRUPTED,
                 "The team could not be loaded.",
                 error=("team_config", redact(str(exc), [key.value])),
+            )
+            return None
+        try:
+            if run.team_state:
+                state = json.loads(run.team_state)
+                await team.load_state(state)
+                await termination.replay(state)
+        except Exception as exc:  # noqa: BLE001 - e.g. TEAM_CONFIG changed under a waiting run
+            await close_team(team)
+            await self._writer.finish(
+                run,
+                RunStatus.INTERRUPTED,
+                "The saved team state does not fit the team any more.",
+                error=("team_state", redact(f"{type(exc).__name__}: {exc}", [key.value])),
             )
             return None
         return Turn(

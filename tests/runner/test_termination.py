@@ -7,9 +7,12 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TerminationCondition
 from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
 from autogen_agentchat.messages import TextMessage
+from autogen_agentchat.teams import RoundRobinGroupChat
+from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from runner import events as ev
 from runner.conditions import TextMentionFromTermination
@@ -166,3 +169,22 @@ async def test_a_team_without_a_condition_or_a_bad_one() -> None:
         assert type(exc).__name__ == "TeamConfigError" and "termination_condition" in str(exc)
     else:
         raise AssertionError("a condition that cannot load must be refused")
+
+
+async def test_a_saved_state_that_no_longer_fits_the_team_ends_the_run_clearly(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """TEAM_CONFIG replaced by a different team while a run waited for approval."""
+    team = replay_team_file(tmp_path, ["Draft."], ["Fine. TERMINATE"])
+    verifier = ScriptedVerifier([verdict("fail", "Unsure.", FIX)] + [verdict()] * 4)
+    async with _run_to(tmp_path, secret_key, team, verifier, PARKED) as (store, runs, parked):
+        other = RoundRobinGroupChat(
+            [AssistantAgent("writer", model_client=ReplayChatCompletionClient(["x"]))]
+        )
+        team.write_text(json.dumps(other.dump_component().model_dump(mode="json")))
+        actions = await offered_actions(store, parked.id)
+        await runs.decide(actions["continue"], user_id="UREQ")
+        run = await wait_for_status(store, parked.id, FINISHED)
+        assert run.status == RunStatus.INTERRUPTED
+        error = [e for e in await store.runs.events(run.id) if e.kind == ev.ERROR][-1]
+        assert error.payload["code"] == "team_state"

@@ -209,6 +209,12 @@ class RunExecutor:
                 error=("team_state", redact(f"{type(exc).__name__}: {exc}", [key.value])),
             )
             return None
+        log.info(
+            "run claimed (%s key, %s)",
+            key.source,
+            "resuming" if run.team_state else "starting",
+            extra={"run_id": run.id},
+        )
         return Turn(
             run=run,
             key=key.value,

@@ -177,6 +177,13 @@ class RunManager:
         )
         if not created:
             return StartResult(run, False, 0)
+        log.info(
+            "run created by %s in %s%s",
+            requester_id,
+            channel_id,
+            " (queued behind others)" if busy else "",
+            extra={"run_id": run.id},
+        )
         self._wake.set()
         return StartResult(run, True, ahead if busy else 0)
 

@@ -5,6 +5,7 @@ then matches nothing and raises `RunLost`, so the turn loop stops quietly at onc
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +17,8 @@ from store.actions import ActionSpec
 from store.models import utcnow
 from store.records import OfferedAction, Run, RunEvent, RunStatus
 from store.settings import Settings
+
+log = logging.getLogger(__name__)
 
 RUNNING = [RunStatus.RUNNING]
 WAITING = [RunStatus.WAITING_CREDENTIAL, RunStatus.WAITING_APPROVAL]
@@ -88,6 +91,13 @@ class ClaimedRunWriter:
         )
         if result is False:
             raise RunLost()
+        log.info(
+            "run %s after %d turns, %d tokens",
+            status,
+            totals.turns,
+            totals.tokens,
+            extra={"run_id": run.id},
+        )
 
     async def wait_for_credential(
         self,
@@ -116,6 +126,9 @@ class ClaimedRunWriter:
         )
         if request is None:
             raise RunLost()
+        log.info(
+            "run waits for a %s key from %s", provider, run.requester_id, extra={"run_id": run.id}
+        )
 
     async def wait_for_approval(
         self, run: Run, verdict: VerifierResult, totals: Totals, *, judged_agent: str
@@ -134,6 +147,7 @@ class ClaimedRunWriter:
         )
         if offered is None:
             raise RunLost()
+        log.info("run waits for a decision (%s)", verdict.verdict, extra={"run_id": run.id})
         return offered[1]
 
     async def release(self, run: Run, next_input: str | None) -> None:

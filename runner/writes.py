@@ -127,7 +127,7 @@ class ClaimedRunWriter:
         if request is None:
             raise RunLost()
         log.info(
-            "run waits for a %s key from %s", provider, run.requester_id, extra={"run_id": run.id}
+            "run waits for the %s key of %s", provider, run.requester_id, extra={"run_id": run.id}
         )
 
     async def wait_for_approval(

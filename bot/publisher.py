@@ -55,6 +55,12 @@ ROOT_REFRESH_KINDS = {
 }
 
 
+# Errors that mean the run's channel (or thread) cannot be posted to at all any more.
+CHANNEL_GONE = frozenset(
+    {"not_in_channel", "channel_not_found", "is_archived", "thread_not_found", "restricted_action"}
+)
+
+
 class SlackUnavailable(Exception):
     """Retries ran out (or Slack asked for a long pause); try again on a later pass."""
 
@@ -170,6 +176,8 @@ class Publisher:
         async with lock:
             if not await self._claim(run_id):
                 return  # another replica is posting this run
+            # Another replica may have changed the root since this one last did.
+            self._root_status.pop(run_id, None)
             token = _current_claim.set(_Claim(run_id, lambda: self._claim(run_id)))
             try:
                 await self._publish_pending(run_id)
@@ -200,6 +208,9 @@ class Publisher:
                 log.warning("slack unavailable; will retry", extra={"run_id": run_id})
                 return
             except SlackRefused as exc:
+                if str(exc) in CHANNEL_GONE:
+                    await self._unshowable(run, str(exc))
+                    return
                 log.error(
                     "slack refused event %s (%s); skipped",
                     event.seq,
@@ -214,6 +225,15 @@ class Publisher:
             self._locks.pop(run_id, None)
             self._root_status.pop(run_id, None)
             self._not_before.pop(run_id, None)
+
+    async def _unshowable(self, run: Run, error: str) -> None:
+        """Slack will show nothing more of this run (channel gone, app removed from it):
+        end the run, so nobody's key is spent on work nobody can follow or stop, and stop
+        trying to post it."""
+        log.error("slack will not show this run (%s); ending it", error, extra={"run_id": run.id})
+        if self._on_unshowable is not None:
+            await self._on_unshowable(run.id, error)
+        await self._store.runs.skip_unposted(run.id)
 
     async def _adopt(self, run: Run) -> Run | None:
         """Post the root message of a run whose front end never did; None while the front
@@ -235,10 +255,7 @@ class Publisher:
         except SlackUnavailable:
             return None
         except SlackRefused as exc:
-            log.error("slack refused the run's root message (%s)", exc, extra={"run_id": run.id})
-            if self._on_unshowable is not None:
-                await self._on_unshowable(run.id, str(exc))
-            await self._store.runs.skip_unposted(run.id)
+            await self._unshowable(run, str(exc))
             return None
         ts = str(response.get("ts") or "")
         if ts and await self._store.runs.attach_thread(run.id, ts):
@@ -307,7 +324,10 @@ class Publisher:
         if kind == ev.ERROR:
             return await self._post(run, *ui.error(str(payload.get("text", ""))))
         if kind == ev.FINISHED:
+            # Buttons closed and root final before the summary: if Slack is unavailable,
+            # the whole event is retried (updates repeat harmlessly; the summary posts once).
             await self._close_open_prompts(run)
+            await self._refresh_root(run.id, strict=True)
             return await self._post(run, *ui.summary(payload))
         log.warning("unknown event kind %s skipped", kind, extra={"run_id": run.id})
         return None
@@ -347,7 +367,7 @@ class Publisher:
                 continue
             try:
                 await self._update(run, event.slack_ts, text, blocks)
-            except (SlackUnavailable, SlackRefused) as exc:
+            except SlackRefused as exc:  # e.g. deleted by someone: nothing left to close
                 log.warning("could not close a prompt (%s)", exc, extra={"run_id": run.id})
 
     async def _find(
@@ -358,7 +378,9 @@ class Publisher:
                 return event
         return None
 
-    async def _refresh_root(self, run_id: str) -> None:
+    async def _refresh_root(self, run_id: str, *, strict: bool = False) -> None:
+        """Show the run's status on its root message. A failure is logged and left to the
+        next change, unless `strict` (the final state, which no later change would fix)."""
         run = await self._store.runs.get(run_id)
         if run is None or run.thread_ts is None:
             return
@@ -375,7 +397,12 @@ class Publisher:
         )
         try:
             await self._update(run, run.thread_ts, text, blocks)
-        except (SlackUnavailable, SlackRefused) as exc:
+        except SlackUnavailable:
+            if strict:
+                raise
+            log.warning("root message not updated (slack unavailable)", extra={"run_id": run_id})
+            return
+        except SlackRefused as exc:
             log.warning("root message not updated (%s)", exc, extra={"run_id": run_id})
             return
         self._root_status[run_id] = shown

@@ -18,8 +18,12 @@ async def tell(client: AsyncWebClient, body: dict[str, Any], text: str) -> None:
     user = body["user"]["id"]
     if not channel:
         return
-    message_ts = (body.get("container") or {}).get("message_ts")
-    thread_ts = (body.get("message") or {}).get("thread_ts") or message_ts
+    # In the thread when the click was on a reply; beside the message when it was on a
+    # top-level one (the root's Stop button), where the person is looking.
+    message = body.get("message") or {}
+    thread_ts = message.get("thread_ts")
+    if thread_ts == message.get("ts"):
+        thread_ts = None
     try:
         await client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
     except SlackApiError as exc:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -187,6 +188,9 @@ def error(text: str) -> Message:
     return plain(f"Error: {escape(text)}"), _dicts(_section(f":warning: *Error:* {escape(text)}"))
 
 
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+
+
 def summary(payload: dict[str, Any]) -> Message:
     status = str(payload.get("status"))
     tokens = int(payload.get("prompt_tokens") or 0) + int(payload.get("completion_tokens") or 0)
@@ -194,6 +198,10 @@ def summary(payload: dict[str, Any]) -> Message:
         f"{STATUS_LABELS.get(status, status)} · {payload.get('turns', 0)} turns · "
         f"{tokens} tokens · {payload.get('duration_s', 0)} s"
     )
-    outcome = to_mrkdwn(str(payload.get("outcome") or ""))
+    cancelled_by = str(payload.get("cancelled_by") or "")
+    if status == "cancelled" and SLACK_USER_ID.fullmatch(cancelled_by):
+        outcome = f"Cancelled by <@{cancelled_by}>."  # the app's words: a real mention
+    else:
+        outcome = to_mrkdwn(str(payload.get("outcome") or ""))
     blocks = [_section(f"*Run finished.*\n{split_text(outcome, 2500)[0]}"), _context(facts)]
     return plain(f"Run finished ({status}): {outcome}"), _dicts(*blocks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,9 +13,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.publisher import Publisher
 from runner import events as ev
+from runner.outcome import closing_events
 from store import Store
 from store.models import utcnow
-from store.records import FRONT_END_HOLD
+from store.records import FRONT_END_HOLD, RunStatus
 from store.settings import Settings, load_settings
 from tests.fakes.slack_api import SlackApiEmulator
 
@@ -103,11 +105,57 @@ async def test_a_refused_event_is_skipped_not_blocking(threaded: Threaded) -> No
     store, slack, client, run_id = threaded
     await store.runs.append_event(run_id, ev.INFO, {"text": "refused"})
     await store.runs.append_event(run_id, ev.INFO, {"text": "next"})
-    slack.fail("chat.postMessage", status=200, times=1, error="channel_not_found")
+    slack.fail("chat.postMessage", status=200, times=1, error="msg_too_long")
     await Publisher(store, client).drain()
     assert await store.runs.unposted_events(run_id) == []
     run = await store.runs.get(run_id)
     assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["next"]
+
+
+@pytest.mark.parametrize("error", ["not_in_channel", "is_archived", "channel_not_found"])
+async def test_a_channel_slack_no_longer_posts_to_ends_the_run(
+    threaded: Threaded, error: str
+) -> None:
+    """The app was removed from the channel (or it was archived) mid-run: the run is ended
+    rather than spending the user's key on work nobody can see."""
+    store, slack, client, run_id = threaded
+    abandoned: list[tuple[str, str]] = []
+
+    async def on_unshowable(run: str, reason: str) -> None:
+        abandoned.append((run, reason))
+
+    await store.runs.append_event(run_id, ev.INFO, {"text": "after the removal"})
+    await store.runs.append_event(run_id, ev.INFO, {"text": "and more"})
+    slack.fail("chat.postMessage", status=200, times=1, error=error)
+    publisher = Publisher(store, client, on_unshowable=on_unshowable)
+    await publisher.drain()
+    assert abandoned == [(run_id, error)]
+    assert await store.runs.unposted_events(run_id) == []
+    await publisher.drain()
+    assert len(slack.calls_to("chat.postMessage")) == 2  # the root, then the refused post
+
+
+async def test_the_final_root_update_is_retried_after_an_outage(threaded: Threaded) -> None:
+    """Slack unavailable while the run ends: the summary waits, so the root never stays
+    "Running" with a live Stop button."""
+    store, slack, client, run_id = threaded
+    publisher = Publisher(store, client, max_attempts=3, base_delay_s=0.01)
+    await publisher.drain()  # the run as it started
+    run = await store.runs.get(run_id)
+    await store.runs.transition(
+        run_id,
+        status=RunStatus.COMPLETED,
+        outcome="done",
+        events=closing_events(run, RunStatus.COMPLETED, "done"),
+    )
+    slack.fail("chat.update", status=503, retry_after=None, times=3)
+    await publisher.drain()
+    assert [e.kind for e in await store.runs.unposted_events(run_id)] == [ev.FINISHED]
+    await publisher.drain()
+    root = slack.channel_messages("C1")[0]
+    assert "Completed" in json.dumps(root.get("blocks")) + root.get("text", "")
+    thread = slack.thread("C1", root["ts"])
+    assert len([m for m in thread if "Run finished" in m["text"]]) == 1
 
 
 async def _orphaned_held_run(store: Store, *, hold_s: float) -> str:

@@ -114,3 +114,12 @@ def test_bare_broadcast_words_cannot_notify_but_emails_stay_intact() -> None:
         assert word not in shown.replace("ops@here.org", "")
         assert word.replace("@", "@\u2060") in shown
     assert "ops@here.org" in shown
+
+
+def test_a_cancellation_names_who_cancelled_as_a_mention() -> None:
+    text, blocks = ui.summary(
+        {"status": "cancelled", "outcome": "Cancelled by <@U123>.", "cancelled_by": "U123"}
+    )
+    assert "Cancelled by <@U123>." in json.dumps(blocks) and "<@U123>" in text
+    text, blocks = ui.summary({"status": "cancelled", "outcome": "x", "cancelled_by": "<!channel>"})
+    assert "<!channel>" not in json.dumps(blocks) + text

@@ -41,7 +41,10 @@ async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> N
         # Someone else presses Stop on the root message: refused, nothing changes.
         root = stack.root()
         await stack.click(root, ids.STOP_RUN, user_id="U2")
-        await stack.slack.wait_for(lambda s: [e for e in s.ephemerals if e["user"] == "U2"])
+        (refusal,) = await stack.slack.wait_for(
+            lambda s: [e for e in s.ephemerals if e["user"] == "U2"]
+        )
+        assert refusal["thread_ts"] is None  # beside the root, where U2 clicked
         status, body, _ = await stack.command("stop", user_id="U2")
         await stack.slack.wait_for(lambda s: any(s.responses.values()))
 

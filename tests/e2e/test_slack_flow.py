@@ -64,6 +64,7 @@ async def test_full_run_from_slash_command_to_summary(tmp_path: Path, secret_key
             lambda s: [e for e in s.ephemerals if e["user"] == "U2"]
         )
         assert "Only <@U1>" in refusal[0]["text"]
+        assert refusal[0]["thread_ts"] == stack.root()["ts"]  # in the thread, by the button
         assert stack.slack.views_opened == []
 
         # The requester opens the private modal; a malformed key gets an inline error.

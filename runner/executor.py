@@ -31,7 +31,7 @@ from runner.history import (
 )
 from runner.llm import MissingKey, ProviderFailure, classify, describe, resolve_llm_key
 from runner.outcome import Totals
-from runner.redact import redact
+from runner.redact import redact, redact_tree, secret_in_use
 from runner.team import (
     TURN_BOUNDARY_REASON,
     TeamConfigError,
@@ -117,7 +117,8 @@ class RunExecutor:
         if turn is None:
             return
         try:
-            await self._turns(turn, token)
+            with secret_in_use(turn.key):
+                await self._turns(turn, token)
         finally:
             await close_team(turn.team)
 
@@ -256,7 +257,7 @@ class RunExecutor:
         """Save the turn's messages and the team state in one transaction, so a crash can
         neither lose a message nor replay one. `ended` (the team's own end) is kept with the
         last message, so a restart does not run the team past it."""
-        state = json.dumps(await turn.team.save_state())
+        state = json.dumps(redact_tree(await turn.team.save_state(), [turn.key]))
         for item in items:  # tool-call requests carry their model call's usage too
             if item.models_usage is not None:
                 turn.totals.add(

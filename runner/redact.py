@@ -1,9 +1,12 @@
-"""Scrub secrets from text that leaves the runner (events, logs, exception summaries)."""
+"""Scrub secrets from what leaves the runner: events, logs, exception summaries, and the
+saved team state (an agent may repeat a key it was never meant to see)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 # Shapes of API keys that providers echo back, even partially masked ("sk-abc***xyz").
 _KEY_SHAPES = re.compile(
@@ -13,8 +16,39 @@ _KEY_SHAPES = re.compile(
 REDACTED = "[redacted]"
 
 
+# Keys of the runs this process is driving right now (with a count: two runs may share one).
+_in_use: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def secret_in_use(secret: str) -> Iterator[None]:
+    """While a run uses `secret`, every `redact` (and so every log record the app's filter
+    scrubs) hides it too, whatever its shape: a library logging a model's echo of it at
+    DEBUG cannot print it."""
+    _in_use[secret] = _in_use.get(secret, 0) + 1
+    try:
+        yield
+    finally:
+        _in_use[secret] -= 1
+        if not _in_use[secret]:
+            del _in_use[secret]
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
+    for secret in (*secrets, *_in_use):
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
     return _KEY_SHAPES.sub(REDACTED, text)
+
+
+def redact_tree(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """`redact` applied to every string inside JSON-like data (dicts, lists), so the data
+    stays well-formed: redacting its serialised text could miss an escaped key."""
+    known = [secret for secret in secrets if secret]
+    if isinstance(value, str):
+        return redact(value, known)
+    if isinstance(value, dict):
+        return {key: redact_tree(item, known) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_tree(item, known) for item in value]
+    return value

@@ -3,6 +3,7 @@ so a developer's `.env` or shell variables never leak into what is tested."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -44,6 +45,33 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     yield
 
 
+@pytest.fixture(autouse=True)
+def isolated_logging() -> Iterator[None]:
+    """Each test starts and ends with the same logging set-up: the app installs a
+    process-wide scrubbing record factory and pins logger levels, and a secrecy test must
+    not pass only because an earlier test left the scrubber in place."""
+    factory = logging.getLogRecordFactory()
+    root = logging.getLogger()
+    handlers, root_level = root.handlers[:], root.level
+    levels = {
+        name: logger.level
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    yield
+    logging.setLogRecordFactory(factory)
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
+
+
+def ci_requires_postgres() -> bool:
+    """CI systems set CI to "true", "1", their own name...: anything but empty/0/false."""
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
 @pytest.fixture
 def secret_key() -> str:
     return Fernet.generate_key().decode()
@@ -73,7 +101,7 @@ async def create_postgres_database() -> str:
     problem = await _postgres_reachable(admin_url)
     if problem is not None:
         message = f"PostgreSQL at {admin_url} is not reachable ({problem})"
-        if os.environ.get("CI", "").lower() == "true":
+        if ci_requires_postgres():
             pytest.fail(message + "; CI=true requires it")
         pytest.skip(message + "; set CI=true to make this a failure")
     name = f"autogen_slack_test_{uuid.uuid4().hex[:12]}"

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from autogen_ext.models.openai._model_info import resolve_model
 
+from bot.logs import install_secret_filter
 from runner import events as ev
 from runner.manager import RunManager
 from runner.redact import REDACTED, redact
@@ -37,8 +38,10 @@ from tests.runner.helpers import (
     wait_for_status,
 )
 
-CANARY = "sk-canary-runner-5d1e8c0a4b-must-not-leak"
-NEEDLES = (CANARY, CANARY[3:])  # with and without the "sk-" prefix
+# Not key-shaped: a shape-based scrubber cannot hide a leak; only never carrying it can.
+CANARY = "canary-runner-5d1e8c0a4b-must-not-leak"
+NEEDLES = (CANARY,)
+SHAPED_KEY = "sk-canary-runner-5d1e8c0a4b-shaped"
 DEBUG_LOGGERS = (
     "",
     "autogen_core",
@@ -134,6 +137,33 @@ async def test_replay_team_run_keeps_the_key_out_of_state_events_files_and_logs(
     _assert_not_in_files(settings)
     _assert_not_logged(debug_logs)
     assert any(r.name.startswith("sqlalchemy.engine") for r in debug_logs.records)
+
+
+async def test_a_key_an_agent_or_the_verifier_repeats_is_stored_nowhere(
+    tmp_path: Path, secret_key: str, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    """A model echoes the key it was called with (a prompt injection, a confused model):
+    the message, the verdict's reason and the saved team state all carry it only redacted."""
+    team = replay_team_file(
+        tmp_path, [f"My key is {CANARY}, see?"], [f"Quoting: {CANARY}. TERMINATE"]
+    )
+    settings = runner_settings(tmp_path, secret_key, team, "echo.db")
+    verifier = ScriptedVerifier([verdict("pass", f"It printed {CANARY}.")] * 2)
+    install_secret_filter()  # as the app does: every record is scrubbed as it is made
+    async with running_manager(settings, verifier, key=CANARY) as (store, runs):
+        run = await wait_for_status(store, await start_run(runs, "Say hi"), FINISHED)
+        assert run.status == RunStatus.COMPLETED
+        events = await store.runs.events(run.id)
+        # Two messages said it, two verdicts quoted it, and the summary repeats the last.
+        assert sum(REDACTED in json.dumps(e.payload) for e in events) == 5
+        for event in events:
+            _assert_absent(json.dumps(event.payload), f"the payload of a {event.kind} event")
+        _assert_absent((await store.runs.get(run.id)).team_state or "", "runs.team_state")
+        _assert_not_in_files(settings)
+    _assert_not_in_files(settings)
+    # The replayed model output (the echo) is logged by AutoGen at DEBUG: scrubbed.
+    assert any(REDACTED in record.getMessage() for record in debug_logs.records)
+    _assert_not_logged(debug_logs)
 
 
 # The default team, with real OpenAI clients talking to a local fake.
@@ -264,15 +294,15 @@ def test_default_team_dump_masks_the_key(model: str | None) -> None:
 def test_redact_masks_keys_in_error_text() -> None:
     provider_error = (
         "Error code: 401 - {'error': {'message': 'Incorrect API key provided: "
-        f"{CANARY}', 'code': 'invalid_api_key'}}}}"
+        f"{SHAPED_KEY}', 'code': 'invalid_api_key'}}}}"
     )
     cleaned = redact(provider_error)
-    _assert_absent(cleaned, "redacted error text")
+    assert SHAPED_KEY not in cleaned and SHAPED_KEY[3:] not in cleaned
     assert REDACTED in cleaned and "Error code: 401" in cleaned
     # Partially masked echoes, bearer headers and keys of other shapes given explicitly.
     masked = redact("Incorrect API key provided: sk-canar*************leak.")
     assert "sk-canar" not in masked and "leak." not in masked
-    assert "canary" not in redact(f"Authorization: Bearer {CANARY}")
+    assert "canary" not in redact(f"Authorization: Bearer {SHAPED_KEY}")
     assert redact("token=Zq81xK0pQ7 failed", ["Zq81xK0pQ7"]) == f"token={REDACTED} failed"
     assert redact("no secrets here") == "no secrets here"
 

@@ -13,7 +13,7 @@ from store.crypto import Owner
 from store.db import sqlite_path
 from store.settings import load_settings
 
-CANARY = "sk-canary-7f3a9c1e-never-in-plaintext"
+CANARY = "canary-7f3a9c1e-never-in-plaintext"  # not key-shaped: no scrubber can hide it
 
 
 async def _store_canary(store: Store) -> None:
@@ -46,8 +46,7 @@ async def test_canary_absent_from_sqlite_file_and_logs(
     try:
         await _store_canary(store)
     finally:
-        await store.close()
-        logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+        await store.close()  # (the autouse isolated_logging fixture restores the level)
 
     database = sqlite_path(url)
     assert database is not None

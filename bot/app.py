@@ -6,9 +6,7 @@ from dataclasses import replace
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -19,19 +17,14 @@ from store.settings import Settings
 
 
 def web_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
-    """Listeners' client retries 429/5xx itself; the publisher owns its retry policy, and a
-    call that spends a trigger_id must not retry at all: both take `retries=False`."""
+    """Listeners' client retries only 429s (Slack did nothing, so a retry cannot post twice);
+    a 5xx or a dropped connection may have posted, so it is reported, not retried. The
+    publisher owns its retry policy, and a call that spends a trigger_id must not retry at
+    all: both take `retries=False`."""
     assert settings.slack_bot_token is not None
     kwargs = {"base_url": settings.slack_api_url} if settings.slack_api_url else {}
     client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), **kwargs)
-    if retries:
-        client.retry_handlers = [
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-        ]
-    else:
-        client.retry_handlers = []
+    client.retry_handlers = [AsyncRateLimitErrorRetryHandler(max_retry_count=3)] if retries else []
     return client
 
 

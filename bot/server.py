@@ -14,6 +14,7 @@ import signal
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import create_app, web_client
 from bot.publisher import Publisher
@@ -41,7 +42,23 @@ async def check_token(settings: Settings) -> dict:
             f"SLACK_BOT_TOKEN could not be checked: Slack's API was unreachable "
             f"({type(exc).__name__}); check SLACK_API_URL and the network."
         ) from None
+    if settings.socket_mode:
+        await check_app_token(settings, client)
     return dict(response.data)
+
+
+async def check_app_token(settings: Settings, client: AsyncWebClient) -> None:
+    """A wrong app-level token would otherwise make the Socket Mode client retry forever
+    (every 10 s, unstoppable until it connects): ask Slack for a connection URL once."""
+    assert settings.slack_app_token is not None
+    try:
+        await client.apps_connections_open(app_token=settings.slack_app_token.get_secret_value())
+    except SlackApiError as exc:
+        raise ConfigError(
+            f"SLACK_APP_TOKEN was refused by Slack ({exc.response.get('error', 'error')}): "
+            "copy the App-Level Token (xapp-..., scope connections:write) from Basic "
+            "Information, or remove the line to run in HTTP mode."
+        ) from None
 
 
 async def serve(
@@ -83,11 +100,21 @@ async def serve(
                 logger=logging.getLogger("slack_sdk.socket_mode.aiohttp"),
                 web_client=web_client(settings),
             )
-            await handler.connect_async()
-            log.info("Socket Mode connected; waiting for /autogen")
-            if ready:
-                ready.set()
-            await stop.wait()
+            # Connecting retries while Slack is unreachable; a stop signal still wins.
+            connecting = asyncio.create_task(handler.connect_async())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if connecting.done():
+                connecting.result()
+                log.info("Socket Mode connected; waiting for /autogen")
+                if ready:
+                    ready.set()
+                await stop.wait()
+            else:
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
+            stopping.cancel()
             await handler.close_async()
         else:
             web_app = app.web_app(path=EVENTS_PATH, port=settings.port)

@@ -21,7 +21,8 @@ from urllib.parse import parse_qsl
 import pytest
 
 from bot import ids
-from store.settings import Settings
+from bot.server import serve
+from store.settings import ConfigError, Settings
 from tests.e2e.stack import (
     AGENT_MODEL,
     VERIFIER_MODEL,
@@ -139,8 +140,10 @@ async def test_full_run_over_socket_mode(tmp_path: Path, secret_key: str) -> Non
             AGENT_MODEL, ["1. Pick a theme.", "Queues wait in line", "Good. TERMINATE"]
         )
         stack.llm.script(VERIFIER_MODEL, [verdict(), verdict(), verdict()])
-        (opened,) = slack.calls_to("apps.connections.open")
-        assert opened.ok and opened.headers["Authorization"] == f"Bearer {APP_TOKEN}"
+        # Once to check the token at start-up, once to connect; both with the app token.
+        opened = slack.calls_to("apps.connections.open")
+        assert len(opened) == 2
+        assert all(c.ok and c.headers["Authorization"] == f"Bearer {APP_TOKEN}" for c in opened)
 
         # Help is answered in the ack itself, as a response payload.
         ack = await stack.command("help")
@@ -251,3 +254,19 @@ async def test_key_in_a_socket_envelope_never_reaches_a_log_record(
     ), "no DEBUG record from slack_bolt was captured"
     for path in tmp_path.glob("e2e.db*"):
         assert CANARY.encode() not in path.read_bytes(), path.name
+
+
+async def test_a_refused_app_token_stops_start_up_with_one_line(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """A wrong SLACK_APP_TOKEN (or the placeholder from .env.example) is named at start-up
+    instead of a Socket Mode client retrying forever."""
+    async with (
+        SlackApiEmulator(member_channels={"C1"}, app_token=APP_TOKEN) as slack,
+        FakeLLMServer(valid_keys={KEY}) as llm,
+    ):
+        settings = app_settings(
+            slack, llm, tmp_path, secret_key, slack_app_token="xapp-your-app-token"
+        )
+        with pytest.raises(ConfigError, match="SLACK_APP_TOKEN was refused by Slack"):
+            await serve(settings, host="127.0.0.1")

@@ -13,6 +13,10 @@ _QUOTE = re.compile(r"^&gt; ", re.MULTILINE)
 _ANGLED = re.compile(r"<([^<>]*)>")
 _WEB_LINK = re.compile(r"(?:https?://|mailto:)[^\s|]+(?:\|.*)?", re.IGNORECASE | re.DOTALL)
 _ENTITY_TAIL = re.compile(r"&[a-z]{0,3}$")
+FENCE = "```"
+FENCE_BREAK = "\n" + FENCE
+# Slack shows a fence's language tag ("```python") as the code's first line.
+_FENCE_LANGUAGE = re.compile(r"^```[\w+#.-]+[ \t]*$", re.MULTILINE)
 # Bare @channel / @here / @everyone may be parsed as mentions in mrkdwn sections; a word
 # joiner after the @ keeps them readable and inert.
 _BROADCAST = re.compile(r"(?<![\w.])@(channel|here|everyone)\b", re.IGNORECASE)
@@ -38,7 +42,7 @@ def to_mrkdwn(markdown: str) -> str:
         converted = _converter.convert(text)
     except Exception:  # noqa: BLE001 - a converter hiccup must not lose the message
         converted = text
-    return _ANGLED.sub(_web_links_only, converted)
+    return _FENCE_LANGUAGE.sub(FENCE, _ANGLED.sub(_web_links_only, converted))
 
 
 def _web_links_only(match: re.Match[str]) -> str:
@@ -54,19 +58,27 @@ def split_text(text: str, limit: int = SECTION_LIMIT) -> list[str]:
     `<url|label>` link, so escaping after splitting is never needed.
     """
     text = text.strip() or "(empty message)"
+    room = limit - 2 * len(FENCE_BREAK)  # for closing and reopening a code block
     chunks: list[str] = []
-    while len(text) > limit:
-        cut = text.rfind("\n\n", 0, limit)
-        if cut < limit // 2:
-            cut = text.rfind("\n", 0, limit)
-        if cut < limit // 2:
-            cut = text.rfind(" ", 0, limit)
-        if cut < limit // 2:
-            cut = limit
+    in_code = False
+    while len(text) > room:
+        cut = text.rfind("\n\n", 0, room)
+        if cut < room // 2:
+            cut = text.rfind("\n", 0, room)
+        if cut < room // 2:
+            cut = text.rfind(" ", 0, room)
+        if cut < room // 2:
+            cut = room
         cut = _outside_markup(text, cut)
-        chunks.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    chunks.append(text)
+        chunk = text[:cut].rstrip()
+        opened = in_code
+        in_code ^= chunk.count(FENCE) % 2 == 1
+        # A code block cut in two is closed at the end of one part and reopened in the next,
+        # so neither part renders code as text (or text as code).
+        chunks.append((FENCE + "\n" if opened else "") + chunk + ("\n" + FENCE if in_code else ""))
+        # Inside code, indentation of the next line is content: keep it.
+        text = text[cut:].lstrip("\n") if in_code else text[cut:].lstrip()
+    chunks.append((FENCE + "\n" if in_code else "") + text)
     return chunks
 
 

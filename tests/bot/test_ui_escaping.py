@@ -123,3 +123,23 @@ def test_a_cancellation_names_who_cancelled_as_a_mention() -> None:
     assert "Cancelled by <@U123>." in json.dumps(blocks) and "<@U123>" in text
     text, blocks = ui.summary({"status": "cancelled", "outcome": "x", "cancelled_by": "<!channel>"})
     assert "<!channel>" not in json.dumps(blocks) + text
+
+
+def test_a_long_code_block_is_closed_and_reopened_across_parts() -> None:
+    code = "\n".join(f"    line_{i} = compute(*x*, _y_)  # step {i}" for i in range(120))
+    markdown = f"Intro.\n\n```python\n{code}\n```\n\nAfter."
+    parts = ui.agent_message(source="worker", content=markdown, turn=1)
+    assert len(parts) >= 2
+    sections = [
+        block["text"]["text"]
+        for _, blocks in parts
+        for block in blocks
+        if block["type"] == "section"
+    ]
+    assert all(section.count("```") % 2 == 0 for section in sections)
+    assert "python" not in "".join(sections)  # the language tag is not shown as code
+    assert all(section.startswith("```\n    line_") for section in sections[1:])
+    assert all(len(section) <= SECTION_LIMIT for section in sections)
+    for text, blocks in parts:
+        assert find_block_problems(blocks) == []
+        assert find_message_problems({"text": text, "blocks": blocks})[1] == []

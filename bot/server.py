@@ -22,6 +22,7 @@ from bot.services import Services
 from runner.manager import RunManager
 from runner.team import check_team_config
 from store import Store
+from store.records import RunStatus
 from store.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,18 @@ async def serve(
             web_app = app.web_app(path=EVENTS_PATH, port=settings.port)
 
             async def healthz(_request: web.Request) -> web.Response:
-                return web.json_response({"ok": True, "active_runs": len(runs.active_run_ids)})
+                """Up means able to work: the database answers (a load balancer or
+                Kubernetes probe then stops sending traffic to a replica that cannot)."""
+                try:
+                    queued = await asyncio.wait_for(
+                        store.runs.count_by_status(RunStatus.QUEUED), timeout=2
+                    )
+                except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+                    log.warning("health check: database unavailable (%s)", type(exc).__name__)
+                    return web.json_response({"ok": False, "database": "unavailable"}, status=503)
+                return web.json_response(
+                    {"ok": True, "active_runs": len(runs.active_run_ids), "queued_runs": queued}
+                )
 
             web_app.router.add_get("/healthz", healthz)
             runner = web.AppRunner(web_app, access_log=None)

@@ -305,16 +305,25 @@ async def test_a_long_message_resumes_after_the_last_part_that_went_out(threaded
 async def test_a_long_retry_after_ends_the_pass_and_is_honoured(threaded: Threaded) -> None:
     store, slack, client, run_id = threaded
     await store.runs.append_event(run_id, ev.INFO, {"text": "after the pause"})
-    slack.fail("chat.postMessage", status=429, retry_after=1, times=1)
+    slack.fail("chat.postMessage", status=429, retry_after=30, times=1)
     publisher = Publisher(store, client, max_delay_s=0.2)
     await publisher.drain()
+    # The pass ended instead of waiting 30 s: the event is still unposted, asked for once.
+    assert [e.payload["text"] for e in await store.runs.unposted_events(run_id)] == [
+        "after the pause"
+    ]
     calls = len(slack.calls_to("chat.postMessage"))
-    await publisher.drain()  # within Retry-After: Slack is not called again
+    assert [c.status for c in slack.calls_to("chat.postMessage")][1:] == [429]
+    await publisher.drain()  # well within the 30 s Slack asked for: Slack is not called again
     assert len(slack.calls_to("chat.postMessage")) == calls
-    await asyncio.sleep(1.1)
+    # The 30 s pause ends (as if the time had passed): the next pass posts the event.
+    # Slack's 30 s is what is kept, not the 0.2 s this publisher would wait in a pass.
+    assert publisher._not_before[run_id] > asyncio.get_running_loop().time() + 20
+    publisher._not_before.pop(run_id)
     await publisher.drain()
     run = await store.runs.get(run_id)
     assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["after the pause"]
+    assert await store.runs.unposted_events(run_id) == []
 
 
 async def test_stopping_mid_call_does_not_post_the_event_twice(threaded: Threaded) -> None:
@@ -323,9 +332,11 @@ async def test_stopping_mid_call_does_not_post_the_event_twice(threaded: Threade
     publisher = Publisher(store, client)
     await publisher.start()
     await store.runs.append_event(run_id, ev.INFO, {"text": "in flight at shutdown"})
-    await asyncio.sleep(0.2)  # the post is on its way to Slack
+    # The post is on its way to Slack (held there) when the publisher is told to stop.
+    await slack.wait_for(lambda s: s.in_flight.get("chat.postMessage"))
     await publisher.stop(grace_s=5)
-    await asyncio.sleep(0.8)
+    # Slack has answered the held call (the post went out, whoever was waiting for it).
+    await slack.wait_for(lambda s: s.in_flight["chat.postMessage"] == 0)
     run = await store.runs.get(run_id)
     assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["in flight at shutdown"]
     assert await store.runs.unposted_events(run_id) == []

@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bot import ids
 from bot.server import serve
+from store import Store
+from store.records import Run, RunStatus
 from store.settings import Settings, load_settings
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_api import SlackApiEmulator
@@ -63,6 +67,18 @@ def assert_default_team_transcript(thread: list[dict[str, Any]], summary: dict[s
     ] == [(True, False, False), (False, True, False), (False, False, True)]
     assert all("Verifier: pass" in text_of(m) for m in agent_messages)
     assert thread[-1] is summary and "Completed" in text_of(summary)
+
+
+async def assert_refused_not_in_channel(stack: Stack, channel: str) -> None:
+    """`/autogen <task>` in `channel`, which the app is not in: Slack refused the root post
+    (with HTTP 200 and `not_in_channel`, as Slack answers errors), nothing is in the
+    channel, and the app kept no run."""
+    (root_post,) = [
+        c for c in stack.slack.calls_to("chat.postMessage") if c.params.get("channel") == channel
+    ]
+    assert (root_post.status, root_post.error) == (200, "not_in_channel"), root_post
+    assert stack.slack.channel_messages(channel) == []
+    assert await stack.stored_runs() == []
 
 
 def app_settings(
@@ -117,6 +133,9 @@ class Stack:
     settings: Settings
     sender: SlackRequestSender
     url: str
+    # The emulator's id (its key in `slack.responses`) of the response_url handed to the
+    # latest command or click: each gets a fresh one, as from Slack.
+    last_hook: str = ""
 
     async def command(
         self, text: str, user_id: str = "U1", channel_id: str = "C1", **kwargs: Any
@@ -125,7 +144,7 @@ class Stack:
             text=text,
             user_id=user_id,
             channel_id=channel_id,
-            response_url=self.slack.new_response_url(channel=channel_id),
+            response_url=self._response_url(channel_id),
             **kwargs,
         )
         return await self.sender.post(self.url, body, content_type, SIGNING_SECRET)
@@ -137,10 +156,36 @@ class Stack:
             action_id=action_id,
             message=message,
             user_id=user_id,
-            response_url=self.slack.new_response_url(channel=message.get("channel")),
+            response_url=self._response_url(message.get("channel")),
             **kwargs,
         )
         return await self.sender.post(self.url, body, content_type, SIGNING_SECRET)
+
+    def _response_url(self, channel: str | None) -> str:
+        url = self.slack.new_response_url(channel=channel)
+        self.last_hook = url.rsplit("/", 1)[1]
+        return url
+
+    async def reply(self, hook: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+        """The app's first post to one response_url, once it comes: by default to the
+        latest command's or click's (pass `hook=stack.last_hook` saved earlier otherwise)."""
+        hook = hook or self.last_hook
+        posts = await self.slack.wait_for(lambda s: s.responses[hook], timeout=timeout)
+        return posts[0]
+
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        """`GET /healthz` on the app's HTTP port: (status, JSON body)."""
+        url = f"http://127.0.0.1:{self.settings.port}/healthz"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return response.status, await response.json()
+
+    async def stored_runs(self) -> list[Run]:
+        """Every run in the app's database, whatever its status."""
+        store = await Store.open(self.settings)
+        try:
+            return await store.runs.list_by_status(list(RunStatus))
+        finally:
+            await store.close()
 
     async def submit(
         self, view: dict[str, Any], values: dict[str, Any], user_id: str

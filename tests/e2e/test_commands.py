@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,64 +13,106 @@ import pytest
 from bot import ids
 from bot.listeners.commands import autogen as autogen_command
 from store import Store
-from tests.e2e.stack import AGENT_MODEL, button, running_stack, text_of
+from store.records import RunStatus
+from tests.e2e.stack import (
+    AGENT_MODEL,
+    Stack,
+    assert_refused_not_in_channel,
+    button,
+    running_stack,
+    text_of,
+)
 from tests.e2e.test_slack_flow import KEY, _start_and_add_key
-from tests.fakes.slack_api import SlackApiEmulator
+
+
+def _thinking_forever_after(stack: Stack, turns: int) -> asyncio.Event:
+    """The agent answers `turns` times, then is still thinking when the test stops the run;
+    the event is set once it is."""
+    calls = 0
+    thinking = asyncio.Event()
+
+    async def handler(_request: dict) -> str:
+        nonlocal calls
+        calls += 1
+        if calls > turns:
+            thinking.set()
+            await asyncio.sleep(60)
+        return "Still working on it."
+
+    stack.llm.set_handler(AGENT_MODEL, handler)
+    return thinking
+
+
+async def _healthy_with(stack: Stack, *, active_runs: int) -> bool:
+    """`GET /healthz` answers 200, ok, with this many runs working in this replica."""
+    status, body = await stack.health()
+    return status == 200 and body["ok"] is True and body["active_runs"] == active_runs
+
+
+def _health_is(stack: Stack, *, active_runs: int) -> Callable[[Any], Awaitable[bool]]:
+    return lambda _slack: _healthy_with(stack, active_runs=active_runs)
 
 
 async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> None:
     async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
-        calls = 0
-
-        async def slow_after_first(_request: dict) -> str:
-            nonlocal calls
-            calls += 1
-            if calls > 1:
-                await asyncio.sleep(60)  # still thinking when the user stops the run
-            return "Still working on it."
-
-        stack.llm.set_handler(AGENT_MODEL, slow_after_first)
+        thinking = _thinking_forever_after(stack, turns=1)
         await _start_and_add_key(stack, "Summarise the quarter")
         await stack.slack.wait_for(lambda s: any("turn " in text_of(m) for m in stack.thread()))
+        await asyncio.wait_for(thinking.wait(), timeout=10)
+        root = copy.deepcopy(stack.root())  # the emulator updates its copy in place
+        run_id = button(root, ids.STOP_RUN)["value"]
+        (running,) = await stack.stored_runs()
+        assert running.id == run_id and running.status == RunStatus.RUNNING
+        assert await _healthy_with(stack, active_runs=1)
 
         # Acked empty at once; the answer, read from the database, goes to response_url.
         status, body, _ = await stack.command("status")
         assert (status, body) == (200, "")
-        (answer,) = await stack.slack.wait_for(lambda s: _responses(s, "Your runs"))
-        assert answer["response_type"] == "ephemeral"
-        assert "Summarise the quarter" in text_of(answer)
+        answer = await stack.reply()
+        assert answer["text"] == "Your runs" and answer["response_type"] == "ephemeral"
+        assert "Summarise the quarter" in text_of(answer) and run_id in text_of(answer)
 
-        # Someone else presses Stop on the root message: refused, nothing changes.
-        root = stack.root()
+        # Someone else presses Stop on the root message, then types `/autogen stop <id>`
+        # and `/autogen stop`: refused each time, each answer where they asked.
+        refused = f"Only the person who started run `{run_id}` or an approver can stop it."
         await stack.click(root, ids.STOP_RUN, user_id="U2")
         (refusal,) = await stack.slack.wait_for(
             lambda s: [e for e in s.ephemerals if e["user"] == "U2"]
         )
+        assert refusal["text"] == refused
         assert refusal["thread_ts"] is None  # beside the root, where U2 clicked
-        status, body, _ = await stack.command("stop", user_id="U2")
-        await stack.slack.wait_for(lambda s: any(s.responses.values()))
+        status, body, _ = await stack.command(f"stop {run_id}", user_id="U2")
+        assert (status, body) == (200, "")
+        answer = await stack.reply()
+        assert (answer["text"], answer["response_type"]) == (refused, "ephemeral")
+        await stack.command("stop", user_id="U2")
+        assert (await stack.reply())["text"] == "You have no active run to stop."
+        (unchanged,) = await stack.stored_runs()
+        assert unchanged.status == RunStatus.RUNNING and unchanged.cancelled_by is None
+        assert unchanged.outcome is None and unchanged.finished_at is None
+        assert button(stack.root(), ids.STOP_RUN) is not None
+        assert "Cancelled" not in text_of(stack.root())
 
-        status, body, _ = await stack.command("stop")
-        assert status == 200
-        replies = await stack.slack.wait_for(
-            lambda s: [r for rs in s.responses.values() for r in rs if "Stopping run" in str(r)]
-        )
-        assert replies
+        # The requester stops it by id.
+        status, body, _ = await stack.command(f"stop {run_id}")
+        assert (status, body) == (200, "")
+        assert (await stack.reply())["text"] == f"Stopping run `{run_id}`."
         await stack.slack.wait_for(lambda s: "Cancelled" in text_of(stack.root()), timeout=20)
         assert button(stack.root(), ids.STOP_RUN) is None
         assert not any(button(m, ids.APPROVE_PREFIX) for m in stack.thread())
+        (stopped,) = await stack.stored_runs()
+        assert stopped.status == RunStatus.CANCELLED and stopped.cancelled_by == "U1"
+        await stack.slack.wait_for(_health_is(stack, active_runs=0))
 
         status, body, _ = await stack.command("credentials")
         assert (status, body) == (200, "")
-        (listing,) = await stack.slack.wait_for(lambda s: _responses(s, "Your keys"))
-        assert listing["response_type"] == "ephemeral"
+        listing = await stack.reply()
+        assert listing["text"] == "Your keys" and listing["response_type"] == "ephemeral"
         assert "openrouter" in text_of(listing) and KEY not in text_of(listing)
         message = {"blocks": listing["blocks"], "channel": "C1", "ts": "1700000000.000001"}
         await stack.click(message, ids.CREDENTIAL_DELETE, user_id="U1", is_ephemeral=True)
-        after = await stack.slack.wait_for(
-            lambda s: [r for rs in s.responses.values() for r in rs if "no stored keys" in str(r)]
-        )
-        assert after
+        after = await stack.reply()
+        assert "no stored keys" in str(after)
         store = await Store.open(stack.settings)
         try:
             assert await store.credentials.list_for_user(workspace_id="T1", user_id="U1") == []
@@ -77,9 +121,34 @@ async def test_status_stop_and_credentials(tmp_path: Path, secret_key: str) -> N
         assert stack.slack.problems == []
 
 
-def _responses(slack: SlackApiEmulator, text: str) -> list[dict[str, Any]]:
-    """Posts to any response_url whose fallback text is `text`."""
-    return [r for rs in slack.responses.values() for r in rs if r.get("text") == text]
+async def test_the_stop_button_on_the_root_stops_the_run(tmp_path: Path, secret_key: str) -> None:
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        thinking = _thinking_forever_after(stack, turns=0)
+        await _start_and_add_key(stack, "Plan the offsite")
+        await asyncio.wait_for(thinking.wait(), timeout=10)
+        root = copy.deepcopy(stack.root())
+        run_id = button(root, ids.STOP_RUN)["value"]
+        (running,) = await stack.stored_runs()
+        assert running.id == run_id and running.status == RunStatus.RUNNING
+
+        status, body, _ = await stack.click(root, ids.STOP_RUN, user_id="U1")
+        assert (status, body) == (200, "")
+        final = await stack.slack.wait_for(
+            lambda s: "Cancelled" in text_of(stack.root()) and stack.root(), timeout=20
+        )
+        assert final["ts"] == root["ts"] and run_id in text_of(final)
+        assert button(final, ids.STOP_RUN) is None
+        summary = await stack.slack.wait_for(
+            lambda s: next((m for m in stack.thread() if "Run finished" in text_of(m)), None)
+        )
+        # Who stopped it ("U1" is shorter than a real Slack id, so it may show as text).
+        assert "Cancelled by" in text_of(summary) and "U1" in text_of(summary)
+        (stopped,) = await stack.stored_runs()
+        assert stopped.status == RunStatus.CANCELLED and stopped.cancelled_by == "U1"
+        await stack.slack.wait_for(_health_is(stack, active_runs=0))
+        # A stop that worked says nothing privately: the root shows it.
+        assert stack.slack.ephemerals == []
+        assert stack.slack.problems == []
 
 
 @pytest.mark.parametrize(
@@ -95,14 +164,13 @@ async def test_a_command_in_a_direct_message_says_where_runs_happen(
         status, body, _ = await stack.command(
             "Draft a plan", channel_id=channel_id, channel_name=channel_name
         )
-        assert status == 200
-        (answer,) = await stack.slack.wait_for(
-            lambda s: [r for rs in s.responses.values() for r in rs]
-        )
+        assert (status, body) == (200, "")
+        answer = await stack.reply()
         assert answer["response_type"] == "ephemeral"
         assert "direct messages" in answer["text"] and "channel" in answer["text"]
         assert "Invite me first" not in answer["text"]
         assert stack.slack.channel_messages(channel_id) == []
+        assert await stack.stored_runs() == []
         assert stack.slack.problems == []
 
 
@@ -110,11 +178,14 @@ async def test_a_command_in_a_channel_without_the_app_says_invite_me(
     tmp_path: Path, secret_key: str
 ) -> None:
     async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
-        await stack.command("Draft a plan", channel_id="C0999", channel_name="random")
-        (answer,) = await stack.slack.wait_for(
-            lambda s: [r for rs in s.responses.values() for r in rs]
+        status, body, _ = await stack.command(
+            "Draft a plan", channel_id="C0999", channel_name="random"
         )
+        assert (status, body) == (200, "")
+        answer = await stack.reply()
         assert "Invite me first with `/invite @AutoGen`" in answer["text"]
+        assert answer["response_type"] == "ephemeral"
+        await assert_refused_not_in_channel(stack, "C0999")
 
 
 async def test_a_redelivered_command_starts_one_run(tmp_path: Path, secret_key: str) -> None:
@@ -136,6 +207,10 @@ async def test_a_redelivered_command_starts_one_run(tmp_path: Path, secret_key: 
             lambda s: any(button(m, ids.CREDENTIAL_OPEN) for m in stack.thread())
         )
         assert len(stack.slack.channel_messages("C1")) == 1
+        assert stack.slack.deleted == []  # no second root was posted (and taken back)
+        (run,) = await stack.stored_runs()
+        assert run.thread_ts == stack.root()["ts"]
+        assert stack.slack.problems == []
 
 
 async def test_cancel_while_waiting_for_a_key_closes_the_button(
@@ -171,8 +246,8 @@ async def test_a_root_post_slower_than_the_hold_leaves_one_root(
     monkeypatch.setattr(autogen_command, "ROOT_POST_HOLD_S", 0.2)
     async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
         stack.slack.slow("chat.postMessage", 4.0)
-        status, _, elapsed = await stack.command("Draft a plan")
-        assert status == 200 and elapsed < 3.0
+        status, body, _ = await stack.command("Draft a plan")
+        assert (status, body) == (200, "")
         await stack.slack.wait_for(lambda s: s.deleted, timeout=15)
         (root,) = stack.slack.channel_messages("C1")
         (late_copy,) = stack.slack.deleted

@@ -28,6 +28,34 @@ from tests.runner.helpers import FINISHED, wait_for_status
 KEY = "sk-shutdown-key-123456"
 
 
+async def _first_answer(
+    process: asyncio.subprocess.Process, sender: SlackRequestSender, url: str, tries: int = 200
+) -> int:
+    """Send `/autogen Plan a launch` until the starting app answers; its HTTP status.
+
+    Fails with the app's output if it exits first or never answers."""
+    body, content_type = slash_command(text="Plan a launch")
+    for _ in range(tries):
+        if process.returncode is not None:
+            break
+        try:
+            status, _, _ = await sender.post(url, body, content_type, SIGNING_SECRET)
+        except OSError:
+            await asyncio.sleep(0.1)
+        else:
+            return status
+    if process.returncode is None:
+        process.kill()
+        how = f"still not answering after {tries} tries, so it was killed"
+    else:
+        how = f"it exited with code {process.returncode}"
+    output, _ = await process.communicate()
+    raise AssertionError(
+        f"the app never answered at {url}: {how}; its output:\n"
+        + output.decode(errors="replace")[-3000:]
+    )
+
+
 @pytest.mark.slow
 async def test_sigterm_lets_the_turn_finish_and_hands_the_run_back(tmp_path: Path) -> None:
     secret_key = Fernet.generate_key().decode()
@@ -64,25 +92,22 @@ async def test_sigterm_lets_the_turn_finish_and_hands_the_run_back(tmp_path: Pat
             "LLM_MODEL": AGENT_MODEL,
             "VERIFIER_MODEL": VERIFIER_MODEL,
             "LLM_MAX_RETRIES": "0",
+            # Run from the test's empty folder, so a developer's `.env` in the project
+            # folder is never read; the project is found through PYTHONPATH instead.
+            "PYTHONPATH": str(PROJECT_ROOT),
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "bot",
-            cwd=PROJECT_ROOT,
+            cwd=tmp_path,
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
         try:
             url = f"http://127.0.0.1:{port}/slack/events"
-            for _ in range(100):
-                try:
-                    body, content_type = slash_command(text="Plan a launch")
-                    status, _, _ = await sender.post(url, body, content_type, SIGNING_SECRET)
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
+            status = await _first_answer(process, sender, url)
             assert status == 200
             await asyncio.wait_for(turn_started.wait(), timeout=20)
             process.send_signal(signal.SIGTERM)

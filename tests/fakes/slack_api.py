@@ -146,7 +146,11 @@ class SlackApiEmulator(SocketModeMixin, ResponseUrlsMixin, ViewsMixin, MessagesM
 
     def slow(self, method: str, seconds: float, times: int = 1) -> None:
         """Hold the next ``times`` calls of ``method`` for ``seconds`` before Slack acts on
-        them, like a slow or congested API; the call then succeeds as usual."""
+        them, like a slow or congested API; the call then succeeds as usual.
+
+        While a call is held, ``in_flight[method]`` counts it, and ``held`` names its method
+        from the moment the hold begins, so a test can wait until the app's call is on its
+        way (``await slack.wait_for(lambda s: s.in_flight.get("chat.postMessage"))``)."""
         self._delays.setdefault(method, []).extend([seconds] * times)
 
     def fail_ratio(
@@ -185,10 +189,17 @@ class SlackApiEmulator(SocketModeMixin, ResponseUrlsMixin, ViewsMixin, MessagesM
             self._problem(method, "invalid_json", [str(exc)])
             return self._answer(method, params, headers, 200, body, {}, request.path)
         delays = self._delays.get(method)
-        if delays:
+        if not delays:
+            status, body, extra = self._dispatch(method, params, headers)
+            return self._answer(method, params, headers, status, body, extra, request.path)
+        self.held.append(method)
+        self.in_flight[method] = self.in_flight.get(method, 0) + 1
+        try:
             await asyncio.sleep(delays.pop(0))
-        status, body, extra = self._dispatch(method, params, headers)
-        return self._answer(method, params, headers, status, body, extra, request.path)
+            status, body, extra = self._dispatch(method, params, headers)
+            return self._answer(method, params, headers, status, body, extra, request.path)
+        finally:
+            self.in_flight[method] -= 1
 
     def _dispatch(
         self, method: str, params: JsonDict, headers: Mapping[str, str]

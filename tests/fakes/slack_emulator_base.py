@@ -72,6 +72,10 @@ class EmulatorBase:
         self.views_opened: list[JsonDict] = []
         self.views_pushed: list[JsonDict] = []
         self.responses: dict[str, list[JsonDict]] = {}
+        # Calls ``slow`` is holding right now, by method, and every method whose call it
+        # started holding (in order): a test waits on these to know a call is in flight.
+        self.in_flight: dict[str, int] = {}
+        self.held: list[str] = []
         self.socket_connections: list[SocketConnection] = []
         self.socket_envelopes: list[SocketEnvelope] = []
 

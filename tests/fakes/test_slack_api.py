@@ -6,6 +6,7 @@ how the SDK encodes requests or reads answers (URL, JSON vs form, headers) fails
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import AsyncIterator
@@ -500,6 +501,24 @@ async def test_server_errors(
     assert failure.response["error"] == error
     # The failed call consumed nothing: the same trigger still opens the modal.
     assert (await client.views_open(trigger_id="t-1", view=modal()))["ok"]
+
+
+async def test_a_slow_call_is_seen_in_flight_then_succeeds(
+    slack: SlackApiEmulator, client: AsyncWebClient
+) -> None:
+    slack.slow("chat.postMessage", 1.0)
+    assert slack.in_flight == {} and slack.held == []
+    posting = asyncio.create_task(client.chat_postMessage(channel="C1", text="held"))
+    await slack.wait_for(lambda s: s.in_flight.get("chat.postMessage"))
+    # Held: Slack has not acted on it yet.
+    assert slack.held == ["chat.postMessage"] and slack.in_flight == {"chat.postMessage": 1}
+    assert slack.messages == {} and slack.calls_to("chat.postMessage") == []
+    answer = await posting
+    assert answer["ok"] and [m["text"] for m in slack.channel_messages("C1")] == ["held"]
+    assert slack.in_flight == {"chat.postMessage": 0}
+    # Only the next call was held.
+    await client.chat_postMessage(channel="C1", text="not held")
+    assert slack.held == ["chat.postMessage"] and slack.in_flight == {"chat.postMessage": 0}
 
 
 async def outcome_pattern(seed: int, calls: int = 40) -> list[int]:

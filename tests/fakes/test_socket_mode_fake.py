@@ -9,12 +9,12 @@ parsed by the SDK itself, so a mismatch with Slack's wire format fails here.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import WSCloseCode
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -173,7 +173,7 @@ async def test_slash_command_envelope_is_parsed_by_the_sdk_and_acked_with_payloa
     assert ack == {"envelope_id": request.envelope_id, "payload": {"text": "got hello there"}}
     (record,) = slack.socket_envelopes
     assert record.envelope_id == request.envelope_id and record.ack == ack
-    assert record.ack_latency is not None and 0 <= record.ack_latency < 3
+    assert record.acked_at is not None and record.acked_at >= record.sent_at
     assert slack.problems == []
 
 
@@ -199,11 +199,9 @@ async def test_missing_ack_times_out_with_a_summary(
         return None
 
     await connect(ignore)
-    started = time.monotonic()
     with pytest.raises(AssertionError) as caught:
         await slack.socket_send("slash_commands", command_payload(), timeout=0.3)
-    assert time.monotonic() - started < 2
-    assert "did not acknowledge" in str(caught.value)
+    assert "did not acknowledge" in str(caught.value) and "within 0.3s" in str(caught.value)
     assert "not acknowledged" in str(caught.value)  # the summary lists the envelope
     assert any("no_ack" in p for p in slack.problems)
 
@@ -293,9 +291,11 @@ async def test_stopping_the_emulator_closes_sockets_promptly() -> None:
         try:
             await asyncio.wait_for(client.connect(), timeout=5)
             connection = await slack.wait_for_socket()
-            started = time.monotonic()
             await slack.stop()
-            assert time.monotonic() - started < 3
+            # The emulator closed the socket itself ("going away", as Slack does), rather
+            # than leaving it to be dropped (1006) once the server gave up waiting on it.
+            assert client.current_session is not None
+            assert client.current_session.close_code == WSCloseCode.GOING_AWAY
             assert not connection.open and not slack.socket_connected
         finally:
             await client.close()

@@ -14,15 +14,21 @@ saved and one message still unjudged, and stays so until the process is killed.
 ``serve``: only serves (recovers orphaned runs, claims queued ones); its verifier passes
 everything at once.
 
+In both modes each recovery pass (the one at start-up, then one per housekeeping pass)
+prints ``RECOVERY <n> <wall-clock time the pass started>`` once it is done, so a test can
+wait for evidence that passes ran instead of sleeping.
+
 Every line on stdout is flushed; logs go to stderr.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 from autogen_core.models import ChatCompletionClient, CreateResult
@@ -75,6 +81,20 @@ class StallingVerifier(ScriptedVerifier):
         return super().__call__(api_key)
 
 
+def _announce_recovery_passes(runs: RunManager) -> None:
+    """Wrap `runs.recover` (start-up and every housekeeping pass call it) to print a line
+    after each pass: ``RECOVERY <n> <time.time() when it started>``."""
+    recover = runs.recover
+    passes = itertools.count(1)
+
+    async def announced() -> None:
+        started = time.time()
+        await recover()
+        say(f"RECOVERY {next(passes)} {started:.6f}")
+
+    runs.recover = announced  # type: ignore[method-assign]
+
+
 async def main(db_url: str, secret_key: str, team_path: str, mode: str) -> None:
     if mode not in ("start", "serve"):
         raise SystemExit(f"unknown mode {mode!r}; use start or serve")
@@ -93,6 +113,7 @@ async def main(db_url: str, secret_key: str, team_path: str, mode: str) -> None:
         instance_id=f"crash-child-{mode}-{os.getpid()}",
         poll_interval_s=POLL_INTERVAL_S,
     )
+    _announce_recovery_passes(runs)
     await runs.start()
     if mode == "start":
         started = await runs.start_run(

@@ -74,7 +74,7 @@ async def test_time_spent_waiting_does_not_count_against_the_timeout(
         await runs.start()
         run = await wait_for_status(store, run_id, FINISHED)
         assert run.status == RunStatus.COMPLETED
-        assert 2.0 < run.active_s < 10.0
+        assert run.active_s > 2.0  # the 2 s already worked, plus this run's turns
 
 
 async def test_verifier_can_be_switched_off(tmp_path: Path, secret_key: str) -> None:

@@ -100,6 +100,15 @@ class Child:
             if line.startswith(prefix):
                 return line
 
+    async def recovery_passes(self, count: int, *, started_after: float) -> None:
+        """Wait until `count` recovery passes that began after `started_after` (a
+        `time.time()` value) are done; `crash_child` prints a line after each pass."""
+        done = 0
+        while done < count:
+            _, _, started = (await self.expect("RECOVERY ")).split()
+            if float(started) > started_after:
+                done += 1
+
     async def kill(self) -> None:
         if self.process.returncode is None:
             self.process.kill()  # SIGKILL: no finally blocks, no graceful stop, no release
@@ -167,21 +176,18 @@ async def test_killed_mid_run_resumes_from_the_saved_turn_in_another_process(
             ev.AGENT_MESSAGE,
         ], before
 
-        started = asyncio.get_running_loop().time()
         async with child(settings, tmp_path, "serve") as second:
             await second.expect("SERVING")
             try:
                 run = await wait_for_status(store, run_id, FINISHED, timeout=20)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{second.stderr()}") from None
-        took = asyncio.get_running_loop().time() - started
         events = await store.runs.events(run_id)
     finally:
         await store.close()
 
     assert run.status == RunStatus.COMPLETED, (run.status, run.outcome)
     assert run.recoveries == 1
-    assert took < 15, f"takeover took {took:.1f} s with a {crash_child.LEASE_S} s lease"
     kinds = [e.kind for e in events]
     assert kinds == [
         ev.RUN_STARTED,
@@ -227,11 +233,16 @@ async def test_killed_while_waiting_for_a_credential_still_waits_then_completes(
             run_id = (await first.expect("RUN ")).split()[1]
             await wait_for_status(store, run_id, {RunStatus.WAITING_CREDENTIAL})
             await first.kill()
+        killed = await store.runs.get(run_id)
+        assert killed is not None and killed.status == RunStatus.WAITING_CREDENTIAL
+        # Whatever lease the dead process still held on the run has lapsed by then.
+        lapsed = killed.lease_expires_at.timestamp() if killed.lease_expires_at else 0.0
 
         async with child(settings, tmp_path, "serve") as second:
             await second.expect("SERVING")
-            # Long enough for the lease to have lapsed and many recovery passes to run.
-            await asyncio.sleep(crash_child.LEASE_S + 1.0)
+            # Evidence, not a sleep: housekeeping passes (credential expiry, then recovery)
+            # ran in the new process after the lease lapsed, and changed nothing.
+            await second.recovery_passes(2, started_after=lapsed)
             still = await store.runs.get(run_id)
             assert still is not None and still.status == RunStatus.WAITING_CREDENTIAL
             assert still.recoveries == 0

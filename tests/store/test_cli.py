@@ -16,20 +16,22 @@ from store.settings import load_settings
 from tests.conftest import PROJECT_ROOT
 
 
-def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in the test's own empty `folder`, so a developer's `.env` in the project
+    folder is never read; the project is found through PYTHONPATH instead."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SERVER_", "DATABASE_"))}
     return subprocess.run(
         [sys.executable, "-m", "store", *args],
-        cwd=PROJECT_ROOT,
-        env={**clean, **env},
+        cwd=folder,
+        env={**clean, "PYTHONPATH": str(PROJECT_ROOT), **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
 
 
-def test_generate_key_prints_a_fernet_key() -> None:
-    result = _cli("generate-key")
+def test_generate_key_prints_a_fernet_key(tmp_path: Path) -> None:
+    result = _cli(tmp_path, "generate-key")
     assert result.returncode == 0
     Fernet(result.stdout.strip().encode())
 
@@ -44,7 +46,7 @@ def test_rotate_keys_command_then_drop_the_old_key(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(seed())
-    result = _cli("rotate-keys", DATABASE_URL=url, SERVER_SECRET_KEY=f"{new},{old}")
+    result = _cli(tmp_path, "rotate-keys", DATABASE_URL=url, SERVER_SECRET_KEY=f"{new},{old}")
     assert result.returncode == 0, result.stderr
     assert "re-encrypted 1 credential(s)" in result.stdout
     assert "sk-cli-secret" not in result.stdout + result.stderr
@@ -61,7 +63,10 @@ def test_rotate_keys_command_then_drop_the_old_key(tmp_path: Path) -> None:
 
 def test_bad_key_is_one_clear_line(tmp_path: Path) -> None:
     result = _cli(
-        "migrate", DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db", SERVER_SECRET_KEY="nope"
+        tmp_path,
+        "migrate",
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/x.db",
+        SERVER_SECRET_KEY="nope",
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.ui.text import escape
+
 Kind = Literal["help", "status", "stop", "credentials", "start"]
 KEYWORDS = {"help", "status", "stop", "credentials"}
 MAX_TASK_CHARS = 4000
@@ -30,7 +32,7 @@ def parse(text: str | None) -> Command:
     `stop using passive voice in this text` starts a run instead of stopping one."""
     text = unescape_slack(text or "").strip()
     if not text:
-        return Command("help", problem="Tell me what the team should do: `/autogen <task>`.")
+        return Command("help", problem="Tell me what the team should do: `/autogen &lt;task&gt;`.")
     word, *rest = text.split(maxsplit=1)
     word = word.lower()
     argument = rest[0].strip("`").strip().lower() if rest else ""
@@ -43,5 +45,5 @@ def parse(text: str | None) -> Command:
             "help", problem=f"That task is {len(text)} characters; keep it under {MAX_TASK_CHARS}."
         )
     if len(text) < 3:
-        return Command("help", problem=f"`{text}` is not a command I know, nor a task.")
+        return Command("help", problem=f"`{escape(text)}` is not a command I know, nor a task.")
     return Command("start", text)

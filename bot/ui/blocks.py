@@ -188,7 +188,7 @@ def error(text: str) -> Message:
     return plain(f"Error: {escape(text)}"), _dicts(_section(f":warning: *Error:* {escape(text)}"))
 
 
-SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{1,20}")
 
 
 def summary(payload: dict[str, Any]) -> Message:

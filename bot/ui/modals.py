@@ -21,7 +21,7 @@ from runner.key_input import MAX_SECRET_CHARS
 
 HELP_TEXT = (
     "*AutoGen in Slack*\n"
-    "• `/autogen <task>` — start a team run; it works in a thread under a new message\n"
+    "• `/autogen &lt;task&gt;` — start a team run; it works in a thread under a new message\n"
     "• `/autogen status` — your recent runs and their states\n"
     "• `/autogen stop [run id]` — stop a run (your latest active one if no id)\n"
     "• `/autogen credentials` — list or delete your stored keys (values are never shown)\n"

@@ -143,3 +143,12 @@ def test_a_long_code_block_is_closed_and_reopened_across_parts() -> None:
     for text, blocks in parts:
         assert find_block_problems(blocks) == []
         assert find_message_problems({"text": text, "blocks": blocks})[1] == []
+
+
+def test_help_shows_angle_brackets_instead_of_making_links() -> None:
+    from bot.commands import parse
+    from bot.ui import modals
+
+    shown = json.dumps(modals.help_blocks(parse("").problem))
+    assert "<task>" not in shown and "&lt;task&gt;" in shown
+    assert "<@" not in json.dumps(modals.help_blocks(parse("<@").problem))

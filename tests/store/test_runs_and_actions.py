@@ -21,6 +21,27 @@ async def _run(store: Store, key: str | None = None):
     return run
 
 
+async def _waiting_request(
+    store: Store,
+    *,
+    expires_in: timedelta = timedelta(hours=1),
+    status: RunStatus = RunStatus.WAITING_CREDENTIAL,
+    provider: str = "openrouter",
+):
+    """A run in `status` with a pending key request of UREQ's."""
+    run = await _run(store)
+    await store.runs.transition(run.id, status=status)
+    request = await store.credentials.create_request(
+        run_id=run.id,
+        workspace_id="T1",
+        user_id="UREQ",
+        provider=provider,
+        reason="LLM key",
+        expires_at=utcnow() + expires_in,
+    )
+    return run, request
+
+
 async def test_idempotency_key_returns_the_first_run(store: Store) -> None:
     first, created = await store.runs.create(
         workspace_id="T1", channel_id="C1", requester_id="U", task="a", idempotency_key="k1"
@@ -71,16 +92,7 @@ async def test_transition_is_compare_and_set(store: Store) -> None:
 
 
 async def test_fulfilling_a_request_stores_the_key_and_requeues_the_run(store: Store) -> None:
-    run = await _run(store)
-    await store.runs.transition(run.id, status=RunStatus.WAITING_CREDENTIAL)
-    request = await store.credentials.create_request(
-        run_id=run.id,
-        workspace_id="T1",
-        user_id="UREQ",
-        provider="openrouter",
-        reason="LLM key",
-        expires_at=utcnow() + timedelta(hours=1),
-    )
+    run, request = await _waiting_request(store)
     wrong = await store.credentials.fulfil(
         request.id, user_id="UOTHER", secret="sk-x", resume_input=""
     )
@@ -104,16 +116,7 @@ async def test_fulfilling_a_request_stores_the_key_and_requeues_the_run(store: S
 async def test_expired_request_writes_nothing(store: Store) -> None:
     from store.crypto import Owner
 
-    run = await _run(store)
-    await store.runs.transition(run.id, status=RunStatus.WAITING_CREDENTIAL)
-    request = await store.credentials.create_request(
-        run_id=run.id,
-        workspace_id="T1",
-        user_id="UREQ",
-        provider="openrouter",
-        reason="LLM key",
-        expires_at=utcnow() - timedelta(seconds=1),
-    )
+    run, request = await _waiting_request(store, expires_in=timedelta(seconds=-1))
     result = await store.credentials.fulfil(
         request.id, user_id="UREQ", secret="sk", resume_input=""
     )
@@ -159,15 +162,8 @@ async def test_actions_single_use_and_fail_closed(store: Store) -> None:
 
 
 async def test_finishing_a_run_closes_its_waits_in_the_same_transaction(store: Store) -> None:
-    run = await _run(store)
-    await store.runs.transition(run.id, status=RunStatus.WAITING_APPROVAL)
-    request = await store.credentials.create_request(
-        run_id=run.id,
-        workspace_id="T1",
-        user_id="UREQ",
-        provider="github",
-        reason="r",
-        expires_at=utcnow() + timedelta(hours=1),
+    run, request = await _waiting_request(
+        store, status=RunStatus.WAITING_APPROVAL, provider="github"
     )
     _, actions = await store.actions.offer(
         run_id=run.id, specs=[ActionSpec("continue", "Go", {})], event_payload={"reason": "x"}
@@ -226,20 +222,6 @@ async def test_skip_unposted_marks_a_runs_events_handled(store: Store) -> None:
     assert await store.runs.unposted_events(run.id) == []
     assert [e.slack_ts for e in await store.runs.events(run.id)] == [None]
     assert await store.runs.runs_with_unposted_events() == [other.id]
-
-
-async def _waiting_request(store: Store):
-    run = await _run(store)
-    await store.runs.transition(run.id, status=RunStatus.WAITING_CREDENTIAL)
-    request = await store.credentials.create_request(
-        run_id=run.id,
-        workspace_id="T1",
-        user_id="UREQ",
-        provider="openrouter",
-        reason="LLM key",
-        expires_at=utcnow() + timedelta(hours=1),
-    )
-    return run, request
 
 
 async def test_the_same_submission_again_is_a_success_not_an_error(store: Store) -> None:

@@ -51,28 +51,18 @@ def register(app: AsyncApp, services: Services) -> None:
         team_id, user_id = command["team_id"], command["user_id"]
         if parsed.kind == "help":
             await ack(text="AutoGen help", blocks=modals.help_blocks(parsed.problem))
-        elif parsed.kind == "status":
-            await ack()
-            await respond(
-                response_type="ephemeral",
-                text="Your runs",
-                blocks=await _status(services, team_id, user_id),
-            )
+            return
+        await ack()  # everything below may touch the database or Slack: after the ack
+        if parsed.kind == "status":
+            blocks = await _status(services, team_id, user_id)
+            await respond(response_type="ephemeral", text="Your runs", blocks=blocks)
         elif parsed.kind == "credentials":
-            await ack()
-            await respond(
-                response_type="ephemeral",
-                text="Your keys",
-                blocks=await credential_rows(services, team_id, user_id),
-            )
+            blocks = await credential_rows(services, team_id, user_id)
+            await respond(response_type="ephemeral", text="Your keys", blocks=blocks)
         elif parsed.kind == "stop":
-            await ack()
-            await respond(
-                response_type="ephemeral",
-                text=await _stop(services, team_id, user_id, parsed.argument),
-            )
+            text = await _stop(services, team_id, user_id, parsed.argument)
+            await respond(response_type="ephemeral", text=text)
         else:
-            await ack()
             await _start(services, client, respond, command, parsed.argument)
 
 

@@ -5,6 +5,8 @@ failing verdict."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from runner.team import TeamConfigError, check_team_config
 from runner.writes import ClaimedRunWriter, RunLost
 from store.models import RunRow, utcnow
 from store.records import RunStatus
-from store.settings import load_settings
+from store.settings import Settings, load_settings
 from tests.fakes.llm_server import FakeLLMServer
 from tests.runner.helpers import (
     FINISHED,
@@ -115,65 +117,67 @@ async def test_a_renewal_between_the_orphan_scan_and_the_takeover_wins(
         assert run.recoveries == 0
 
 
-async def test_the_deadline_aborts_a_model_call_in_flight(tmp_path: Path, secret_key: str) -> None:
-    """One second of RUN_TIMEOUT_S left and a provider that never answers: the run fails
-    with the timeout instead of waiting for the call (which would take a minute)."""
+@contextlib.asynccontextmanager
+async def _provider_that_never_answers(
+    tmp_path: Path, secret_key: str, **overrides: object
+) -> AsyncIterator[tuple[Settings, asyncio.Event]]:
+    """Settings for the default team on a fake LLM whose first call hangs for a minute;
+    the event is set once that call is in flight."""
     async with FakeLLMServer(valid_keys={KEY}) as llm:
+        entered = asyncio.Event()
 
         async def never(_request: dict) -> str:
+            entered.set()
             await asyncio.sleep(60)
             return "too late"
 
         llm.script(AGENT, [never])
-        settings = load_settings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path}/d.db",
-            server_secret_key=secret_key,
-            llm_base_url=llm.base_url,
-            llm_model=AGENT,
-            llm_max_retries=0,
-            verifier_enabled=False,
-            run_timeout_s=10,
+        yield (
+            load_settings(
+                database_url=f"sqlite+aiosqlite:///{tmp_path}/stalled.db",
+                server_secret_key=secret_key,
+                llm_base_url=llm.base_url,
+                llm_model=AGENT,
+                llm_max_retries=0,
+                verifier_enabled=False,
+                **overrides,
+            ),
+            entered,
         )
-        async with running_manager(settings, key=KEY, start=False) as (store, runs):
-            run_id = await start_run(runs)
-            async with store.engine.begin() as connection:
-                await connection.execute(update(RunRow).values(active_s=9.0))
-            await runs.start()
-            run = await wait_for_status(store, run_id, FINISHED, timeout=20)
-            assert run.status == RunStatus.FAILED
-            error = [e for e in await store.runs.events(run_id) if e.kind == ev.ERROR][-1]
-            assert error.payload["code"] == "timeout"
+
+
+async def test_the_deadline_aborts_a_model_call_in_flight(tmp_path: Path, secret_key: str) -> None:
+    """One second of RUN_TIMEOUT_S left and a provider that never answers: the run fails
+    with the timeout instead of waiting for the call (which would take a minute)."""
+    async with (
+        _provider_that_never_answers(tmp_path, secret_key, run_timeout_s=10) as (settings, _),
+        running_manager(settings, key=KEY, start=False) as (store, runs),
+    ):
+        run_id = await start_run(runs)
+        async with store.engine.begin() as connection:
+            await connection.execute(update(RunRow).values(active_s=9.0))
+        await runs.start()
+        run = await wait_for_status(store, run_id, FINISHED, timeout=20)
+        assert run.status == RunStatus.FAILED
+        error = [e for e in await store.runs.events(run_id) if e.kind == ev.ERROR][-1]
+        assert error.payload["code"] == "timeout"
 
 
 async def test_shutdown_past_the_grace_hands_a_stuck_turn_back(
     tmp_path: Path, secret_key: str
 ) -> None:
-    async with FakeLLMServer(valid_keys={KEY}) as llm:
-        entered = asyncio.Event()
-
-        async def stuck(_request: dict) -> str:
-            entered.set()
-            await asyncio.sleep(60)
-            return "too late"
-
-        llm.script(AGENT, [stuck])
-        settings = load_settings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db",
-            server_secret_key=secret_key,
-            llm_base_url=llm.base_url,
-            llm_model=AGENT,
-            llm_max_retries=0,
-            verifier_enabled=False,
-        )
-        async with running_manager(settings, key=KEY) as (store, runs):
-            run_id = await start_run(runs)
-            await asyncio.wait_for(entered.wait(), timeout=10)
-            await asyncio.wait_for(runs.stop(grace_s=0.2), timeout=20)
-            run = await store.runs.get(run_id)
-            assert run.status == RunStatus.QUEUED and run.lease_owner is None
-            assert run.team_state is None  # no turn was saved: it starts again from the task
-            infos = [e.payload.get("text") for e in await store.runs.events(run_id)]
-            assert any("restarting" in str(text) for text in infos)
+    async with (
+        _provider_that_never_answers(tmp_path, secret_key) as (settings, entered),
+        running_manager(settings, key=KEY) as (store, runs),
+    ):
+        run_id = await start_run(runs)
+        await asyncio.wait_for(entered.wait(), timeout=10)
+        await asyncio.wait_for(runs.stop(grace_s=0.2), timeout=20)
+        run = await store.runs.get(run_id)
+        assert run.status == RunStatus.QUEUED and run.lease_owner is None
+        assert run.team_state is None  # no turn was saved: it starts again from the task
+        infos = [e.payload.get("text") for e in await store.runs.events(run_id)]
+        assert any("restarting" in str(text) for text in infos)
 
 
 async def test_an_agents_key_request_survives_a_failing_verdict(

@@ -10,6 +10,7 @@ from datetime import timedelta
 from runner import events as ev
 from runner.outcome import closing_events
 from runner.routing import with_next_speaker
+from runner.tools import resume_note
 from store import Store
 from store.actions import DecisionOutcome
 from store.models import utcnow
@@ -110,7 +111,7 @@ class ActionApplier:
                 expires_at=utcnow() + timedelta(seconds=self._settings.credential_timeout_s),
                 event_payload={"rejected": False},
                 status=RunStatus.WAITING_CREDENTIAL,
-                resume_input=f"The {provider} credential is now available. Continue the task.",
+                resume_input=resume_note(provider),
             )
         await self._store.actions.mark_applied(action.id)
         self._wake()

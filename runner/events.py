@@ -8,29 +8,15 @@ from __future__ import annotations
 
 from typing import Final
 
-RUN_STARTED: Final = "run_started"  # task, requester_id, team, queued_ahead
-AGENT_MESSAGE: Final = "agent_message"  # source, content, turn, message_type
+RUN_STARTED: Final = "run_started"  # task, requester_id, queued_ahead
+AGENT_MESSAGE: Final = "agent_message"  # source, content, turn, message_type, ends_team?
 VERIFIER_RESULT: Final = "verifier_result"  # agent_seq, source, verdict, reason, suggested_actions
 CREDENTIAL_REQUEST: Final = "credential_request"  # request_id, user_id, provider, reason,
 #                                                   expires_at, rejected
 CREDENTIAL_RECEIVED: Final = "credential_received"  # request_id, provider, user_id
-ACTIONS_OFFERED: Final = "actions_offered"  # offer_id, actions[{id,type,label,params}], reason,
-#                                             agent_seq
+ACTIONS_OFFERED: Final = "actions_offered"  # offer_id, actions[{id,type,label,params}], reason
 ACTION_RESULT: Final = "action_result"  # action_id, offer_id, type, label, decided_by, auto
 INFO: Final = "info"  # text
 ERROR: Final = "error"  # text, code
 FINISHED: Final = "finished"  # status, outcome, turns, prompt_tokens, completion_tokens,
 #                              duration_s, cancelled_by
-
-ALL_KINDS: Final = (
-    RUN_STARTED,
-    AGENT_MESSAGE,
-    VERIFIER_RESULT,
-    CREDENTIAL_REQUEST,
-    CREDENTIAL_RECEIVED,
-    ACTIONS_OFFERED,
-    ACTION_RESULT,
-    INFO,
-    ERROR,
-    FINISHED,
-)

@@ -40,7 +40,7 @@ from runner.team import (
     read_team_config,
 )
 from runner.termination import USER, TeamTermination, split_termination
-from runner.tools import ToolRequests, credential_tool
+from runner.tools import ToolRequests, credential_tool, resume_note
 from runner.verifier import Verifier, VerifierResult
 from runner.writes import ClaimedRunWriter, RunLost
 from store import Store
@@ -169,8 +169,6 @@ class RunExecutor:
     async def _prepare(self, run: Run) -> Turn | None:
         """The key and the team (from its saved state); None when the run had to park or end."""
         key = await resolve_llm_key(self._store, self._settings, run)
-        if not isinstance(key, MissingKey):
-            _run_key.set(key.value)  # this run's task only: for redacting unexpected errors
         if isinstance(key, MissingKey):
             await self._writer.wait_for_credential(
                 run,
@@ -179,6 +177,7 @@ class RunExecutor:
                 resume_input=run.resume_input,
             )
             return None
+        _run_key.set(key.value)  # this run's task only: for redacting unexpected errors
         requests = ToolRequests()
         try:
             config, termination = split_termination(read_team_config(self._settings))
@@ -314,7 +313,7 @@ class RunExecutor:
             turn.run,
             provider=provider,
             reason=reason,
-            resume_input=f"The {provider} credential is now available. Continue the task.",
+            resume_input=resume_note(provider),
         )
         return True
 

@@ -8,10 +8,9 @@ from collections.abc import Collection
 
 from runner import events as ev
 from runner.outcome import closing_events
-from runner.writes import WAITING
 from store import Store
 from store.models import utcnow
-from store.records import FINISHED_STATUSES, RequestStatus, RunStatus
+from store.records import FINISHED_STATUSES, WAITING_STATUSES, RequestStatus, RunStatus
 
 MAX_RECOVERIES = 3
 
@@ -58,10 +57,7 @@ async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) 
 
 async def expire_credential_requests(store: Store, *, timeout_s: int) -> None:
     """A key that never came ends its run with a clear event instead of a silent wait."""
-    now = utcnow()
-    for request in await store.credentials.pending_requests():
-        if request.expires_at > now:
-            continue
+    for request in await store.credentials.pending_requests(expired_before=utcnow()):
         run = await store.runs.get(request.run_id)
         if run is None or run.status in FINISHED_STATUSES:
             await store.credentials.resolve_request(request.id, RequestStatus.EXPIRED)
@@ -74,7 +70,7 @@ async def expire_credential_requests(store: Store, *, timeout_s: int) -> None:
             request.id,
             RequestStatus.EXPIRED,
             run_id=run.id,
-            run_expected=WAITING,
+            run_expected=list(WAITING_STATUSES),
             run_changes={"status": RunStatus.FAILED, "outcome": text},
             events=closing_events(run, RunStatus.FAILED, text, error=("credential_timeout", text)),
         )

@@ -2,8 +2,9 @@
 
 Runs are claimed from the database by a scheduler loop (any replica can claim a queued run),
 so a credential submitted or an action decided on one replica resumes the run on whichever
-replica has room. A running run's lease is renewed while it runs; when renewal fails (the
-run was cancelled elsewhere), its turn is aborted with the CancellationToken.
+replica has room. A running run's lease is renewed while it runs; when renewal is refused
+(the run was cancelled or taken over elsewhere) or none succeeds for a whole lease, its turn
+is aborted with the CancellationToken.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from autogen_core import CancellationToken
 
@@ -25,6 +27,7 @@ from runner.executor import RunExecutor
 from runner.housekeeping import expire_credential_requests, requeue_orphaned_runs
 from runner.llm import openai_verifier_factory
 from runner.outcome import closing_events
+from runner.tools import resume_note
 from runner.verifier import ClientFactory, Verifier
 from runner.writes import RunLost
 from store import Store
@@ -136,7 +139,6 @@ class RunManager:
         requester_id: str,
         task: str,
         idempotency_key: str | None = None,
-        thread_ts: str | None = None,
         hold_s: float | None = None,
     ) -> StartResult:
         """Create a queued run. With `hold_s`, no replica claims it until `release_hold`
@@ -158,9 +160,9 @@ class RunManager:
                     ev.INFO,
                     {
                         "text": (
-                            f"Queued: {running} run(s) are already going "
-                            f"(MAX_CONCURRENT_RUNS={self.settings.max_concurrent_runs}), "
-                            f"{ahead} waiting ahead of this one."
+                            f"Queued: {running} run(s) are already going, {ahead} waiting "
+                            "ahead of this one; it starts when there is room (MAX_CONCURRENT_RUNS"
+                            f"={self.settings.max_concurrent_runs} per replica)."
                         )
                     },
                 )
@@ -171,7 +173,6 @@ class RunManager:
             requester_id=requester_id,
             task=task,
             idempotency_key=idempotency_key,
-            thread_ts=thread_ts,
             events=events,
             hold=(FRONT_END_HOLD, utcnow() + timedelta(seconds=hold_s)) if hold_s else None,
         )
@@ -204,19 +205,15 @@ class RunManager:
         if run.status in FINISHED_STATUSES:
             return CancelOutcome.ALREADY_FINISHED
         outcome = f"Cancelled by <@{user_id}>."
-        done = await self.store.runs.transition(
-            run_id,
-            expected=[s for s in RunStatus if s not in FINISHED_STATUSES],
-            status=RunStatus.CANCELLED,
-            cancelled_by=user_id,
-            outcome=outcome,
+        ended = await self._end_run(
+            run,
+            RunStatus.CANCELLED,
+            outcome,
             events=closing_events(run, RunStatus.CANCELLED, outcome, cancelled_by=user_id),
+            cancelled_by=user_id,
         )
-        if done is False:
+        if not ended:
             return CancelOutcome.ALREADY_FINISHED
-        local = self._tasks.get(run_id)
-        if local is not None:
-            local[1].cancel()
         await self.store.audit.record(
             workspace_id=run.workspace_id,
             actor_id=user_id,
@@ -233,17 +230,38 @@ class RunManager:
         if run is None or run.status.finished:
             return False
         outcome = f"Stopped: Slack would not show this run ({reason})."
-        done = await self.store.runs.transition(
-            run_id,
-            expected=[s for s in RunStatus if s not in FINISHED_STATUSES],
-            status=RunStatus.FAILED,
-            outcome=outcome,
+        return await self._end_run(
+            run,
+            RunStatus.FAILED,
+            outcome,
             events=closing_events(run, RunStatus.FAILED, outcome, error=("unshowable", outcome)),
         )
-        local = self._tasks.get(run_id)
-        if done is not False and local is not None:
+
+    async def _end_run(
+        self,
+        run: Run,
+        status: RunStatus,
+        outcome: str,
+        *,
+        events: list[tuple[str, dict[str, Any]]],
+        **changes: Any,
+    ) -> bool:
+        """Finish a run from wherever it is (unless it already finished) and abort its turn
+        if this replica is driving it. False when it had finished meanwhile."""
+        done = await self.store.runs.transition(
+            run.id,
+            expected=[s for s in RunStatus if s not in FINISHED_STATUSES],
+            status=status,
+            outcome=outcome,
+            events=events,
+            **changes,
+        )
+        if done is False:
+            return False
+        local = self._tasks.get(run.id)
+        if local is not None:
             local[1].cancel()
-        return done is not False
+        return True
 
     async def decide(self, action_id: str, *, user_id: str) -> Decision:
         decision = await self.store.actions.decide(
@@ -260,7 +278,7 @@ class RunManager:
         request = await self.store.credentials.get_request(request_id)
         resume = None
         if request is not None:
-            resume = f"The {request.provider} credential is now available. Continue the task."
+            resume = resume_note(request.provider)
             run = await self.store.runs.get(request.run_id)
             if run is not None and run.resume_input is not None:
                 resume = run.resume_input

@@ -12,6 +12,11 @@ from store.crypto import Owner
 from store.records import Run
 
 
+def resume_note(provider: str) -> str:
+    """What the team is told when a credential it waited for has arrived."""
+    return f"The {provider} credential is now available. Continue the task."
+
+
 @dataclass
 class ToolRequests:
     """Credentials that agents asked for during the current turn."""

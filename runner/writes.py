@@ -21,7 +21,6 @@ from store.settings import Settings
 log = logging.getLogger(__name__)
 
 RUNNING = [RunStatus.RUNNING]
-WAITING = [RunStatus.WAITING_CREDENTIAL, RunStatus.WAITING_APPROVAL]
 FALLBACK_LABELS = {"continue": "Continue anyway", "stop": "Stop the run"}
 
 

@@ -108,15 +108,6 @@ class ActionRepository(Repository):
             row = await session.get(OfferedActionRow, action_id)
             return _action(row) if row else None
 
-    async def for_offer(self, offer_id: str) -> list[OfferedAction]:
-        async with self._reads() as session:
-            rows = await session.scalars(
-                select(OfferedActionRow)
-                .where(OfferedActionRow.offer_id == offer_id)
-                .order_by(OfferedActionRow.created_at, OfferedActionRow.id)
-            )
-            return [_action(row) for row in rows]
-
     async def approved_unapplied(self) -> list[OfferedAction]:
         """Decisions taken whose effect was not applied (the process died in between)."""
         async with self._reads() as session:

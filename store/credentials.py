@@ -289,13 +289,17 @@ class CredentialRepository(Repository):
             row = await session.get(CredentialRequestRow, request_id)
             return _request(row) if row else None
 
-    async def pending_requests(self, *, run_id: str | None = None) -> list[CredentialRequest]:
+    async def pending_requests(
+        self, *, run_id: str | None = None, expired_before: datetime | None = None
+    ) -> list[CredentialRequest]:
         async with self._reads() as session:
             query = select(CredentialRequestRow).where(
                 CredentialRequestRow.status == RequestStatus.PENDING
             )
             if run_id is not None:
                 query = query.where(CredentialRequestRow.run_id == run_id)
+            if expired_before is not None:
+                query = query.where(CredentialRequestRow.expires_at <= expired_before)
             rows = await session.scalars(query.order_by(CredentialRequestRow.created_at))
             return [_request(row) for row in rows]
 

@@ -313,17 +313,6 @@ class RunRepository(Repository):
         self._notify("event", run_id)
         return to_event(row)
 
-    async def add_usage(self, run_id: str, *, prompt_tokens: int, completion_tokens: int) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id)
-                .values(
-                    prompt_tokens=RunRow.prompt_tokens + prompt_tokens,
-                    completion_tokens=RunRow.completion_tokens + completion_tokens,
-                )
-            )
-
     async def claim_next(self, *, owner: str, lease_s: int) -> Run | None:
         """Take the oldest queued run for this replica, or None. Safe across replicas."""
         now = utcnow()

@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot import ids
-from bot.listeners.commands.autogen import credential_rows
+from bot.listeners.answers import credential_rows
 from bot.services import Services, team_of
 from store.crypto import Owner
 

@@ -8,7 +8,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import ids
-from bot.listeners.commands.autogen import CANCEL_ANSWERS
+from bot.listeners.answers import cancel_answer
 from bot.listeners.ephemeral import tell
 from bot.services import Services
 from runner.manager import CancelOutcome
@@ -23,4 +23,4 @@ def register(app: AsyncApp, services: Services) -> None:
         run_id = str(action.get("value", ""))
         outcome = await services.runs.cancel(run_id, user_id=body["user"]["id"])
         if outcome != CancelOutcome.CANCELLED:
-            await tell(client, body, CANCEL_ANSWERS[outcome].format(id=run_id[:40]))
+            await tell(client, body, cancel_answer(outcome, run_id))

@@ -11,10 +11,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import parse
+from bot.listeners.answers import cancel_answer, credential_rows
 from bot.services import Services
 from bot.ui import blocks as ui
 from bot.ui import modals
-from runner.manager import CancelOutcome
 from store.records import FINISHED_STATUSES
 
 log = logging.getLogger(__name__)
@@ -32,14 +32,6 @@ NOT_HERE = (
     "one works too), invite me with `/invite @AutoGen` there (or add the app from the "
     "channel's settings), then run `/autogen` in that channel."
 )
-CANCEL_ANSWERS = {
-    CancelOutcome.CANCELLED: "Stopping run `{id}`.",
-    CancelOutcome.NOT_FOUND: "I found no run `{id}`.",
-    CancelOutcome.NOT_AUTHORISED: (
-        "Only the person who started run `{id}` or an approver can stop it."
-    ),
-    CancelOutcome.ALREADY_FINISHED: "Run `{id}` has already finished.",
-}
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -147,21 +139,4 @@ async def _stop(services: Services, team_id: str, user_id: str, run_id: str) -> 
             return "You have no active run to stop."
         run_id = active[0].id
     outcome = await services.runs.cancel(run_id, user_id=user_id)
-    return CANCEL_ANSWERS[outcome].format(id=ui.escape(run_id[:40]))
-
-
-async def credential_rows(services: Services, team_id: str, user_id: str) -> list[dict[str, Any]]:
-    stored = await services.store.credentials.list_for_user(workspace_id=team_id, user_id=user_id)
-    rows = [
-        (
-            info.provider,
-            f"added {info.created_at:%Y-%m-%d}"
-            + (
-                f", last used {info.last_used_at:%Y-%m-%d %H:%M} UTC"
-                if info.last_used_at
-                else ", never used"
-            ),
-        )
-        for info in stored
-    ]
-    return modals.credentials_list(rows)
+    return cancel_answer(outcome, run_id)

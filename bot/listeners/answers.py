@@ -1,0 +1,42 @@
+"""What listeners answer, shared by the command and the buttons that do the same thing
+(the Stop button and `/autogen stop`; the Delete button and `/autogen credentials`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.services import Services
+from bot.ui import modals
+from bot.ui.text import escape
+from runner.manager import CancelOutcome
+
+_CANCEL_ANSWERS = {
+    CancelOutcome.CANCELLED: "Stopping run `{id}`.",
+    CancelOutcome.NOT_FOUND: "I found no run `{id}`.",
+    CancelOutcome.NOT_AUTHORISED: (
+        "Only the person who started run `{id}` or an approver can stop it."
+    ),
+    CancelOutcome.ALREADY_FINISHED: "Run `{id}` has already finished.",
+}
+
+
+def cancel_answer(outcome: CancelOutcome, run_id: str) -> str:
+    """The reply to a stop request; the run id is the user's text, so it is escaped."""
+    return _CANCEL_ANSWERS[outcome].format(id=escape(run_id[:40]))
+
+
+async def credential_rows(services: Services, team_id: str, user_id: str) -> list[dict[str, Any]]:
+    stored = await services.store.credentials.list_for_user(workspace_id=team_id, user_id=user_id)
+    rows = [
+        (
+            info.provider,
+            f"added {info.created_at:%Y-%m-%d}"
+            + (
+                f", last used {info.last_used_at:%Y-%m-%d %H:%M} UTC"
+                if info.last_used_at
+                else ", never used"
+            ),
+        )
+        for info in stored
+    ]
+    return modals.credentials_list(rows)

@@ -274,16 +274,10 @@ class RunManager:
     async def submit_credential(
         self, request_id: str, *, user_id: str, secret: str
     ) -> FulfilResult:
-        """Store the key for the request's user and wake its run (on any replica)."""
-        request = await self.store.credentials.get_request(request_id)
-        resume = None
-        if request is not None:
-            resume = resume_note(request.provider)
-            run = await self.store.runs.get(request.run_id)
-            if run is not None and run.resume_input is not None:
-                resume = run.resume_input
+        """Store the key for the request's user and wake its run (on any replica). Called
+        before the modal's ack, so it is one transaction and no reads before it."""
         result = await self.store.credentials.fulfil(
-            request_id, user_id=user_id, secret=secret, resume_input=resume or ""
+            request_id, user_id=user_id, secret=secret, resume_input=resume_note
         )
         if result.outcome == FulfilOutcome.STORED:
             self._wake.set()

@@ -7,12 +7,13 @@ metadata. Each use is audited.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -347,12 +348,18 @@ class CredentialRepository(Repository):
         return FulfilResult(FulfilOutcome.ALREADY_RESOLVED, _request(row))
 
     async def fulfil(
-        self, request_id: str, *, user_id: str, secret: str, resume_input: str
+        self,
+        request_id: str,
+        *,
+        user_id: str,
+        secret: str,
+        resume_input: str | Callable[[str], str],
     ) -> FulfilResult:
         """Store the secret for the request's owner and wake its run, all in one transaction.
 
         The run goes back to `queued` (any replica may pick it up) once no other request of
-        it is pending. Nothing is written unless every check passes.
+        it is pending. It resumes with the input it was parked with, else `resume_input`
+        (or `resume_input(provider)`). Nothing is written unless every check passes.
         """
         async with self._sessions.begin() as session:
             row = await session.get(CredentialRequestRow, request_id)
@@ -409,7 +416,14 @@ class CredentialRepository(Repository):
                         RunRow.id == row.run_id,
                         RunRow.status == RunStatus.WAITING_CREDENTIAL,
                     )
-                    .values(status=RunStatus.QUEUED, resume_input=resume_input, updated_at=utcnow())
+                    .values(
+                        status=RunStatus.QUEUED,
+                        resume_input=func.coalesce(
+                            RunRow.resume_input,
+                            resume_input(row.provider) if callable(resume_input) else resume_input,
+                        ),
+                        updated_at=utcnow(),
+                    )
                 )
                 resumed = result.rowcount == 1
             fulfilled = _request(row)

@@ -19,4 +19,4 @@ ACTION_RESULT: Final = "action_result"  # action_id, offer_id, type, label, deci
 INFO: Final = "info"  # text
 ERROR: Final = "error"  # text, code
 FINISHED: Final = "finished"  # status, outcome, turns, prompt_tokens, completion_tokens,
-#                              duration_s, cancelled_by
+#                              duration_s, working_s, cancelled_by

@@ -61,6 +61,7 @@ def closing_events(
                 "prompt_tokens": totals.prompt_tokens,
                 "completion_tokens": totals.completion_tokens,
                 "duration_s": round((utcnow() - started).total_seconds(), 1),
+                "working_s": round(run.active_s, 1),  # without the waits for people
                 "cancelled_by": cancelled_by,
             },
         )

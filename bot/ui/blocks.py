@@ -191,12 +191,27 @@ def error(text: str) -> Message:
 SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{1,20}")
 
 
+def _duration(payload: dict[str, Any]) -> str:
+    """Wall-clock time, and the working part of it when a wait for a person was long."""
+    total = float(payload.get("duration_s") or 0)
+    working = float(payload.get("working_s") or 0)
+    if working and total - working >= 60:
+        return f"{working:g} s working, {_span(total)} in all"
+    return f"{total:g} s"
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min"
+
+
 def summary(payload: dict[str, Any]) -> Message:
     status = str(payload.get("status"))
     tokens = int(payload.get("prompt_tokens") or 0) + int(payload.get("completion_tokens") or 0)
     facts = (
         f"{STATUS_LABELS.get(status, status)} · {payload.get('turns', 0)} turns · "
-        f"{tokens} tokens · {payload.get('duration_s', 0)} s"
+        f"{tokens} tokens · {_duration(payload)}"
     )
     cancelled_by = str(payload.get("cancelled_by") or "")
     if status == "cancelled" and SLACK_USER_ID.fullmatch(cancelled_by):

@@ -140,3 +140,13 @@ def test_command_text_arrives_escaped_and_the_task_is_what_was_typed() -> None:
     )
     shown = json.dumps(blocks) + text
     assert "a &amp; b" in shown and "&amp;amp;" not in shown and "x < 3" not in shown
+
+
+def test_the_summary_separates_working_time_from_a_long_wait() -> None:
+    base = {"status": "completed", "outcome": "Done.", "turns": 3}
+    _, quick = ui.summary({**base, "duration_s": 12.5, "working_s": 12.1})
+    assert "12.5 s" in json.dumps(quick) and "working" not in json.dumps(quick)
+    _, waited = ui.summary({**base, "duration_s": 7300.0, "working_s": 41.0})
+    assert "41 s working, 2.0 h in all" in json.dumps(waited)
+    _, old = ui.summary({**base, "duration_s": 9.0})  # events written before working_s
+    assert "9 s" in json.dumps(old)

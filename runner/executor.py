@@ -10,7 +10,7 @@ still holding the run, so a cancel from anywhere wins at the next write.
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -49,9 +49,6 @@ from store.records import OfferedAction, Run, RunStatus
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# The key of the run this task drives (each run has its own task, so its own value).
-_run_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_key", default=None)
 
 
 @dataclass
@@ -93,18 +90,23 @@ class RunExecutor:
         self.draining = False
 
     async def execute(self, run: Run, token: CancellationToken) -> None:
+        # The run's key is registered with `redact` from the moment it is read until the
+        # run's last log line here, so even an unexpected error quoting it is logged without.
+        with contextlib.ExitStack() as secrets:
+            await self._execute_logging_errors(run, token, secrets)
+
+    async def _execute_logging_errors(
+        self, run: Run, token: CancellationToken, secrets: contextlib.ExitStack
+    ) -> None:
         try:
-            await self._execute(run, token)
+            await self._execute(run, token, secrets)
         except RunLost:
             log.info("run no longer held here", extra={"run_id": run.id})
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            known = [key] if (key := _run_key.get()) else []
             log.error(
-                "run failed: %s",
-                redact(f"{type(exc).__name__}: {exc}", known),
-                extra={"run_id": run.id},
+                "run failed: %s", redact(f"{type(exc).__name__}: {exc}"), extra={"run_id": run.id}
             )
             text = describe(ProviderFailure.OTHER, self._settings)
             try:
@@ -112,13 +114,14 @@ class RunExecutor:
             except RunLost:
                 pass
 
-    async def _execute(self, run: Run, token: CancellationToken) -> None:
-        turn = await self._prepare(run)
+    async def _execute(
+        self, run: Run, token: CancellationToken, secrets: contextlib.ExitStack
+    ) -> None:
+        turn = await self._prepare(run, secrets)
         if turn is None:
             return
         try:
-            with secret_in_use(turn.key):
-                await self._turns(turn, token)
+            await self._turns(turn, token)
         finally:
             await close_team(turn.team)
 
@@ -166,7 +169,7 @@ class RunExecutor:
             if await self._judge(turn, judged) or await self._after_turn(turn, ended=ended):
                 return
 
-    async def _prepare(self, run: Run) -> Turn | None:
+    async def _prepare(self, run: Run, secrets: contextlib.ExitStack) -> Turn | None:
         """The key and the team (from its saved state); None when the run had to park or end."""
         key = await resolve_llm_key(self._store, self._settings, run)
         if isinstance(key, MissingKey):
@@ -177,7 +180,7 @@ class RunExecutor:
                 resume_input=run.resume_input,
             )
             return None
-        _run_key.set(key.value)  # this run's task only: for redacting unexpected errors
+        secrets.enter_context(secret_in_use(key.value))
         requests = ToolRequests()
         try:
             config, termination = split_termination(read_team_config(self._settings))

@@ -24,6 +24,12 @@ async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) 
     for run in await store.runs.orphaned(now=now):
         if run.id in running_here:
             continue
+        # Still running, still that owner's, lease still lapsed: a renewal in between wins.
+        still_orphaned = {
+            "expected": [RunStatus.RUNNING],
+            "held_by": run.lease_owner,
+            "lapsed_before": now,
+        }
         if run.recoveries >= MAX_RECOVERIES:
             text = (
                 f"The run was interrupted {run.recoveries} times while running and "
@@ -31,9 +37,7 @@ async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) 
             )
             await store.runs.transition(
                 run.id,
-                expected=[RunStatus.RUNNING],
-                held_by=run.lease_owner,
-                lapsed_before=now,
+                **still_orphaned,
                 status=RunStatus.INTERRUPTED,
                 outcome=text,
                 events=closing_events(
@@ -44,9 +48,7 @@ async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) 
         where = "from its last saved turn" if run.team_state else "from the start"
         await store.runs.transition(
             run.id,
-            expected=[RunStatus.RUNNING],
-            held_by=run.lease_owner,
-            lapsed_before=now,
+            **still_orphaned,
             status=RunStatus.QUEUED,
             lease_owner=None,
             lease_expires_at=None,

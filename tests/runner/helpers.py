@@ -164,6 +164,19 @@ async def start_run(runs: RunManager, task: str = "t") -> str:
     return started.run.id
 
 
+async def choose(
+    store: Store,
+    runs: RunManager,
+    run_id: str,
+    action_type: str,
+    until: set[RunStatus] = FINISHED,
+) -> Run:
+    """The requester picks one of the offered actions; the run as it is once it reaches
+    one of `until` (by default: finished)."""
+    await runs.decide((await offered_actions(store, run_id))[action_type], user_id="UREQ")
+    return await wait_for_status(store, run_id, until)
+
+
 async def offered_actions(store: Store, run_id: str) -> dict[str, str]:
     """The actions of the run's last actions_offered event, as {type: id}."""
     offered = [e for e in await store.runs.events(run_id) if e.kind == ev.ACTIONS_OFFERED]

@@ -27,7 +27,7 @@ from tests.fakes.llm_server import FakeLLMServer
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
-    offered_actions,
+    choose,
     replay_team_file,
     runner_settings,
     running_manager,
@@ -213,8 +213,7 @@ async def test_an_agents_key_request_survives_a_failing_verdict(
             request[-1].payload["request_id"], user_id="UREQ", secret="ghp-test-token-123"
         )
         parked = await wait_for_status(store, run_id, {RunStatus.WAITING_APPROVAL})
-        await runs.decide((await offered_actions(store, parked.id))["continue"], user_id="UREQ")
-        finished = await wait_for_status(store, run_id, FINISHED)
+        finished = await choose(store, runs, parked.id, "continue")
         assert finished.status == RunStatus.COMPLETED
 
 

@@ -16,6 +16,7 @@ from store.records import RunStatus
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
+    choose,
     offered_actions,
     replay_team_file,
     runner_settings,
@@ -119,9 +120,9 @@ async def test_request_credential_action_asks_then_resumes(tmp_path: Path, secre
     async with running_manager(settings, verifier, key=KEY) as (store, runs):
         run_id = await start_run(runs)
         parked = await wait_for_status(store, run_id, {RunStatus.WAITING_APPROVAL})
-        actions = await offered_actions(store, parked.id)
-        await runs.decide(actions["request_credential"], user_id="UREQ")
-        waiting = await wait_for_status(store, parked.id, {RunStatus.WAITING_CREDENTIAL})
+        waiting = await choose(
+            store, runs, parked.id, "request_credential", {RunStatus.WAITING_CREDENTIAL}
+        )
         request = [
             e for e in await store.runs.events(waiting.id) if e.kind == ev.CREDENTIAL_REQUEST
         ]

@@ -15,10 +15,9 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 from runner import events as ev
 from store.records import RunStatus
 from tests.runner.helpers import (
-    FINISHED,
     REPLAY_MODEL_INFO,
     ScriptedVerifier,
-    offered_actions,
+    choose,
     runner_settings,
     running_manager,
     start_run,
@@ -48,8 +47,7 @@ async def _speakers_after_a_revise(tmp_path: Path, secret_key: str, team: Path) 
     async with running_manager(settings, verifier, key=KEY) as (store, runs):
         run_id = await start_run(runs, "Write a line")
         parked = await wait_for_status(store, run_id, {RunStatus.WAITING_APPROVAL})
-        await runs.decide((await offered_actions(store, parked.id))["revise"], user_id="UREQ")
-        run = await wait_for_status(store, run_id, FINISHED)
+        run = await choose(store, runs, parked.id, "revise")
         assert run.status == RunStatus.COMPLETED, run.outcome
         events = await store.runs.events(run_id)
         return [e.payload["source"] for e in events if e.kind == ev.AGENT_MESSAGE]

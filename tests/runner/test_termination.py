@@ -24,7 +24,7 @@ from store.records import Run, RunStatus
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
-    offered_actions,
+    choose,
     replay_team_file,
     runner_settings,
     running_manager,
@@ -84,9 +84,7 @@ async def test_the_count_carries_over_an_approval_pause(tmp_path: Path, secret_k
     )
     verifier = ScriptedVerifier([verdict(), verdict("fail", "Too short.", FIX)] + [verdict()] * 8)
     async with _run_to(tmp_path, secret_key, team, verifier, PARKED) as (store, runs, parked):
-        actions = await offered_actions(store, parked.id)
-        await runs.decide(actions["continue"], user_id="UREQ")
-        run = await wait_for_status(store, parked.id, FINISHED)
+        run = await choose(store, runs, parked.id, "continue")
         assert run.status == RunStatus.COMPLETED
         assert await _spoken(store, run.id, "source") == [
             "worker",
@@ -119,9 +117,7 @@ async def test_continue_on_the_final_message_accepts_the_teams_end(
     team = replay_team_file(tmp_path, ["Draft.", "Never said."], ["Fine. TERMINATE", "Again."])
     verifier = ScriptedVerifier([verdict(), verdict("fail", "Unsure.", FIX)] + [verdict()] * 4)
     async with _run_to(tmp_path, secret_key, team, verifier, PARKED) as (store, runs, parked):
-        actions = await offered_actions(store, parked.id)
-        await runs.decide(actions["continue"], user_id="UREQ")
-        run = await wait_for_status(store, parked.id, FINISHED)
+        run = await choose(store, runs, parked.id, "continue")
         assert run.status == RunStatus.COMPLETED
         assert await _spoken(store, run.id) == ["Draft.", "Fine. TERMINATE"]
 
@@ -132,9 +128,7 @@ async def test_revise_on_the_final_message_runs_the_team_again(
     team = replay_team_file(tmp_path, ["Draft."], ["Fine. TERMINATE"])
     verifier = ScriptedVerifier([verdict(), verdict("fail", "Unsure.", FIX)] + [verdict()] * 4)
     async with _run_to(tmp_path, secret_key, team, verifier, PARKED) as (store, runs, parked):
-        actions = await offered_actions(store, parked.id)
-        await runs.decide(actions["revise"], user_id="UREQ")
-        run = await wait_for_status(store, parked.id, FINISHED)
+        run = await choose(store, runs, parked.id, "revise")
         assert run.status == RunStatus.COMPLETED
         # The reviewer, whose message was judged, answers the feedback and ends again.
         assert await _spoken(store, run.id) == ["Draft.", "Fine. TERMINATE", "Fine. TERMINATE"]
@@ -182,9 +176,7 @@ async def test_a_saved_state_that_no_longer_fits_the_team_ends_the_run_clearly(
             [AssistantAgent("writer", model_client=ReplayChatCompletionClient(["x"]))]
         )
         team.write_text(json.dumps(other.dump_component().model_dump(mode="json")))
-        actions = await offered_actions(store, parked.id)
-        await runs.decide(actions["continue"], user_id="UREQ")
-        run = await wait_for_status(store, parked.id, FINISHED)
+        run = await choose(store, runs, parked.id, "continue")
         assert run.status == RunStatus.INTERRUPTED
         error = [e for e in await store.runs.events(run.id) if e.kind == ev.ERROR][-1]
         assert error.payload["code"] == "team_state"

@@ -1,39 +1,49 @@
-# Two commands matter: `make run` and `make test`. Each builds .venv from the lock files first.
+# Two commands matter: `make run` and `make test`. Each builds .venv from the lock files first:
+# `make run` only what the app needs at run time, `make test` the development tools on top.
 # The project runs from this folder (python -m bot), so it needs no install of its own.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+PIP    := $(PY) -m pip --quiet --disable-pip-version-check
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP     := $(VENV)/.dev-installed
 
-.PHONY: run test lint bench lock clean rotate-keys
+.PHONY: run test lint bench lock clean rotate-keys generate-key
 
-$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+$(RUNTIME_STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
-	touch $(STAMP)
+	$(PIP) install --upgrade "pip>=24"
+	$(PIP) install -r requirements.lock
+	$(PY) scripts/drop_stray_tests.py
+	touch $(RUNTIME_STAMP)
 
-run: $(STAMP)
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.lock
+	$(PIP) install -r requirements-dev.lock
+	touch $(DEV_STAMP)
+
+run: $(RUNTIME_STAMP)
 	$(PY) -m bot
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) -m tests.bench
 
-rotate-keys: $(STAMP)
+rotate-keys: $(RUNTIME_STAMP)
 	$(PY) -m store rotate-keys
 
-# Refresh the pins: resolve pyproject's ranges in a scratch venv and write the exact versions.
+generate-key: $(RUNTIME_STAMP)
+	@$(PY) -m store generate-key
+
+# Refresh the pins: resolve pyproject's ranges in a scratch venv and write the exact versions
+# of both lock files, keeping their header comments.
 lock:
-	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
-	.lockvenv/bin/pip install --quiet -e . && .lockvenv/bin/pip freeze --exclude-editable > requirements.lock
-	rm -rf .lockvenv
+	$(PYTHON) scripts/lock.py
 
 clean:
 	rm -rf $(VENV)

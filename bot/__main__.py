@@ -1,7 +1,8 @@
-"""`python -m bot` (what `make run` starts)."""
+"""`python -m bot` (what `make run` starts); `python -m bot --help` says how it is set up."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 
@@ -11,8 +12,25 @@ from runner.team import TeamConfigError
 from store.crypto import CredentialError
 from store.settings import ConfigError, load_settings
 
+DESCRIPTION = """\
+Start autogen-slack: the Slack app, the runner and the publisher, in one process.
 
-def main() -> int:
+Configuration comes from the environment and from .env in the current folder (the
+environment wins); every variable is documented in .env.example. With SLACK_APP_TOKEN set
+the app connects over Socket Mode; without it, it serves HTTP on PORT at /slack/events
+(SLACK_SIGNING_SECRET is then required). SIGTERM or Ctrl-C stops it gracefully: running
+turns finish, pending messages are posted.
+
+First time: cp .env.example .env, fill in the Slack tokens, then `make run`."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
     try:
         settings = load_settings()
         configure_logging(settings)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
 )
@@ -28,16 +30,32 @@ def web_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
     return client
 
 
+class _OwnClientNotice(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself and, given our client too,
+    warns at every start that the token is unused: it is the same token, in the client."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+_OWN_CLIENT_NOTICE = _OwnClientNotice()
+
+
 def create_app(services: Services, client: AsyncWebClient) -> AsyncApp:
     install_secret_filter()
     settings = services.settings
     if services.trigger_client is None:
         services = replace(services, trigger_client=web_client(settings, retries=False))
     signing_secret = settings.slack_signing_secret
-    app = AsyncApp(
-        client=client,
-        signing_secret=signing_secret.get_secret_value() if signing_secret else None,
-        request_verification_enabled=signing_secret is not None,
-    )
+    bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
+    bolt_logger.addFilter(_OWN_CLIENT_NOTICE)
+    try:
+        app = AsyncApp(
+            client=client,
+            signing_secret=signing_secret.get_secret_value() if signing_secret else None,
+            request_verification_enabled=signing_secret is not None,
+        )
+    finally:
+        bolt_logger.removeFilter(_OWN_CLIENT_NOTICE)
     register(app, services)
     return app

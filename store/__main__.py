@@ -1,4 +1,6 @@
-"""Store maintenance commands: `python -m store rotate-keys | generate-key | migrate`."""
+"""Store maintenance commands: `.venv/bin/python -m store generate-key | rotate-keys | migrate`.
+
+`make generate-key` and `make rotate-keys` run the same with the project's venv."""
 
 from __future__ import annotations
 
@@ -31,8 +33,29 @@ async def _migrate() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m store")
-    parser.add_argument("command", choices=["rotate-keys", "generate-key", "migrate"])
+    parser = argparse.ArgumentParser(
+        prog="python -m store",
+        description="Maintenance of autogen-slack's database and credential encryption. "
+        "Settings come from the environment and .env, as for the app.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "generate-key",
+        help="print a new Fernet key for SERVER_SECRET_KEY (nothing is stored)",
+        description="Print a new Fernet key. Put it first in SERVER_SECRET_KEY.",
+    )
+    commands.add_parser(
+        "rotate-keys",
+        help="re-encrypt every stored credential under the first SERVER_SECRET_KEY key",
+        description="Re-encrypt every stored credential under the newest key (the first in "
+        "SERVER_SECRET_KEY); afterwards the older keys may be removed.",
+    )
+    commands.add_parser(
+        "migrate",
+        help="bring the database schema to the newest revision (the app also does this "
+        "at start-up)",
+        description="Apply the Alembic migrations up to the newest revision.",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from store.crypto import generate_key
 from store.db import sqlite_path
-from store.settings import ConfigError, Settings
+from store.settings import GENERATE_KEY, ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def resolve_secret_keys(settings: Settings) -> list[str]:
     if settings.app_env == "production":
         raise ConfigError(
             "SERVER_SECRET_KEY is missing: APP_ENV=production refuses to start without it; "
-            "make one with: python -m store generate-key."
+            f"make one with: {GENERATE_KEY}."
         )
     path = dev_key_file(settings)
     if path.exists():

@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/autogen-slack.db"
 DEFAULT_LLM_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_LLM_MODEL = "openai/gpt-4o-mini"
+ENV_FILE = ".env"
+# The values .env.example ships with: a copied file that was never filled in.
+PLACEHOLDERS = frozenset({"xoxb-your-bot-token", "xapp-your-app-token"})
+GENERATE_KEY = "make generate-key"
 
 # What to tell a person about each variable when it is missing or malformed.
 _HINTS: dict[str, str] = {
@@ -26,7 +31,7 @@ _HINTS: dict[str, str] = {
     "SLACK_SIGNING_SECRET": "set it to the Signing Secret from your app's Basic Information "
     "page (required in HTTP mode)",
     "SERVER_SECRET_KEY": "set it to one or more Fernet keys, comma separated, newest first; "
-    "make one with: python -m store generate-key",
+    f"make one with: {GENERATE_KEY}",
     "DATABASE_URL": "use an async SQLAlchemy URL such as sqlite+aiosqlite:///data/app.db "
     "or postgresql+asyncpg://user@host/db",
     "APPROVERS": "list Slack user ids separated by commas, e.g. U012ABC,U034DEF",
@@ -45,6 +50,11 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message is one line meant for the operator."""
 
 
+def _not_a_placeholder(value: SecretStr | None) -> None:
+    if value is not None and value.get_secret_value() in PLACEHOLDERS:
+        raise PydanticCustomError("placeholder", "is still the example value from .env.example")
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -55,7 +65,7 @@ class Settings(BaseSettings):
     """Every knob of the app. Field names map to upper-case environment variables."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", frozen=True
     )
 
     app_env: Literal["development", "production"] = "development"
@@ -121,6 +131,7 @@ class Settings(BaseSettings):
     @field_validator("slack_bot_token")
     @classmethod
     def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        _not_a_placeholder(value)
         if value is not None and not value.get_secret_value().startswith("xoxb-"):
             raise ValueError("must start with xoxb-")
         return value
@@ -130,6 +141,7 @@ class Settings(BaseSettings):
     def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             return None
+        _not_a_placeholder(value)
         if value is not None and not value.get_secret_value().startswith("xapp-"):
             raise ValueError("must start with xapp-")
         return value
@@ -137,7 +149,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_key(self) -> Settings:
         if self.app_env == "production" and self.server_secret_key is None:
-            raise ValueError("SERVER_SECRET_KEY: is required when APP_ENV=production")
+            raise PydanticCustomError(
+                "missing_in_production", "is missing (APP_ENV=production requires it)"
+            )
         return self
 
     @property
@@ -159,6 +173,11 @@ class Settings(BaseSettings):
     def require_slack(self) -> None:
         """Check what the Slack side needs; the runner and store work without it."""
         if self.slack_bot_token is None:
+            if not Path(ENV_FILE).exists():
+                raise ConfigError(
+                    "SLACK_BOT_TOKEN is missing and there is no .env file here: run "
+                    "`cp .env.example .env`, then fill in the Slack tokens (see the README)."
+                )
             raise ConfigError(_line("SLACK_BOT_TOKEN", "is missing"))
         if not self.socket_mode and self.slack_signing_secret is None:
             raise ConfigError(_line("SLACK_SIGNING_SECRET", "is missing (HTTP mode)"))
@@ -177,8 +196,10 @@ def load_settings(**overrides: Any) -> Settings:
         first = exc.errors()[0]
         location = [str(part) for part in first.get("loc", ()) if not isinstance(part, int)]
         message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
-        if location:
-            variable = location[0].upper()
-        else:
-            variable, _, message = message.partition(": ")
+        kind = first.get("type")
+        if kind == "missing_in_production":
+            raise ConfigError(_line("SERVER_SECRET_KEY", message)) from None
+        variable = location[0].upper() if location else "a setting"
+        if kind == "placeholder":
+            raise ConfigError(_line(variable, message)) from None
         raise ConfigError(_line(variable, f"is invalid ({message})")) from None

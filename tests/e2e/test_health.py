@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.e2e.stack import running_stack
 
@@ -17,3 +19,19 @@ async def test_healthz_reports_ok_with_the_run_counts(tmp_path: Path, secret_key
             assert response.status == 200
             body = await response.json()
         assert body["ok"] is True and body["queued_runs"] >= 0 and body["active_runs"] >= 0
+
+
+async def test_start_up_logs_no_notice_about_the_apps_own_client(
+    tmp_path: Path,
+    secret_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Docker's --env-file puts SLACK_BOT_TOKEN in the environment, where Bolt reads it
+    too; it must not warn at every start that the token (already in our client) is unused."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-from-the-environment")
+    caplog.set_level(logging.INFO)
+    async with running_stack(tmp_path, secret_key, valid_keys=set()):
+        pass
+    assert "will be unused" not in caplog.text
+    assert any(r.name == "bot.server" and "HTTP mode" in r.getMessage() for r in caplog.records)

@@ -266,14 +266,14 @@ async def test_key_in_a_socket_envelope_never_reaches_a_log_record(
 async def test_a_refused_app_token_stops_start_up_with_one_line(
     tmp_path: Path, secret_key: str
 ) -> None:
-    """A wrong SLACK_APP_TOKEN (or the placeholder from .env.example) is named at start-up
-    instead of a Socket Mode client retrying forever."""
+    """A wrong SLACK_APP_TOKEN is named at start-up instead of a Socket Mode client retrying
+    forever (the placeholder from .env.example is refused before that, by the settings)."""
     async with (
         SlackApiEmulator(member_channels={"C1"}, app_token=APP_TOKEN) as slack,
         FakeLLMServer(valid_keys={KEY}) as llm,
     ):
         settings = app_settings(
-            slack, llm, tmp_path, secret_key, slack_app_token="xapp-your-app-token"
+            slack, llm, tmp_path, secret_key, slack_app_token="xapp-1-A0WRONG-another-app"
         )
         with pytest.raises(ConfigError, match="SLACK_APP_TOKEN was refused by Slack"):
             await serve(settings, host="127.0.0.1")

@@ -61,6 +61,16 @@ def test_rotate_keys_command_then_drop_the_old_key(tmp_path: Path) -> None:
     assert asyncio.run(read()) == "sk-cli-secret"
 
 
+def test_help_says_what_each_command_does(tmp_path: Path) -> None:
+    result = _cli(tmp_path, "--help")
+    assert result.returncode == 0, result.stderr
+    listed = " ".join(result.stdout.split())
+    assert "generate-key print a new Fernet key" in listed, result.stdout
+    assert "rotate-keys re-encrypt every stored credential" in listed
+    assert "migrate bring the database schema to the newest revision" in listed
+    assert not (tmp_path / "data").exists()  # help touches no database
+
+
 def test_bad_key_is_one_clear_line(tmp_path: Path) -> None:
     result = _cli(
         tmp_path,

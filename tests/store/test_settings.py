@@ -40,7 +40,12 @@ def _error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
         ({"APPROVERS": "alice,bob"}, "APPROVERS is invalid"),
         ({"AUTO_APPLY": "revise,explode"}, "AUTO_APPLY is invalid"),
         ({"LLM_MODEL_INFO": "{not json"}, "LLM_MODEL_INFO is invalid"),
-        ({"APP_ENV": "production"}, "SERVER_SECRET_KEY is invalid"),
+        ({"APP_ENV": "production"}, "SERVER_SECRET_KEY is missing"),
+        ({"SLACK_BOT_TOKEN": "xoxb-your-bot-token"}, "SLACK_BOT_TOKEN is still the example"),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-your-app-token"},
+            "SLACK_APP_TOKEN is still the example",
+        ),
     ],
 )
 def test_one_clear_line_per_problem(
@@ -49,6 +54,26 @@ def test_one_clear_line_per_problem(
     message = _error(monkeypatch, **env)
     assert message.startswith(named), message
     assert ": " in message  # says what to do
+
+
+def test_no_env_file_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first `make run` in a fresh clone: the answer is the command that fixes it."""
+    message = _error(monkeypatch)
+    assert "cp .env.example .env" in message
+    (tmp_path / ".env").write_text("LOG_LEVEL=INFO\n")
+    message = _error(monkeypatch)
+    assert message.startswith("SLACK_BOT_TOKEN is missing") and ".env.example" not in message
+
+
+def test_the_copied_example_file_is_recognised(tmp_path: Path) -> None:
+    """`cp .env.example .env` and start: the placeholder token is never sent to Slack."""
+    from tests.conftest import PROJECT_ROOT
+
+    (tmp_path / ".env").write_text((PROJECT_ROOT / ".env.example").read_text())
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("SLACK_BOT_TOKEN is still the example value")
+    assert "your-bot-token" not in str(caught.value)
 
 
 def test_secret_values_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.listeners import register
 from bot.logs import install_secret_filter
-from bot.services import Services
+from bot.services import CONTEXT_KEY, Services
 from store.settings import Settings
 
 
@@ -43,10 +43,7 @@ _OWN_CLIENT_NOTICE = _OwnClientNotice()
 
 def create_app(services: Services, client: AsyncWebClient) -> AsyncApp:
     install_secret_filter()
-    settings = services.settings
-    if services.trigger_client is None:
-        services = replace(services, trigger_client=web_client(settings, retries=False))
-    signing_secret = settings.slack_signing_secret
+    signing_secret = services.settings.slack_signing_secret
     bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
     bolt_logger.addFilter(_OWN_CLIENT_NOTICE)
     try:
@@ -57,5 +54,13 @@ def create_app(services: Services, client: AsyncWebClient) -> AsyncApp:
         )
     finally:
         bolt_logger.removeFilter(_OWN_CLIENT_NOTICE)
-    register(app, services)
+
+    async def provide_services(
+        context: AsyncBoltContext, next_: Callable[[], Awaitable[None]]
+    ) -> None:
+        context[CONTEXT_KEY] = services
+        await next_()
+
+    app.middleware(provide_services)
+    register(app)
     return app

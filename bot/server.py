@@ -38,7 +38,7 @@ async def check_token(settings: Settings) -> dict:
             f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error', 'error')}): "
             "copy the Bot User OAuth Token (xoxb-...) again from OAuth & Permissions."
         ) from None
-    except Exception as exc:  # noqa: BLE001 - any network failure is one clear line
+    except Exception as exc:  # any network failure is one clear line
         raise ConfigError(
             f"SLACK_BOT_TOKEN could not be checked: Slack's API was unreachable "
             f"({type(exc).__name__}); check SLACK_API_URL and the network."
@@ -74,7 +74,7 @@ async def serve(
     identity = await check_token(settings)
     store = await Store.open(settings)
     runs = RunManager(store, settings)
-    services = Services(settings, store, runs)
+    services = Services(settings, runs, trigger_client=web_client(settings, retries=False))
     app = create_app(services, web_client(settings))
     publisher = Publisher(
         store,
@@ -127,7 +127,7 @@ async def serve(
                     queued = await asyncio.wait_for(
                         store.runs.count_by_status(RunStatus.QUEUED), timeout=2
                     )
-                except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+                except Exception as exc:  # any failure means "not healthy"
                     log.warning("health check: database unavailable (%s)", type(exc).__name__)
                     return web.json_response({"ok": False, "database": "unavailable"}, status=503)
                 return web.json_response(

@@ -1,34 +1,32 @@
 """What an approved action does to its run: revise, continue, stop, request_credential.
 
-Deciding (who may, only once) is the store's job; this module applies the decision."""
+Deciding (who may, only once) is the store's job; this module applies the decision: the
+run's change, the `action_result` event, any key request it opens and the action marked
+applied commit in one unit of work, guarded on the run still waiting for approval, so an
+action on a run that moved on (cancelled, say) changes nothing and applying twice is safe.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
 
-from runner import events as ev
 from runner.outcome import closing_events
+from runner.resume import revise_input
 from runner.routing import with_next_speaker
-from runner.tools import resume_note
 from store import Store
+from store import events as ev
 from store.actions import DecisionOutcome
+from store.changes import Guard, RunChange
+from store.events import NewEvent
+from store.key_requests import KeyWanted
 from store.models import utcnow
-from store.records import OfferedAction, RunStatus
+from store.records import OfferedAction, Run, RunStatus
 from store.settings import Settings
 
-
-def revise_input(feedback: str, agent: str) -> str:
-    """The message the team resumes with after an approved "revise"."""
-    if not agent:
-        return (
-            f"Feedback from the verifier, approved by a person: {feedback}\n"
-            "Please revise your last answer accordingly."
-        )
-    return (
-        f"Feedback from the verifier on {agent}'s last message, approved by a person: "
-        f"{feedback}\n{agent}, please revise your answer accordingly."
-    )
+AUTO = "auto"  # who decided an AUTO_APPLY action
+STOPPED_ON_ADVICE = "Stopped on the verifier's advice."
+WAITING_APPROVAL = Guard.status_in([RunStatus.WAITING_APPROVAL])
 
 
 class ActionApplier:
@@ -36,27 +34,45 @@ class ActionApplier:
         self._store = store
         self._settings = settings
         self._wake = wake
+        self._applying: set[str] = set()
+
+    def applying(self, action_id: str) -> bool:
+        """Whether this process is applying the action right now: such an action is not
+        "approved but unapplied", and recovery must leave it alone."""
+        return action_id in self._applying
 
     async def auto_apply(self, action: OfferedAction) -> None:
         """Apply an AUTO_APPLY action: decided by "auto" through the same single-use gate."""
-        decided = await self._store.actions.decide(
-            action.id, user_id="auto", approvers=frozenset({"auto"})
-        )
-        if decided.outcome == DecisionOutcome.APPROVED and decided.action is not None:
-            await self.apply(decided.action, decided_by="auto", auto=True)
+        self._applying.add(action.id)
+        try:
+            decided = await self._store.actions.decide(
+                action.id, user_id=AUTO, approvers=frozenset({AUTO})
+            )
+            if decided.outcome == DecisionOutcome.APPROVED and decided.action is not None:
+                await self._apply(decided.action, decided_by=AUTO)
+        finally:
+            self._applying.discard(action.id)
 
-    async def apply(self, action: OfferedAction, *, decided_by: str, auto: bool) -> None:
-        """Carry out an approved action; each status change is guarded, so an action on a
-        run that moved on (cancelled, say) changes nothing."""
+    async def apply(self, action: OfferedAction, *, decided_by: str) -> None:
+        """Carry out an approved action (a person's click, or recovery of one whose process
+        died before applying it)."""
+        self._applying.add(action.id)
+        try:
+            await self._apply(action, decided_by=decided_by)
+        finally:
+            self._applying.discard(action.id)
+
+    async def _apply(self, action: OfferedAction, *, decided_by: str) -> None:
         run = await self._store.runs.get(action.run_id)
         if run is None:
             return
         if await self._store.actions.has_newer_offer(run.id, action.offer_id):
             # Decided long ago and never applied (the process died in between); the run has
             # asked again since, and the newer buttons are what counts now.
-            await self._store.actions.mark_applied(action.id)
+            async with self._store.work() as work:
+                await self._store.actions.mark_applied_in(work, action.id)
             return
-        result_event = (
+        result = NewEvent(
             ev.ACTION_RESULT,
             {
                 "action_id": action.id,
@@ -64,54 +80,42 @@ class ActionApplier:
                 "type": action.type,
                 "label": action.label,
                 "decided_by": decided_by,
-                "auto": auto,
+                "auto": decided_by == AUTO,
             },
         )
-        waiting = [RunStatus.WAITING_APPROVAL]
+        change, events = self._effect(run, action)
+        async with self._store.work() as work:
+            written = await work.write(run.id, change, WAITING_APPROVAL, [result, *events])
+            if written is not None and action.type == "request_credential":
+                await self._store.requests.open_in(
+                    work,
+                    run,
+                    self._wanted(action),
+                    expires_at=utcnow() + timedelta(seconds=self._settings.credential_timeout_s),
+                )
+            await self._store.actions.mark_applied_in(work, action.id)
+        self._wake()
+
+    def _effect(self, run: Run, action: OfferedAction) -> tuple[RunChange, list[NewEvent]]:
+        """The run's change (and any closing events) for each type of action."""
         if action.type == "revise":
             feedback = str(action.params.get("feedback") or "").strip()
             agent = str(action.params.get("agent") or "").strip()
-            await self._store.runs.transition(
-                run.id,
-                expected=waiting,
+            change = RunChange(
                 status=RunStatus.QUEUED,
-                events=[result_event],
                 team_state=with_next_speaker(run.team_state, agent),
                 resume_input=revise_input(feedback, agent),
             )
-        elif action.type == "continue":
-            await self._store.runs.transition(
-                run.id,
-                expected=waiting,
-                status=RunStatus.QUEUED,
-                events=[result_event],
-                resume_input=None,
-            )
-        elif action.type == "stop":
-            outcome = "Stopped on the verifier's advice."
-            await self._store.runs.transition(
-                run.id,
-                expected=waiting,
-                status=RunStatus.COMPLETED,
-                outcome=outcome,
-                events=[result_event, *closing_events(run, RunStatus.COMPLETED, outcome)],
-            )
-        elif action.type == "request_credential":
-            provider = str(action.params.get("provider") or self._settings.llm_provider)
-            provider = provider.strip().lower()[:64] or self._settings.llm_provider
-            await self._store.credentials.request_and_wait(
-                events_before=[result_event],
-                run_id=run.id,
-                held_by=None,
-                expected=waiting,
-                workspace_id=run.workspace_id,
-                user_id=run.requester_id,
-                provider=provider,
-                reason=str(action.params.get("reason") or "The verifier suggested it."),
-                expires_at=utcnow() + timedelta(seconds=self._settings.credential_timeout_s),
-                event_payload={"rejected": False},
-                status=RunStatus.WAITING_CREDENTIAL,
-                resume_input=resume_note(provider),
-            )
-        await self._store.actions.mark_applied(action.id)
-        self._wake()
+            return change, []
+        if action.type == "stop":
+            change = RunChange(status=RunStatus.COMPLETED, outcome=STOPPED_ON_ADVICE)
+            return change, closing_events(run, RunStatus.COMPLETED, STOPPED_ON_ADVICE)
+        if action.type == "request_credential":
+            return RunChange(status=RunStatus.WAITING_CREDENTIAL), []
+        return RunChange(status=RunStatus.QUEUED), []  # continue
+
+    def _wanted(self, action: OfferedAction) -> KeyWanted:
+        provider = str(action.params.get("provider") or self._settings.llm_provider)
+        provider = provider.strip().lower()[:64] or self._settings.llm_provider
+        reason = str(action.params.get("reason") or "The verifier suggested it.")
+        return KeyWanted(provider, reason)

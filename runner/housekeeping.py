@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from runner import events as ev
 from runner.outcome import closing_events
 from store import Store
+from store import events as ev
+from store.changes import Guard, RunChange
+from store.events import NewEvent
 from store.models import utcnow
-from store.records import FINISHED_STATUSES, WAITING_STATUSES, RequestStatus, RunStatus
+from store.records import WAITING_STATUSES, RunStatus
 
 MAX_RECOVERIES = 3
 
@@ -18,61 +20,50 @@ MAX_RECOVERIES = 3
 async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) -> None:
     """Runs marked running whose lease lapsed (their process died) go back to the queue and
     resume from their last saved turn; after MAX_RECOVERIES they are marked interrupted,
-    so a run that kills its process cannot loop forever. Each change re-checks that the
-    same owner's lease is still lapsed, so a renewal in between wins."""
+    so a run that kills its process cannot loop forever."""
     now = utcnow()
     for run in await store.runs.orphaned(now=now):
         if run.id in running_here:
             continue
         # Still running, still that owner's, lease still lapsed: a renewal in between wins.
-        still_orphaned = {
-            "expected": [RunStatus.RUNNING],
-            "held_by": run.lease_owner,
-            "lapsed_before": now,
-        }
+        still_orphaned = Guard(
+            statuses=frozenset({RunStatus.RUNNING}), held_by=run.lease_owner, lapsed_before=now
+        )
         if run.recoveries >= MAX_RECOVERIES:
             text = (
                 f"The run was interrupted {run.recoveries} times while running and "
                 "was not resumed again."
             )
-            await store.runs.transition(
+            await store.runs.change(
                 run.id,
-                **still_orphaned,
-                status=RunStatus.INTERRUPTED,
-                outcome=text,
-                events=closing_events(
-                    run, RunStatus.INTERRUPTED, text, error=("interrupted", text)
-                ),
+                RunChange(status=RunStatus.INTERRUPTED, outcome=text),
+                still_orphaned,
+                closing_events(run, RunStatus.INTERRUPTED, text, error=("interrupted", text)),
             )
             continue
         where = "from its last saved turn" if run.team_state else "from the start"
-        await store.runs.transition(
+        await store.runs.change(
             run.id,
-            **still_orphaned,
-            status=RunStatus.QUEUED,
-            lease_owner=None,
-            lease_expires_at=None,
-            recoveries=run.recoveries + 1,
-            events=[(ev.INFO, {"text": f"The app restarted during this run; resuming {where}."})],
+            RunChange(status=RunStatus.QUEUED, recoveries=run.recoveries + 1),
+            still_orphaned,
+            [NewEvent(ev.INFO, {"text": f"The app restarted during this run; resuming {where}."})],
         )
 
 
 async def expire_credential_requests(store: Store, *, timeout_s: int) -> None:
     """A key that never came ends its run with a clear event instead of a silent wait."""
-    for request in await store.credentials.pending_requests(expired_before=utcnow()):
+    for request in await store.requests.expired(now=utcnow()):
         run = await store.runs.get(request.run_id)
-        if run is None or run.status in FINISHED_STATUSES:
-            await store.credentials.resolve_request(request.id, RequestStatus.EXPIRED)
-            continue
+        if run is None:
+            continue  # deleted with its run meanwhile
         text = (
             f"No {request.provider} key arrived within {timeout_s} s "
             "(CREDENTIAL_TIMEOUT_S); the run ended."
         )
-        await store.credentials.resolve_request(
+        await store.requests.expire(
             request.id,
-            RequestStatus.EXPIRED,
             run_id=run.id,
-            run_expected=list(WAITING_STATUSES),
-            run_changes={"status": RunStatus.FAILED, "outcome": text},
+            guard=Guard.status_in(WAITING_STATUSES),
+            change=RunChange(status=RunStatus.FAILED, outcome=text),
             events=closing_events(run, RunStatus.FAILED, text, error=("credential_timeout", text)),
         )

@@ -10,7 +10,8 @@ import openai
 from autogen_core.models import ChatCompletionClient
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 
-from runner.team import GENERIC_MODEL_INFO, _known_model
+from runner.model_info import model_info_for
+from runner.verifier import ClientFactory
 from store import Store
 from store.credentials import WORKSPACE_USER
 from store.crypto import CredentialError, Owner
@@ -20,14 +21,12 @@ from store.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def openai_verifier_factory(settings: Settings):  # noqa: ANN201 - returns a ClientFactory
+def openai_verifier_factory(settings: Settings) -> ClientFactory:
     """The production verifier client: VERIFIER_MODEL on LLM_BASE_URL with the run's key."""
 
     def build(api_key: str) -> ChatCompletionClient:
         model = settings.verifier_model_name
-        model_info = settings.llm_model_info
-        if model_info is None and not _known_model(model):
-            model_info = GENERIC_MODEL_INFO
+        model_info = model_info_for(model, settings)
         return OpenAIChatCompletionClient(
             model=model,
             api_key=api_key,
@@ -40,16 +39,13 @@ def openai_verifier_factory(settings: Settings):  # noqa: ANN201 - returns a Cli
 
 
 @dataclass(frozen=True)
-class ResolvedKey:
-    value: str
-    source: str  # "user", "workspace" or "environment"
+class KeyLookup:
+    """The LLM key a run uses and where it came from ("user", "workspace", "environment");
+    without one (`value` None), why, in words for the person who is asked for one."""
 
-
-@dataclass(frozen=True)
-class MissingKey:
-    """No usable key: why, in words for the person who is asked for one."""
-
-    reason: str
+    value: str | None
+    source: str = ""
+    missing_reason: str = ""
 
 
 MISSING_REASON = "The agents need an LLM API key to start."
@@ -58,7 +54,7 @@ UNREADABLE_REASON = (
 )
 
 
-async def resolve_llm_key(store: Store, settings: Settings, run: Run) -> ResolvedKey | MissingKey:
+async def resolve_llm_key(store: Store, settings: Settings, run: Run) -> KeyLookup:
     """The requester's own key, then a stored workspace key, then OPENROUTER_API_KEY.
 
     A stored key that no longer decrypts (SERVER_SECRET_KEY replaced without rotation) is
@@ -76,10 +72,10 @@ async def resolve_llm_key(store: Store, settings: Settings, run: Run) -> Resolve
             unreadable = unreadable or source == "user"
             continue
         if value:
-            return ResolvedKey(value, source)
+            return KeyLookup(value, source)
     if settings.openrouter_api_key is not None:
-        return ResolvedKey(settings.openrouter_api_key.get_secret_value(), "environment")
-    return MissingKey(UNREADABLE_REASON if unreadable else MISSING_REASON)
+        return KeyLookup(settings.openrouter_api_key.get_secret_value(), "environment")
+    return KeyLookup(None, missing_reason=UNREADABLE_REASON if unreadable else MISSING_REASON)
 
 
 class ProviderFailure(StrEnum):

@@ -13,35 +13,29 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
 
 from autogen_core import CancellationToken
 
-from runner import events as ev
-from runner.decisions import ActionApplier
+from runner.decisions import AUTO, ActionApplier
 from runner.executor import RunExecutor
 from runner.housekeeping import expire_credential_requests, requeue_orphaned_runs
+from runner.keys import KeyDesk
 from runner.llm import openai_verifier_factory
 from runner.outcome import closing_events
-from runner.tools import resume_note
 from runner.verifier import ClientFactory, Verifier
 from runner.writes import RunLost
 from store import Store
+from store import events as ev
 from store.actions import Decision, DecisionOutcome, may_decide
-from store.credentials import FulfilOutcome, FulfilResult
+from store.changes import Guard, RunChange
+from store.events import NewEvent
 from store.models import utcnow
-from store.records import (
-    FINISHED_STATUSES,
-    FRONT_END_HOLD,
-    Run,
-    RunEvent,
-    RunStatus,
-)
+from store.records import FINISHED_STATUSES, Run, RunStatus
 from store.settings import Settings
+from store.work import RUN_READY
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +75,10 @@ class RunManager:
         self._executor = RunExecutor(
             store, settings, verifier, self.instance_id, auto_apply=self._actions.auto_apply
         )
+        self.keys = KeyDesk(store, self._wake_scheduler)
         self._poll_interval_s = poll_interval_s
         self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}
         self._wake = asyncio.Event()
-        self._event_signal = asyncio.Condition()
         self._scheduler: asyncio.Task[None] | None = None
         self._stopping = False
         store.subscribe(self._on_store_change)
@@ -122,14 +116,8 @@ class RunManager:
         self._wake.set()
 
     def _on_store_change(self, topic: str, _run_id: str) -> None:
-        if topic == "run_ready":
+        if topic == RUN_READY:
             self._wake.set()
-        elif topic == "event":
-            asyncio.get_running_loop().create_task(self._signal_events())
-
-    async def _signal_events(self) -> None:
-        async with self._event_signal:
-            self._event_signal.notify_all()
 
     async def start_run(
         self,
@@ -148,15 +136,15 @@ class RunManager:
         running = await self.store.runs.count_by_status(RunStatus.RUNNING)
         ahead = await self.store.runs.count_by_status(RunStatus.QUEUED)
         busy = running >= self.settings.max_concurrent_runs
-        events: list[tuple[str, dict[str, object]]] = [
-            (
+        events = [
+            NewEvent(
                 ev.RUN_STARTED,
                 {"task": task, "requester_id": requester_id, "queued_ahead": ahead if busy else 0},
             )
         ]
         if busy:
             events.append(
-                (
+                NewEvent(
                     ev.INFO,
                     {
                         "text": (
@@ -174,7 +162,7 @@ class RunManager:
             task=task,
             idempotency_key=idempotency_key,
             events=events,
-            hold=(FRONT_END_HOLD, utcnow() + timedelta(seconds=hold_s)) if hold_s else None,
+            hold_until=utcnow() + timedelta(seconds=hold_s) if hold_s else None,
         )
         if not created:
             return StartResult(run, False, 0)
@@ -189,10 +177,10 @@ class RunManager:
         return StartResult(run, True, ahead if busy else 0)
 
     async def release_hold(self, run_id: str, *, thread_ts: str | None) -> bool:
-        return await self.store.runs.release_hold(run_id, owner=FRONT_END_HOLD, thread_ts=thread_ts)
+        return await self.store.runs.release_hold(run_id, thread_ts=thread_ts)
 
     async def discard(self, run_id: str) -> bool:
-        return await self.store.runs.discard(run_id, owner=FRONT_END_HOLD)
+        return await self.store.runs.discard(run_id)
 
     async def cancel(self, run_id: str, *, user_id: str) -> CancelOutcome:
         run = await self.store.runs.get(run_id)
@@ -205,22 +193,21 @@ class RunManager:
         if run.status in FINISHED_STATUSES:
             return CancelOutcome.ALREADY_FINISHED
         outcome = f"Cancelled by <@{user_id}>."
-        ended = await self._end_run(
-            run,
-            RunStatus.CANCELLED,
-            outcome,
-            events=closing_events(run, RunStatus.CANCELLED, outcome, cancelled_by=user_id),
-            cancelled_by=user_id,
-        )
-        if not ended:
+        change = RunChange(status=RunStatus.CANCELLED, outcome=outcome, cancelled_by=user_id)
+        events = closing_events(run, RunStatus.CANCELLED, outcome, cancelled_by=user_id)
+        async with self.store.work() as work:
+            ended = await work.write(run.id, change, Guard.unfinished(), events)
+            if ended is not None:
+                work.audit(
+                    workspace_id=run.workspace_id,
+                    actor_id=user_id,
+                    action="run_cancelled",
+                    subject=run_id,
+                    run_id=run_id,
+                )
+        if ended is None:
             return CancelOutcome.ALREADY_FINISHED
-        await self.store.audit.record(
-            workspace_id=run.workspace_id,
-            actor_id=user_id,
-            action="run_cancelled",
-            subject=run_id,
-            run_id=run_id,
-        )
+        self._abort_here(run_id)
         return CancelOutcome.CANCELLED
 
     async def abandon_unshowable(self, run_id: str, *, reason: str) -> bool:
@@ -230,85 +217,35 @@ class RunManager:
         if run is None or run.status.finished:
             return False
         outcome = f"Stopped: Slack would not show this run ({reason})."
-        return await self._end_run(
-            run,
-            RunStatus.FAILED,
-            outcome,
-            events=closing_events(run, RunStatus.FAILED, outcome, error=("unshowable", outcome)),
-        )
-
-    async def _end_run(
-        self,
-        run: Run,
-        status: RunStatus,
-        outcome: str,
-        *,
-        events: list[tuple[str, dict[str, Any]]],
-        **changes: Any,
-    ) -> bool:
-        """Finish a run from wherever it is (unless it already finished) and abort its turn
-        if this replica is driving it. False when it had finished meanwhile."""
-        done = await self.store.runs.transition(
+        ended = await self.store.runs.change(
             run.id,
-            expected=[s for s in RunStatus if s not in FINISHED_STATUSES],
-            status=status,
-            outcome=outcome,
-            events=events,
-            **changes,
+            RunChange(status=RunStatus.FAILED, outcome=outcome),
+            Guard.unfinished(),
+            closing_events(run, RunStatus.FAILED, outcome, error=("unshowable", outcome)),
         )
-        if done is False:
+        if ended is None:
             return False
-        local = self._tasks.get(run.id)
+        self._abort_here(run_id)
+        return True
+
+    def _abort_here(self, run_id: str) -> None:
+        """Abort the run's turn if this replica is driving it (it ended elsewhere in code)."""
+        local = self._tasks.get(run_id)
         if local is not None:
             local[1].cancel()
-        return True
 
     async def decide(self, action_id: str, *, user_id: str) -> Decision:
         decision = await self.store.actions.decide(
             action_id, user_id=user_id, approvers=frozenset(self.settings.approvers)
         )
         if decision.outcome == DecisionOutcome.APPROVED and decision.action is not None:
-            await self._actions.apply(decision.action, decided_by=user_id, auto=False)
+            await self._actions.apply(decision.action, decided_by=user_id)
         return decision
-
-    async def submit_credential(
-        self, request_id: str, *, user_id: str, secret: str
-    ) -> FulfilResult:
-        """Store the key for the request's user and wake its run (on any replica). Called
-        before the modal's ack, so it is one transaction and no reads before it."""
-        result = await self.store.credentials.fulfil(
-            request_id, user_id=user_id, secret=secret, resume_input=resume_note
-        )
-        if result.outcome == FulfilOutcome.STORED:
-            self._wake.set()
-        return result
 
     async def runs_for(self, *, workspace_id: str, user_id: str, limit: int = 10) -> list[Run]:
         return await self.store.runs.list_for_user(
             workspace_id=workspace_id, user_id=user_id, limit=limit
         )
-
-    async def follow(
-        self, run_id: str, *, after_seq: int = 0, idle_timeout_s: float | None = None
-    ) -> AsyncIterator[RunEvent]:
-        """Yield a run's events in order as they are persisted, until it finishes."""
-        while True:
-            batch = await self.store.runs.events(run_id, after_seq=after_seq)
-            for event in batch:
-                after_seq = event.seq
-                yield event
-                if event.kind == ev.FINISHED:
-                    return
-            if not batch:
-                async with self._event_signal:
-                    try:
-                        await asyncio.wait_for(
-                            self._event_signal.wait(),
-                            timeout=idle_timeout_s or self._poll_interval_s,
-                        )
-                    except TimeoutError:
-                        if idle_timeout_s is not None:
-                            return
 
     async def _schedule(self) -> None:
         last_housekeeping = 0.0
@@ -362,7 +299,7 @@ class RunManager:
                 held = await self.store.runs.renew_lease(
                     run_id, owner=self.instance_id, lease_s=lease_s
                 )
-            except Exception as exc:  # noqa: BLE001 - retried; the lease has slack for it
+            except Exception as exc:  # retried: the lease has slack for it
                 log.warning(
                     "lease renewal failed (%s)", type(exc).__name__, extra={"run_id": run_id}
                 )
@@ -382,8 +319,11 @@ class RunManager:
         """Runs whose replica died resume from saved state; approved-but-unapplied actions
         are applied. Called at start-up and periodically (a dead peer's lease lapses)."""
         await requeue_orphaned_runs(self.store, running_here=set(self._tasks))
-        for action in await self.store.actions.approved_unapplied():
-            await self._actions.apply(action, decided_by=action.decided_by or "auto", auto=False)
+        # A decision younger than a lease may still be being applied by its replica.
+        decided_before = utcnow() - timedelta(seconds=self.settings.run_lease_s)
+        for action in await self.store.actions.approved_unapplied(decided_before=decided_before):
+            if not self._actions.applying(action.id):
+                await self._actions.apply(action, decided_by=action.decided_by or AUTO)
 
 
 __all__ = ["CancelOutcome", "RunManager", "StartResult"]

@@ -1,39 +1,11 @@
-"""How a run's numbers are counted and how its end is written (error + finished events)."""
+"""How a run's end is written: an `error` event when there is one, then `finished`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from runner import events as ev
+from store import events as ev
+from store.events import NewEvent
 from store.models import utcnow
-from store.records import Run, RunStatus
-
-
-@dataclass
-class Totals:
-    turns: int
-    prompt_tokens: int
-    completion_tokens: int
-
-    @classmethod
-    def of(cls, run: Run) -> Totals:
-        return cls(run.turns, run.prompt_tokens, run.completion_tokens)
-
-    def add(self, prompt: int, completion: int) -> None:
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def columns(self) -> dict[str, int]:
-        return {
-            "turns": self.turns,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-        }
+from store.records import Run, RunStatus, Totals
 
 
 def closing_events(
@@ -44,15 +16,15 @@ def closing_events(
     totals: Totals | None = None,
     error: tuple[str, str] | None = None,
     cancelled_by: str | None = None,
-) -> list[tuple[str, dict[str, Any]]]:
+) -> list[NewEvent]:
     """An `error` event (code, text) when there is one, then the `finished` summary."""
-    totals = totals or Totals.of(run)
+    totals = totals or run.totals
     started = run.started_at or run.created_at
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[NewEvent] = []
     if error is not None:
-        events.append((ev.ERROR, {"code": error[0], "text": error[1]}))
+        events.append(NewEvent(ev.ERROR, {"code": error[0], "text": error[1]}))
     events.append(
-        (
+        NewEvent(
             ev.FINISHED,
             {
                 "status": str(status),

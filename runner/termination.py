@@ -26,7 +26,7 @@ from typing import Any
 from autogen_agentchat.base import TerminationCondition
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, MessageFactory
 
-from runner.team import TeamConfigError
+from runner.team_config import TeamConfigError
 
 log = logging.getLogger(__name__)
 

@@ -9,19 +9,15 @@ from autogen_core.tools import FunctionTool
 from store import Store
 from store.credentials import WORKSPACE_USER
 from store.crypto import Owner
+from store.key_requests import KeyWanted
 from store.records import Run
-
-
-def resume_note(provider: str) -> str:
-    """What the team is told when a credential it waited for has arrived."""
-    return f"The {provider} credential is now available. Continue the task."
 
 
 @dataclass
 class ToolRequests:
     """Credentials that agents asked for during the current turn."""
 
-    wanted: list[tuple[str, str]] = field(default_factory=list)
+    wanted: list[KeyWanted] = field(default_factory=list)
 
 
 def credential_tool(store: Store, run: Run, requests: ToolRequests) -> FunctionTool:
@@ -35,7 +31,7 @@ def credential_tool(store: Store, run: Run, requests: ToolRequests) -> FunctionT
         for user_id in (run.requester_id, WORKSPACE_USER):
             if await store.credentials.exists(Owner(run.workspace_id, user_id, name)):
                 return f"A {name} credential is available; tools that need it will read it."
-        requests.wanted.append((name, reason.strip()[:500] or "An agent needs it."))
+        requests.wanted.append(KeyWanted(name, reason.strip()[:500] or "An agent needs it."))
         return (
             f"No {name} credential is stored. The run pauses after this turn and asks the "
             "requester for it privately; you will be told when it is available."

@@ -137,7 +137,7 @@ class Verifier:
             )
         except TimeoutError:
             return _uncertain(f"The verifier did not answer within {self._timeout_s:g} s.")
-        except Exception as exc:  # noqa: BLE001 - any provider failure is a verdict, not a crash
+        except Exception as exc:  # any provider failure is a verdict, not a crash
             return _uncertain(
                 redact(f"The verifier could not be reached ({type(exc).__name__}).", [api_key])
             )

@@ -5,23 +5,25 @@ then matches nothing and raises `RunLost`, so the turn loop stops quietly at onc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
-from typing import Any
 
-from runner import events as ev
-from runner.outcome import Totals, closing_events
+from runner.outcome import closing_events
 from runner.verifier import VerifierResult
 from store import Store
 from store.actions import ActionSpec
+from store.changes import KEEP, NO_CHANGE, Guard, Keep, RunChange
+from store.events import INFO, NewEvent
+from store.key_requests import KeyWanted
 from store.models import utcnow
 from store.records import OfferedAction, Run, RunEvent, RunStatus
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RUNNING = [RunStatus.RUNNING]
 FALLBACK_LABELS = {"continue": "Continue anyway", "stop": "Stop the run"}
+RESTARTING = "The app is restarting; this run continues shortly."
 
 
 class RunLost(Exception):
@@ -49,21 +51,22 @@ def offered_specs(verdict: VerifierResult, judged_agent: str) -> list[ActionSpec
 
 
 class ClaimedRunWriter:
+    """`progress` arguments carry the claim's running totals and working time
+    (`ClaimedRun.progress()`), written with whatever else changes."""
+
     def __init__(self, store: Store, settings: Settings, owner: str) -> None:
         self._store = store
         self._settings = settings
-        self._owner = owner
+        self._guard = Guard.running_on(owner)
 
-    async def write(
-        self, run: Run, events: list[tuple[str, dict[str, Any]]], **changes: Any
+    async def record(
+        self, run: Run, events: list[NewEvent], change: RunChange = NO_CHANGE
     ) -> list[RunEvent]:
         """Append events and change columns while this replica holds the running run."""
-        result = await self._store.runs.transition(
-            run.id, expected=RUNNING, held_by=self._owner, events=events, **changes
-        )
-        if result is False:
+        written = await self._store.runs.change(run.id, change, self._guard, events)
+        if written is None:
             raise RunLost()
-        return result if isinstance(result, list) else []
+        return written.events
 
     async def finish(
         self,
@@ -71,25 +74,14 @@ class ClaimedRunWriter:
         status: RunStatus,
         outcome: str,
         *,
-        totals: Totals | None = None,
+        progress: RunChange = NO_CHANGE,
         error: tuple[str, str] | None = None,
     ) -> None:
-        current = await self._store.runs.get(run.id)
-        if current is None:
-            return
-        totals = totals or Totals.of(current)
-        events = closing_events(current, status, outcome, totals=totals, error=error)
-        result = await self._store.runs.transition(
-            run.id,
-            expected=RUNNING,
-            held_by=self._owner,
-            events=events,
-            status=status,
-            outcome=outcome,
-            **totals.columns(),
-        )
-        if result is False:
-            raise RunLost()
+        change = dataclasses.replace(progress, status=status, outcome=outcome)
+        now = dataclasses.replace(run, active_s=progress.active_s or run.active_s)
+        events = closing_events(now, status, outcome, totals=progress.totals, error=error)
+        await self.record(run, events, change)
+        totals = progress.totals or run.totals
         log.info(
             "run %s after %d turns, %d tokens",
             status,
@@ -101,63 +93,53 @@ class ClaimedRunWriter:
     async def wait_for_credential(
         self,
         run: Run,
+        wanted: KeyWanted,
         *,
-        provider: str,
-        reason: str,
-        resume_input: str | None,
-        rejected: bool = False,
+        pending_input: str | None | Keep = KEEP,
+        progress: RunChange = NO_CHANGE,
     ) -> None:
-        """Park the run on a credential request: from here it is only rows."""
-        request = await self._store.credentials.request_and_wait(
-            run_id=run.id,
-            held_by=self._owner,
-            workspace_id=run.workspace_id,
-            user_id=run.requester_id,
-            provider=provider,
-            reason=reason,
+        """Park the run on a credential request: from here it is only rows. `pending_input`
+        is an input the team has not been given yet (the cut-short turn's)."""
+        change = dataclasses.replace(
+            progress, status=RunStatus.WAITING_CREDENTIAL, resume_input=pending_input
+        )
+        request = await self._store.requests.request(
+            run,
+            wanted,
             expires_at=utcnow() + timedelta(seconds=self._settings.credential_timeout_s),
-            event_payload={"rejected": rejected},
-            expected=RUNNING,
-            status=RunStatus.WAITING_CREDENTIAL,
-            resume_input=resume_input,
-            lease_owner=None,
-            lease_expires_at=None,
+            guard=self._guard,
+            change=change,
         )
         if request is None:
             raise RunLost()
         log.info(
-            "run waits for the %s key of %s", provider, run.requester_id, extra={"run_id": run.id}
+            "run waits for the %s key of %s",
+            wanted.provider,
+            run.requester_id,
+            extra={"run_id": run.id},
         )
 
     async def wait_for_approval(
-        self, run: Run, verdict: VerifierResult, totals: Totals, *, judged_agent: str
+        self, run: Run, verdict: VerifierResult, *, judged_agent: str, progress: RunChange
     ) -> list[OfferedAction]:
         """Park the run on the verifier's suggestions; returns the offered actions."""
         offered = await self._store.actions.offer(
-            run_id=run.id,
-            specs=offered_specs(verdict, judged_agent),
-            event_payload={"reason": verdict.reason},
-            expected=RUNNING,
-            held_by=self._owner,
-            status=RunStatus.WAITING_APPROVAL,
-            lease_owner=None,
-            lease_expires_at=None,
-            **totals.columns(),
+            run.id,
+            offered_specs(verdict, judged_agent),
+            reason=verdict.reason,
+            guard=self._guard,
+            change=dataclasses.replace(progress, status=RunStatus.WAITING_APPROVAL),
         )
         if offered is None:
             raise RunLost()
         log.info("run waits for a decision (%s)", verdict.verdict, extra={"run_id": run.id})
         return offered[1]
 
-    async def release(self, run: Run, next_input: str | None) -> None:
+    async def release(self, run: Run, pending_input: str | None) -> None:
         """Shutting down: hand the run back to the queue from its saved state."""
-        await self._store.runs.transition(
+        await self._store.runs.change(
             run.id,
-            expected=RUNNING,
-            held_by=self._owner,
-            status=RunStatus.QUEUED,
-            lease_owner=None,
-            lease_expires_at=None,
-            resume_input=next_input,
-            events=[(ev.INFO, {"text": "The app is restarting; this run continues shortly."})],
+            RunChange(status=RunStatus.QUEUED, resume_input=pending_input),
+            self._guard,
+            [NewEvent(INFO, {"text": RESTARTING})],
         )

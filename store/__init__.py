@@ -1,40 +1,46 @@
-"""Persistence: runs, events, encrypted credentials, offered actions, audit trail.
+"""Persistence: runs and their event log, the outbox, encrypted credentials and the
+requests for them, offered actions, the audit trail.
 
 Knows nothing of Slack or AutoGen. `Store.open(settings)` migrates the schema to head and
-returns repositories that share one engine.
+returns repositories that share one engine and one write path (`store.work`).
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from store.actions import ActionRepository
-from store.audit import AuditRepository
-from store.base import Listener
 from store.credentials import CredentialRepository
 from store.crypto import CredentialCipher
 from store.db import READ_ONLY, create_engine, migrate
+from store.key_requests import KeyRequestRepository
 from store.keys import resolve_secret_keys
+from store.outbox import OutboxRepository
 from store.runs import RunRepository
 from store.settings import Settings
-
-log = logging.getLogger(__name__)
+from store.work import Database, Listener, RunWork
 
 
 class Store:
     def __init__(self, engine: AsyncEngine, cipher: CredentialCipher) -> None:
         self.engine = engine
-        self._listeners: list[Listener] = []
-        sessions = async_sessionmaker(engine, expire_on_commit=False)
-        reads = async_sessionmaker(
-            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        self._db = Database(
+            async_sessionmaker(engine, expire_on_commit=False),
+            async_sessionmaker(
+                engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+            ),
         )
-        self.runs = RunRepository(sessions, self._notify, reads)
-        self.credentials = CredentialRepository(sessions, self._notify, cipher, reads)
-        self.actions = ActionRepository(sessions, self._notify, reads)
-        self.audit = AuditRepository(sessions, self._notify, reads)
+        self.runs = RunRepository(self._db)
+        self.outbox = OutboxRepository(self._db)
+        self.credentials = CredentialRepository(self._db, cipher)
+        self.requests = KeyRequestRepository(self._db, self.credentials)
+        self.actions = ActionRepository(self._db)
+        self._db.on_finish.extend(
+            [self.requests.close_for_finished_run, self.actions.close_for_finished_run]
+        )
+        self._db.on_append.append(self.outbox.track)
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Store:
@@ -44,16 +50,14 @@ class Store:
             await migrate(engine)
         return cls(engine, cipher)
 
+    def work(self) -> contextlib.AbstractAsyncContextManager[RunWork]:
+        """A unit of work for writes that span repositories (an action applied with the
+        key request it opens); each repository's `*_in(work, ...)` methods join it."""
+        return self._db.work()
+
     def subscribe(self, listener: Listener) -> None:
         """Be told (in this process) when events are appended or a run becomes ready."""
-        self._listeners.append(listener)
-
-    def _notify(self, topic: str, run_id: str) -> None:
-        for listener in self._listeners:
-            try:
-                listener(topic, run_id)
-            except Exception:
-                log.exception("store listener failed", extra={"run_id": run_id})
+        self._db.subscribe(listener)
 
     async def close(self) -> None:
         await self.engine.dispose()

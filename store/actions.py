@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from store import events as ev
 from store.audit import add_audit
-from store.base import Repository, new_id
+from store.changes import Guard, RunChange
+from store.events import NewEvent
 from store.models import OfferedActionRow, RunRow, utcnow
 from store.records import ActionStatus, OfferedAction, RunEvent, RunStatus
-from store.runs import add_event, guarded_update, to_event
+from store.work import Repository, RunWork, new_id
 
 
 def _action(row: OfferedActionRow) -> OfferedAction:
@@ -58,17 +62,16 @@ class ActionSpec:
 class ActionRepository(Repository):
     async def offer(
         self,
-        *,
         run_id: str,
         specs: list[ActionSpec],
-        event_payload: dict[str, Any],
-        expected: list[RunStatus] | None = None,
-        held_by: str | None = None,
-        **run_changes: Any,
+        *,
+        reason: str,
+        guard: Guard,
+        change: RunChange,
     ) -> tuple[RunEvent, list[OfferedAction]] | None:
         """Store a set of buttons, the `actions_offered` event naming them, and the run's
         change (usually to waiting_approval), all in one transaction; None (nothing written)
-        when the run is no longer as `expected` / held by `held_by`."""
+        when the guard did not hold."""
         offer_id = new_id()
         rows = [
             OfferedActionRow(
@@ -84,42 +87,43 @@ class ActionRepository(Repository):
         ]
         actions = [_action(row) for row in rows]
         payload = {
-            **event_payload,
+            "reason": reason,
             "offer_id": offer_id,
             "actions": [
                 {"id": a.id, "type": a.type, "label": a.label, "params": a.params} for a in actions
             ],
         }
-        async with self._sessions.begin() as session:
-            changed = await guarded_update(
-                session, run_id, expected=expected, held_by=held_by, changes=run_changes
-            )
-            if not changed:
+        async with self._db.work() as work:
+            written = await work.write(run_id, change, guard)
+            if written is None:
                 return None
-            session.add_all(rows)
-            await session.flush()
-            event = await add_event(session, run_id, "actions_offered", payload)
-            recorded = to_event(event)
-        self._notify("event", run_id)
-        return recorded, [_action(row) for row in rows]
+            work.session.add_all(rows)
+            await work.session.flush()
+            (event,) = await work.append(run_id, [NewEvent(ev.ACTIONS_OFFERED, payload)])
+        return event, actions
 
     async def get(self, action_id: str) -> OfferedAction | None:
-        async with self._reads() as session:
+        async with self._db.reads() as session:
             row = await session.get(OfferedActionRow, action_id)
             return _action(row) if row else None
 
-    async def approved_unapplied(self) -> list[OfferedAction]:
-        """Decisions taken whose effect was not applied (the process died in between)."""
-        async with self._reads() as session:
+    async def approved_unapplied(self, *, decided_before: datetime) -> list[OfferedAction]:
+        """Decisions taken before `decided_before` whose effect was not applied: the process
+        that took them died in between (a younger one may still be being applied)."""
+        async with self._db.reads() as session:
             rows = await session.scalars(
-                select(OfferedActionRow).where(OfferedActionRow.status == ActionStatus.APPROVED)
+                select(OfferedActionRow).where(
+                    OfferedActionRow.status == ActionStatus.APPROVED,
+                    OfferedActionRow.decided_at < decided_before,
+                )
             )
             return [_action(row) for row in rows]
 
     async def decide(self, action_id: str, *, user_id: str, approvers: frozenset[str]) -> Decision:
         """Approve an offered action once. The run must be waiting for approval; the other
         buttons of the same offer are superseded in the same transaction."""
-        async with self._sessions.begin() as session:
+        async with self._db.work() as work:
+            session = work.session
             row = await session.get(OfferedActionRow, action_id)
             if row is None:
                 return Decision(DecisionOutcome.NOT_FOUND)
@@ -166,7 +170,7 @@ class ActionRepository(Repository):
 
     async def has_newer_offer(self, run_id: str, offer_id: str) -> bool:
         """Whether the run has undecided buttons from an offer other than `offer_id`."""
-        async with self._reads() as session:
+        async with self._db.reads() as session:
             found = await session.scalar(
                 select(OfferedActionRow.id).where(
                     OfferedActionRow.run_id == run_id,
@@ -176,14 +180,26 @@ class ActionRepository(Repository):
             )
             return found is not None
 
-    async def mark_applied(self, action_id: str) -> bool:
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(OfferedActionRow)
-                .where(
-                    OfferedActionRow.id == action_id,
-                    OfferedActionRow.status == ActionStatus.APPROVED,
-                )
-                .values(status=ActionStatus.APPLIED)
+    @staticmethod
+    async def mark_applied_in(work: RunWork, action_id: str) -> bool:
+        """The approved action's effect is written (inside the same unit of work)."""
+        result = await work.session.execute(
+            update(OfferedActionRow)
+            .where(
+                OfferedActionRow.id == action_id,
+                OfferedActionRow.status == ActionStatus.APPROVED,
             )
-            return result.rowcount == 1
+            .values(status=ActionStatus.APPLIED)
+        )
+        return result.rowcount == 1
+
+    @staticmethod
+    async def close_for_finished_run(session: AsyncSession, run_id: str) -> None:
+        """The unit of work's finish hook: a finished run takes no decision."""
+        await session.execute(
+            update(OfferedActionRow)
+            .where(
+                OfferedActionRow.run_id == run_id, OfferedActionRow.status == ActionStatus.OFFERED
+            )
+            .values(status=ActionStatus.SUPERSEDED, decided_at=utcnow())
+        )

@@ -1,15 +1,15 @@
-"""The audit trail: who stored, used or deleted a credential, who decided or cancelled."""
+"""The audit trail: who stored, used or deleted a credential, who decided or cancelled.
+
+Entries are only ever added inside the transaction of what they record (a unit of work's
+session), so an entry exists exactly when its change does."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.base import Repository
 from store.models import AuditRow
-from store.records import AuditEntry
 
 
 def add_audit(
@@ -33,30 +33,3 @@ def add_audit(
             detail=detail or {},
         )
     )
-
-
-class AuditRepository(Repository):
-    async def record(self, **fields: Any) -> None:
-        async with self._sessions.begin() as session:
-            add_audit(session, **fields)
-
-    async def list(self, *, workspace_id: str, limit: int = 100) -> list[AuditEntry]:
-        async with self._reads() as session:
-            rows = await session.scalars(
-                select(AuditRow)
-                .where(AuditRow.workspace_id == workspace_id)
-                .order_by(AuditRow.id.desc())
-                .limit(limit)
-            )
-            return [
-                AuditEntry(
-                    at=row.at,
-                    workspace_id=row.workspace_id,
-                    actor_id=row.actor_id,
-                    action=row.action,
-                    subject=row.subject,
-                    run_id=row.run_id,
-                    detail=dict(row.detail),
-                )
-                for row in rows
-            ]

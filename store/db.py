@@ -16,8 +16,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "autogen_read_only"  # execution option of sessions that never write
@@ -91,3 +93,19 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )
+
+
+async def upsert(
+    session: AsyncSession,
+    table: type[Any],
+    values: dict[str, Any],
+    *,
+    key: list[str],
+    update: dict[str, Any],
+) -> None:
+    """Insert `values`, or set `update` on the row with the same `key`, in one statement:
+    two first-time writers cannot both insert (the unique key would fail one of them)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table).values(**values)
+    await session.execute(statement.on_conflict_do_update(index_elements=key, set_=update))

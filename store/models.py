@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -77,18 +78,13 @@ class RunRow(Base):
     recoveries: Mapped[int] = mapped_column(Integer, default=0)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     active_s: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
-    publisher_owner: Mapped[str | None] = mapped_column(String(64))
-    publisher_expires_at: Mapped[datetime | None]
 
 
 class RunEventRow(Base):
-    """The ordered, persisted history of a run, and the outbox the Slack publisher drains."""
+    """The ordered, persisted history of a run: what every front end renders."""
 
     __tablename__ = "run_events"
-    __table_args__ = (
-        UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),
-        Index("ix_run_events_unposted", "posted_at", "run_id"),
-    )
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -96,9 +92,50 @@ class RunEventRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    slack_ts: Mapped[str | None] = mapped_column(String(32))
-    parts_posted: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    posted_at: Mapped[datetime | None]
+
+
+PENDING_DELIVERY = "wanted_seq > delivered_seq"
+
+
+class OutboxRow(Base):
+    """How far the delivering front end (the Slack publisher) has shown one run's events.
+
+    `wanted_seq` follows the run's last event (the unit of work keeps it in step), so the
+    runs with something to deliver are found through a partial index, not by a scan."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_pending",
+            "run_id",
+            sqlite_where=text(PENDING_DELIVERY),
+            postgresql_where=text(PENDING_DELIVERY),
+        ),
+    )
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    wanted_seq: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_seq: Mapped[int] = mapped_column(Integer, default=0)
+    parts_done: Mapped[int] = mapped_column(Integer, default=0)
+    part_ref: Mapped[str | None] = mapped_column(String(32))
+    claim_owner: Mapped[str | None] = mapped_column(String(64))
+    claim_expires_at: Mapped[datetime | None]
+
+
+class OutboxMessageRow(Base):
+    """A message the front end showed for an event, by its own reference (Slack's ts).
+
+    `topic` names the prompt a later event answers ("request:<id>", "offer:<id>"); `open`
+    says it still shows live buttons."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (Index("ix_outbox_messages_topic", "run_id", "topic"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(32))
+    topic: Mapped[str | None] = mapped_column(String(48))
+    open: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class CredentialRow(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -31,6 +31,23 @@ WAITING_STATUSES = frozenset({RunStatus.WAITING_CREDENTIAL, RunStatus.WAITING_AP
 FRONT_END_HOLD = "front-end"
 
 
+@dataclass
+class Totals:
+    """A run's counters: turns taken and tokens spent (prompt and completion)."""
+
+    turns: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, prompt: int, completion: int) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
 @dataclass(frozen=True)
 class Run:
     id: str
@@ -57,8 +74,9 @@ class Run:
     active_s: float = 0.0
 
     @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+    def totals(self) -> Totals:
+        """A fresh, mutable copy of the run's counters."""
+        return Totals(self.turns, self.prompt_tokens, self.completion_tokens)
 
     def awaiting_front_end(self, now: datetime) -> bool:
         """Still inside the front end's hold: it is posting the run's root message."""
@@ -77,9 +95,6 @@ class RunEvent:
     kind: str
     payload: dict[str, Any]
     created_at: datetime
-    slack_ts: str | None
-    posted_at: datetime | None
-    parts_posted: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,14 +148,3 @@ class OfferedAction:
     status: ActionStatus
     decided_by: str | None
     decided_at: datetime | None
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: datetime
-    workspace_id: str
-    actor_id: str
-    action: str
-    subject: str
-    run_id: str | None
-    detail: dict[str, Any] = field(default_factory=dict)

@@ -87,7 +87,7 @@ async def _postgres_reachable(url: str) -> str | None:
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
     try:
         connection = await asyncpg.connect(dsn, timeout=5)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as exc:  # any failure means "not reachable"
         return f"{type(exc).__name__}: {exc}"
     await connection.close()
     return None

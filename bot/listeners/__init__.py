@@ -1,14 +1,15 @@
-"""Register every listener, kind by kind (commands, actions, views)."""
+"""Register every listener, kind by kind (commands, actions, views), as Slack's starter
+templates do; each handler is a module-level function that finds the app's services in
+Bolt's context."""
 
 from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
 from bot.listeners import actions, commands, views
-from bot.services import Services
 
 
-def register(app: AsyncApp, services: Services) -> None:
-    commands.register(app, services)
-    actions.register(app, services)
-    views.register(app, services)
+def register(app: AsyncApp) -> None:
+    commands.register(app)
+    actions.register(app)
+    views.register(app)

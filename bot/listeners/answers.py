@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.services import Services
 from bot.ui import modals
 from bot.ui.text import escape
+from runner.keys import KeyDesk
 from runner.manager import CancelOutcome
 
 _CANCEL_ANSWERS = {
@@ -25,8 +25,8 @@ def cancel_answer(outcome: CancelOutcome, run_id: str) -> str:
     return _CANCEL_ANSWERS[outcome].format(id=escape(run_id[:40]))
 
 
-async def credential_rows(services: Services, team_id: str, user_id: str) -> list[dict[str, Any]]:
-    stored = await services.store.credentials.list_for_user(workspace_id=team_id, user_id=user_id)
+async def credential_rows(keys: KeyDesk, team_id: str, user_id: str) -> list[dict[str, Any]]:
+    stored = await keys.listed(workspace_id=team_id, user_id=user_id)
     rows = [
         (
             info.provider,

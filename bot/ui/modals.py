@@ -1,23 +1,13 @@
-"""The private credential modal and the ephemeral command answers."""
+"""The ephemeral command answers: help, status, the list of stored keys."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from slack_sdk.models.blocks import (
-    ButtonElement,
-    ContextBlock,
-    InputBlock,
-    MarkdownTextObject,
-    PlainTextInputElement,
-    PlainTextObject,
-    SectionBlock,
-)
-from slack_sdk.models.views import View
+from slack_sdk.models.blocks import ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot import ids
-from bot.ui.text import clip, escape
-from runner.key_input import MAX_SECRET_CHARS
+from bot.ui.text import escape
 
 HELP_TEXT = (
     "*AutoGen in Slack*\n"
@@ -27,39 +17,6 @@ HELP_TEXT = (
     "• `/autogen credentials` — list or delete your stored keys (values are never shown)\n"
     "• `/autogen help` — this message"
 )
-
-
-def credential_modal(*, request_id: str, provider: str, reason: str) -> dict[str, Any]:
-    view = View(
-        type="modal",
-        callback_id=ids.CREDENTIAL_MODAL,
-        private_metadata=request_id,
-        title=PlainTextObject(text="Add an API key"),
-        submit=PlainTextObject(text="Save key"),
-        close=PlainTextObject(text="Cancel"),
-        blocks=[
-            SectionBlock(
-                text=MarkdownTextObject(
-                    text=f"The run needs your *{escape(provider)}* key.\n"
-                    f"{clip(escape(reason), 500)}"
-                )
-            ),
-            InputBlock(
-                block_id=ids.CREDENTIAL_INPUT_BLOCK,
-                label=PlainTextObject(text=f"{provider} API key"[:2000]),
-                element=PlainTextInputElement(
-                    action_id=ids.CREDENTIAL_INPUT,
-                    placeholder=PlainTextObject(text="Paste the key"),
-                    max_length=MAX_SECRET_CHARS,
-                ),
-                hint=PlainTextObject(
-                    text="Visible only on your screen while you type. It is stored encrypted "
-                    "and never posted, logged or shown to the agents."
-                ),
-            ),
-        ],
-    )
-    return view.to_dict()
 
 
 def help_blocks(prefix: str | None = None) -> list[dict[str, Any]]:
@@ -95,6 +52,3 @@ def credentials_list(providers: list[tuple[str, str]]) -> list[dict[str, Any]]:
 def status_blocks(rows: list[str]) -> list[dict[str, Any]]:
     text = "*Your recent runs*\n" + "\n".join(rows) if rows else "You have no runs yet."
     return [SectionBlock(text=MarkdownTextObject(text=text[:3000])).to_dict()]
-
-
-__all__ = ["credential_modal", "credentials_list", "help_blocks", "status_blocks"]

@@ -40,7 +40,7 @@ def to_mrkdwn(markdown: str) -> str:
     text = _BROADCAST.sub("@\u2060\\1", text)
     try:
         converted = _converter.convert(text)
-    except Exception:  # noqa: BLE001 - a converter hiccup must not lose the message
+    except Exception:  # a converter hiccup must not lose the message
         converted = text
     return _FENCE_LANGUAGE.sub(FENCE, _ANGLED.sub(_web_links_only, converted))
 

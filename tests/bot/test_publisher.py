@@ -12,12 +12,15 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.publisher import Publisher
-from runner import events as ev
 from runner.outcome import closing_events
 from store import Store
+from store import events as ev
+from store.changes import RunChange
+from store.events import NewEvent
 from store.models import utcnow
-from store.records import FRONT_END_HOLD, RunStatus
+from store.records import RunStatus
 from store.settings import Settings, load_settings
+from tests.db import add_event, parts_done, undelivered
 from tests.fakes.slack_api import SlackApiEmulator
 
 
@@ -29,7 +32,7 @@ async def _run_with_thread(store: Store, slack: SlackApiEmulator, client: AsyncW
         requester_id="U1",
         task="t",
         thread_ts=root["ts"],
-        events=[(ev.RUN_STARTED, {"task": "t", "requester_id": "U1", "queued_ahead": 0})],
+        events=[NewEvent(ev.RUN_STARTED, {"task": "t", "requester_id": "U1", "queued_ahead": 0})],
     )
     return run.id
 
@@ -63,10 +66,10 @@ async def threaded(emulated: Emulated) -> Threaded:
 async def test_unposted_events_are_posted_after_a_restart_once(threaded: Threaded) -> None:
     store, slack, client, run_id = threaded
     for index in range(3):
-        await store.runs.append_event(run_id, ev.INFO, {"text": f"step {index}"})
+        await add_event(store, run_id, ev.INFO, {"text": f"step {index}"})
     first = Publisher(store, client)
     await first.drain()
-    await store.runs.append_event(run_id, ev.INFO, {"text": "after the crash"})
+    await add_event(store, run_id, ev.INFO, {"text": "after the crash"})
     # A new publisher (a restarted process) posts only what was not posted.
     second = Publisher(store, client)
     await second.drain()
@@ -74,13 +77,13 @@ async def test_unposted_events_are_posted_after_a_restart_once(threaded: Threade
     run = await store.runs.get(run_id)
     texts = [m["text"] for m in slack.thread("C1", run.thread_ts)]
     assert texts == ["step 0", "step 1", "step 2", "after the crash"]
-    assert all(e.slack_ts for e in await store.runs.events(run_id))
+    assert all([await store.outbox.shown(run_id, e.seq) for e in await store.runs.events(run_id)])
     assert slack.problems == []
 
 
 async def test_server_errors_are_retried_with_backoff(threaded: Threaded) -> None:
     store, slack, client, run_id = threaded
-    await store.runs.append_event(run_id, ev.INFO, {"text": "survives 500s"})
+    await add_event(store, run_id, ev.INFO, {"text": "survives 500s"})
     slack.fail("chat.postMessage", status=500, times=2)
     await Publisher(store, client, base_delay_s=0.01).drain()
     run = await store.runs.get(run_id)
@@ -90,12 +93,12 @@ async def test_server_errors_are_retried_with_backoff(threaded: Threaded) -> Non
 
 async def test_retries_are_bounded_and_nothing_is_lost(threaded: Threaded) -> None:
     store, slack, client, run_id = threaded
-    await store.runs.append_event(run_id, ev.INFO, {"text": "first"})
-    await store.runs.append_event(run_id, ev.INFO, {"text": "second"})
+    await add_event(store, run_id, ev.INFO, {"text": "first"})
+    await add_event(store, run_id, ev.INFO, {"text": "second"})
     slack.fail("chat.postMessage", status=503, times=3)
     publisher = Publisher(store, client, max_attempts=3, base_delay_s=0.01)
     await publisher.drain()
-    assert [e.kind for e in await store.runs.unposted_events(run_id)] == [ev.INFO, ev.INFO]
+    assert [e.kind for e in await undelivered(store, run_id)] == [ev.INFO, ev.INFO]
     await publisher.drain()
     run = await store.runs.get(run_id)
     assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["first", "second"]
@@ -103,11 +106,11 @@ async def test_retries_are_bounded_and_nothing_is_lost(threaded: Threaded) -> No
 
 async def test_a_refused_event_is_skipped_not_blocking(threaded: Threaded) -> None:
     store, slack, client, run_id = threaded
-    await store.runs.append_event(run_id, ev.INFO, {"text": "refused"})
-    await store.runs.append_event(run_id, ev.INFO, {"text": "next"})
+    await add_event(store, run_id, ev.INFO, {"text": "refused"})
+    await add_event(store, run_id, ev.INFO, {"text": "next"})
     slack.fail("chat.postMessage", status=200, times=1, error="msg_too_long")
     await Publisher(store, client).drain()
-    assert await store.runs.unposted_events(run_id) == []
+    assert await undelivered(store, run_id) == []
     run = await store.runs.get(run_id)
     assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["next"]
 
@@ -124,13 +127,13 @@ async def test_a_channel_slack_no_longer_posts_to_ends_the_run(
     async def on_unshowable(run: str, reason: str) -> None:
         abandoned.append((run, reason))
 
-    await store.runs.append_event(run_id, ev.INFO, {"text": "after the removal"})
-    await store.runs.append_event(run_id, ev.INFO, {"text": "and more"})
+    await add_event(store, run_id, ev.INFO, {"text": "after the removal"})
+    await add_event(store, run_id, ev.INFO, {"text": "and more"})
     slack.fail("chat.postMessage", status=200, times=1, error=error)
     publisher = Publisher(store, client, on_unshowable=on_unshowable)
     await publisher.drain()
     assert abandoned == [(run_id, error)]
-    assert await store.runs.unposted_events(run_id) == []
+    assert await undelivered(store, run_id) == []
     await publisher.drain()
     assert len(slack.calls_to("chat.postMessage")) == 2  # the root, then the refused post
 
@@ -142,15 +145,14 @@ async def test_the_final_root_update_is_retried_after_an_outage(threaded: Thread
     publisher = Publisher(store, client, max_attempts=3, base_delay_s=0.01)
     await publisher.drain()  # the run as it started
     run = await store.runs.get(run_id)
-    await store.runs.transition(
+    await store.runs.change(
         run_id,
-        status=RunStatus.COMPLETED,
-        outcome="done",
+        RunChange(status=RunStatus.COMPLETED, outcome="done"),
         events=closing_events(run, RunStatus.COMPLETED, "done"),
     )
     slack.fail("chat.update", status=503, retry_after=None, times=3)
     await publisher.drain()
-    assert [e.kind for e in await store.runs.unposted_events(run_id)] == [ev.FINISHED]
+    assert [e.kind for e in await undelivered(store, run_id)] == [ev.FINISHED]
     await publisher.drain()
     root = slack.channel_messages("C1")[0]
     assert "Completed" in json.dumps(root.get("blocks")) + root.get("text", "")
@@ -166,10 +168,10 @@ async def _orphaned_held_run(store: Store, *, hold_s: float) -> str:
         channel_id="C1",
         requester_id="U1",
         task="Summarise the incident",
-        events=[(ev.RUN_STARTED, {"task": "t", "requester_id": "U1", "queued_ahead": 0})],
-        hold=(FRONT_END_HOLD, utcnow() + timedelta(seconds=hold_s)),
+        events=[NewEvent(ev.RUN_STARTED, {"task": "t", "requester_id": "U1", "queued_ahead": 0})],
+        hold_until=utcnow() + timedelta(seconds=hold_s),
     )
-    await store.runs.append_event(run.id, ev.INFO, {"text": "working"})
+    await add_event(store, run.id, ev.INFO, {"text": "working"})
     return run.id
 
 
@@ -185,9 +187,9 @@ async def test_a_run_whose_root_never_came_gets_one_after_the_hold(emulated: Emu
     (root,) = slack.channel_messages("C1")
     assert run.thread_ts == root["ts"] and "Summarise the incident" in root["text"]
     assert [m["text"] for m in slack.thread("C1", root["ts"])] == ["working"]
-    assert await store.runs.unposted_events(run_id) == []
+    assert await undelivered(store, run_id) == []
     # The front end's late root loses: the run keeps the thread it has.
-    assert not await store.runs.release_hold(run_id, owner=FRONT_END_HOLD, thread_ts="9.9")
+    assert not await store.runs.release_hold(run_id, thread_ts="9.9")
     assert (await store.runs.get(run_id)).thread_ts == root["ts"]
     assert (await store.runs.get(held)).thread_ts is None
     assert slack.problems == []
@@ -202,7 +204,7 @@ async def test_a_root_attached_meanwhile_makes_the_publisher_delete_its_copy(
     real_attach = store.runs.attach_thread
 
     async def front_end_wins_the_race(run: str, ts: str) -> bool:
-        await store.runs.release_hold(run, owner=FRONT_END_HOLD, thread_ts=front_end_root["ts"])
+        await store.runs.release_hold(run, thread_ts=front_end_root["ts"])
         return await real_attach(run, ts)
 
     store.runs.attach_thread = front_end_wins_the_race  # type: ignore[method-assign]
@@ -227,7 +229,7 @@ async def test_a_run_slack_will_not_show_is_ended_and_not_retried(emulated: Emul
     publisher = Publisher(store, client, on_unshowable=on_unshowable)
     await publisher.drain()
     assert abandoned == [(run_id, "channel_not_found")]
-    assert await store.runs.unposted_events(run_id) == []
+    assert await undelivered(store, run_id) == []
     await publisher.drain()
     assert len(slack.calls_to("chat.postMessage")) == 1
 
@@ -246,24 +248,24 @@ async def test_two_replicas_publishing_one_database_post_each_event_once(
         ]
         for batch in range(4):
             for index in range(5):
-                await first.runs.append_event(run_id, ev.INFO, {"text": f"{batch}.{index}"})
+                await add_event(first, run_id, ev.INFO, {"text": f"{batch}.{index}"})
             await asyncio.gather(*(p.drain() for p in replicas * 2))
         await asyncio.gather(*(p.drain() for p in replicas))
         run = await first.runs.get(run_id)
         texts = [m["text"] for m in slack.thread("C1", run.thread_ts)]
         assert texts == [f"{b}.{i}" for b in range(4) for i in range(5)]
-        assert await first.runs.unposted_events(run_id) == []
+        assert await undelivered(first, run_id) == []
     await first.close()
     await second.close()
 
 
 async def test_a_replica_that_lost_its_claim_posts_nothing(threaded: Threaded) -> None:
     store, slack, client, run_id = threaded
-    await store.runs.append_event(run_id, ev.INFO, {"text": "once"})
-    assert await store.runs.claim_publishing(run_id, owner="replica-b", lease_s=60)
+    await add_event(store, run_id, ev.INFO, {"text": "once"})
+    assert await store.outbox.claim(run_id, owner="replica-b", lease_s=60)
     await Publisher(store, client, owner="replica-a").drain()
     assert slack.calls_to("chat.postMessage")[1:] == []  # only the root so far
-    await store.runs.release_publishing(run_id, owner="replica-b")
+    await store.outbox.release(run_id, owner="replica-b")
     await Publisher(store, client, owner="replica-a").drain()
     run = await store.runs.get(run_id)
     assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["once"]
@@ -272,7 +274,8 @@ async def test_a_replica_that_lost_its_claim_posts_nothing(threaded: Threaded) -
 async def test_a_long_message_resumes_after_the_last_part_that_went_out(threaded: Threaded) -> None:
     store, slack, client, run_id = threaded
     paragraphs = [f"Paragraph {n}. " + "word " * 500 for n in range(1, 4)]
-    await store.runs.append_event(
+    await add_event(
+        store,
         run_id,
         ev.AGENT_MESSAGE,
         {"source": "worker", "content": "\n\n".join(paragraphs), "turn": 1},
@@ -288,8 +291,8 @@ async def test_a_long_message_resumes_after_the_last_part_that_went_out(threaded
 
     slack._handlers["chat.postMessage"] = outage_after_the_first_part
     await publisher.drain()
-    (event,) = await store.runs.unposted_events(run_id)
-    assert event.parts_posted == 1 and event.slack_ts is not None
+    (event,) = await undelivered(store, run_id)
+    assert event.kind == ev.AGENT_MESSAGE and await parts_done(store, run_id) == 1
     slack._handlers["chat.postMessage"] = original
     await publisher.drain()
     run = await store.runs.get(run_id)
@@ -299,19 +302,17 @@ async def test_a_long_message_resumes_after_the_last_part_that_went_out(threaded
         (False, True, False),
         (False, False, True),
     ]
-    assert await store.runs.unposted_events(run_id) == []
+    assert await undelivered(store, run_id) == []
 
 
 async def test_a_long_retry_after_ends_the_pass_and_is_honoured(threaded: Threaded) -> None:
     store, slack, client, run_id = threaded
-    await store.runs.append_event(run_id, ev.INFO, {"text": "after the pause"})
+    await add_event(store, run_id, ev.INFO, {"text": "after the pause"})
     slack.fail("chat.postMessage", status=429, retry_after=30, times=1)
     publisher = Publisher(store, client, max_delay_s=0.2)
     await publisher.drain()
     # The pass ended instead of waiting 30 s: the event is still unposted, asked for once.
-    assert [e.payload["text"] for e in await store.runs.unposted_events(run_id)] == [
-        "after the pause"
-    ]
+    assert [e.payload["text"] for e in await undelivered(store, run_id)] == ["after the pause"]
     calls = len(slack.calls_to("chat.postMessage"))
     assert [c.status for c in slack.calls_to("chat.postMessage")][1:] == [429]
     await publisher.drain()  # well within the 30 s Slack asked for: Slack is not called again
@@ -323,7 +324,7 @@ async def test_a_long_retry_after_ends_the_pass_and_is_honoured(threaded: Thread
     await publisher.drain()
     run = await store.runs.get(run_id)
     assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["after the pause"]
-    assert await store.runs.unposted_events(run_id) == []
+    assert await undelivered(store, run_id) == []
 
 
 async def test_stopping_mid_call_does_not_post_the_event_twice(threaded: Threaded) -> None:
@@ -331,7 +332,7 @@ async def test_stopping_mid_call_does_not_post_the_event_twice(threaded: Threade
     slack.slow("chat.postMessage", 0.6)
     publisher = Publisher(store, client)
     await publisher.start()
-    await store.runs.append_event(run_id, ev.INFO, {"text": "in flight at shutdown"})
+    await add_event(store, run_id, ev.INFO, {"text": "in flight at shutdown"})
     # The post is on its way to Slack (held there) when the publisher is told to stop.
     await slack.wait_for(lambda s: s.in_flight.get("chat.postMessage"))
     await publisher.stop(grace_s=5)
@@ -339,4 +340,4 @@ async def test_stopping_mid_call_does_not_post_the_event_twice(threaded: Threade
     await slack.wait_for(lambda s: s.in_flight["chat.postMessage"] == 0)
     run = await store.runs.get(run_id)
     assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["in flight at shutdown"]
-    assert await store.runs.unposted_events(run_id) == []
+    assert await undelivered(store, run_id) == []

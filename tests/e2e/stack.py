@@ -17,8 +17,9 @@ import aiohttp
 from bot import ids
 from bot.server import serve
 from store import Store
-from store.records import Run, RunStatus
+from store.records import Run
 from store.settings import Settings, load_settings
+from tests.db import all_runs
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_api import SlackApiEmulator
 from tests.fakes.slack_signing import (
@@ -183,7 +184,7 @@ class Stack:
         """Every run in the app's database, whatever its status."""
         store = await Store.open(self.settings)
         try:
-            return await store.runs.list_by_status(list(RunStatus))
+            return await all_runs(store)
         finally:
             await store.close()
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot import ids
-from bot.listeners.commands import autogen as autogen_command
+from bot.listeners.commands import start as start_command
 from store import Store
 from store.records import RunStatus
 from tests.e2e.stack import (
@@ -243,7 +243,7 @@ async def test_a_root_post_slower_than_the_hold_leaves_one_root(
 ) -> None:
     """Slack keeps /autogen's root post waiting past the hold: the publisher posts the run's
     root itself so the run is not unseen, and the late copy is deleted."""
-    monkeypatch.setattr(autogen_command, "ROOT_POST_HOLD_S", 0.2)
+    monkeypatch.setattr(start_command, "ROOT_POST_HOLD_S", 0.2)
     async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
         stack.slack.slow("chat.postMessage", 4.0)
         status, body, _ = await stack.command("Draft a plan")

@@ -17,9 +17,9 @@ from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_core.models import ChatCompletionClient, CreateResult, RequestUsage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from runner import events as ev
 from runner.manager import RunManager
 from store import Store
+from store import events as ev
 from store.crypto import Owner
 from store.records import Run, RunStatus
 from store.settings import Settings, load_settings

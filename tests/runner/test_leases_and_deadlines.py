@@ -16,10 +16,12 @@ from autogen_core.models import CreateResult, RequestUsage
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from runner import events as ev
 from runner.housekeeping import requeue_orphaned_runs
-from runner.team import TeamConfigError, check_team_config
+from runner.team import check_team_config
+from runner.team_config import TeamConfigError
 from runner.writes import ClaimedRunWriter, RunLost
+from store import events as ev
+from store.changes import RunChange
 from store.models import RunRow, utcnow
 from store.records import RunStatus
 from store.settings import Settings, load_settings
@@ -69,7 +71,7 @@ async def test_a_failed_lease_renewal_is_retried_not_fatal(
         assert calls >= 3 and not heartbeat.done(), "the heartbeat gave up"
         assert not token.is_cancelled(), "one failed renewal must not stop a live run"
         # A renewal the database refuses (the run was taken or cancelled) stops it.
-        await store.runs.transition(run_id, status=RunStatus.CANCELLED)
+        await store.runs.change(run_id, RunChange(status=RunStatus.CANCELLED))
         await asyncio.wait_for(heartbeat, timeout=5)
         assert token.is_cancelled()
 
@@ -209,7 +211,7 @@ async def test_an_agents_key_request_survives_a_failing_verdict(
         assert waiting.prompt_tokens >= 1000 and waiting.completion_tokens >= 100
         request = [e for e in await store.runs.events(run_id) if e.kind == ev.CREDENTIAL_REQUEST]
         assert request[-1].payload["provider"] == "github"
-        await runs.submit_credential(
+        await runs.keys.submit(
             request[-1].payload["request_id"], user_id="UREQ", secret="ghp-test-token-123"
         )
         parked = await wait_for_status(store, run_id, {RunStatus.WAITING_APPROVAL})

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import events as ev
 from runner.llm import openai_verifier_factory
 from runner.manager import CancelOutcome, RunManager
 from store import Store
+from store import events as ev
 from store.records import RunStatus
 from store.settings import load_settings
 from tests.fakes.llm_server import FakeLLMServer, HttpError
@@ -78,7 +78,7 @@ async def test_rejected_key_asks_again_and_resumes(stack) -> None:
     ]
     assert request.payload["rejected"] is True and "rejected" in request.payload["reason"]
     assert all(r.status == 401 for r in llm.requests)
-    await runs.submit_credential(request.payload["request_id"], user_id="UREQ", secret=KEY)
+    await runs.keys.submit(request.payload["request_id"], user_id="UREQ", secret=KEY)
     run = await wait_for_status(store, run_id, FINISHED)
     assert run.status == RunStatus.COMPLETED
     texts = str([e.payload for e in await store.runs.events(run_id)])

@@ -6,13 +6,17 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
-from runner import events as ev
+from runner.decisions import ActionApplier
+from store import events as ev
 from store.actions import ActionSpec
+from store.changes import ANY_RUN, RunChange
 from store.crypto import Owner
 from store.models import RunRow, utcnow
-from store.records import RunStatus
+from store.records import ActionStatus, RunStatus
+from tests.db import audit_entries, decided_long_ago
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
@@ -40,8 +44,39 @@ async def test_auto_apply_decides_without_a_human(tmp_path: Path, secret_key: st
         events = await store.runs.events(run.id)
         result = [e for e in events if e.kind == ev.ACTION_RESULT][0]
         assert result.payload["auto"] is True and result.payload["type"] == "continue"
-        audit = await store.audit.list(workspace_id="T1")
-        assert any(a.action == "action_decided" and a.actor_id == "auto" for a in audit)
+        audit = await audit_entries(store, "T1")
+        assert any(a["action"] == "action_decided" and a["actor_id"] == "auto" for a in audit)
+
+
+async def test_recovery_leaves_an_action_this_process_is_applying_alone(
+    tmp_path: Path, secret_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race behind a flaky run of the test above: the periodic recovery pass came
+    between auto_apply's decision and its effect, and applied the action itself as if a
+    person had (`auto: false`). Here the pass is made to come exactly then, with the
+    decision dated back so that only "being applied here" can keep recovery away."""
+    team = replay_team_file(tmp_path, ["wrong"], ["TERMINATE"])
+    settings = runner_settings(tmp_path, secret_key, team, "p.db", auto_apply="continue")
+    failing = verdict("fail", "Off topic.", [{"type": "continue", "label": "Go on", "params": {}}])
+    verifier = ScriptedVerifier([failing, verdict()])
+    passes: list[str] = []
+    real_apply = ActionApplier._apply
+
+    async def recovery_lands_in_between(self, action, *, decided_by):
+        passes.append(decided_by)
+        if len(passes) == 1:  # auto_apply's own apply: recovery runs before its effect
+            await decided_long_ago(store, action.id)
+            await runs.recover()
+        await real_apply(self, action, decided_by=decided_by)
+
+    monkeypatch.setattr(ActionApplier, "_apply", recovery_lands_in_between)
+    async with running_manager(settings, verifier, key=KEY) as (store, runs):
+        run = await wait_for_status(store, await start_run(runs), FINISHED)
+        events = await store.runs.events(run.id)
+    results = [e.payload for e in events if e.kind == ev.ACTION_RESULT]
+    assert passes == ["auto"], "recovery applied the action a second time"
+    assert [(r["auto"], r["decided_by"]) for r in results] == [(True, "auto")]
+    assert run.status == RunStatus.COMPLETED
 
 
 async def test_run_timeout_fails_the_run(tmp_path: Path, secret_key: str) -> None:
@@ -89,17 +124,19 @@ async def test_verifier_can_be_switched_off(tmp_path: Path, secret_key: str) -> 
         assert verifier.keys_seen == []
 
 
-async def test_follow_yields_every_event_in_order_until_finished(
+async def test_the_event_log_is_followed_in_order_from_any_sequence_number(
     tmp_path: Path, secret_key: str
 ) -> None:
     team = replay_team_file(tmp_path, ["a"], ["TERMINATE"])
     settings = runner_settings(tmp_path, secret_key, team, "p.db")
     async with running_manager(settings, key=KEY) as (store, runs):
         run_id = await start_run(runs)
-        followed = [event async for event in runs.follow(run_id)]
+        await wait_for_status(store, run_id, FINISHED)
+        followed = await store.runs.events(run_id)
         assert [e.seq for e in followed] == list(range(1, len(followed) + 1))
         assert followed[0].kind == ev.RUN_STARTED and followed[-1].kind == ev.FINISHED
-        assert followed == await store.runs.events(run_id)
+        for seen in range(len(followed) + 1):  # a client that saw `seen` events gets the rest
+            assert await store.runs.events(run_id, after_seq=seen) == followed[seen:]
 
 
 async def test_request_credential_action_asks_then_resumes(tmp_path: Path, secret_key: str) -> None:
@@ -127,7 +164,7 @@ async def test_request_credential_action_asks_then_resumes(tmp_path: Path, secre
             e for e in await store.runs.events(waiting.id) if e.kind == ev.CREDENTIAL_REQUEST
         ]
         assert request[-1].payload["provider"] == "github"
-        await runs.submit_credential(
+        await runs.keys.submit(
             request[-1].payload["request_id"], user_id="UREQ", secret="ghp-token-123456"
         )
         run = await wait_for_status(store, parked.id, FINISHED)
@@ -154,8 +191,8 @@ async def test_an_action_applied_twice_at_once_takes_effect_once(
         decision = await store.actions.decide(action_id, user_id="UREQ", approvers=frozenset())
         assert decision.action is not None
         await asyncio.gather(
-            runs._actions.apply(decision.action, decided_by="UREQ", auto=False),
-            runs._actions.apply(decision.action, decided_by="UREQ", auto=False),
+            runs._actions.apply(decision.action, decided_by="UREQ"),
+            runs._actions.apply(decision.action, decided_by="UREQ"),
         )
         kinds = [e.kind for e in await store.runs.events(run_id)]
         assert kinds.count(ev.ACTION_RESULT) == 1 and kinds.count(ev.CREDENTIAL_REQUEST) == 1
@@ -177,13 +214,17 @@ async def test_a_stale_approval_does_not_answer_newer_buttons(
             (await offered_actions(store, run_id))["revise"], user_id="UREQ", approvers=frozenset()
         )
         assert old.action is not None
+        await decided_long_ago(store, old.action.id)  # by a process that died since
         newer = await store.actions.offer(
-            run_id=run_id,
-            specs=[ActionSpec("stop", "Stop", {})],
-            event_payload={"reason": "Second look."},
+            run_id,
+            [ActionSpec("stop", "Stop", {})],
+            reason="Second look.",
+            guard=ANY_RUN,
+            change=RunChange(),
         )
         assert newer is not None
         await runs.recover()
+        assert (await store.actions.get(old.action.id)).status == ActionStatus.APPLIED
         run = await store.runs.get(run_id)
         assert run.status == RunStatus.WAITING_APPROVAL
         kinds = [e.kind for e in await store.runs.events(run_id)]

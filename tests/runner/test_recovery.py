@@ -24,12 +24,14 @@ from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_ext.models.replay import ReplayChatCompletionClient
 from sqlalchemy import update
 
-from runner import events as ev
 from runner.housekeeping import MAX_RECOVERIES
 from store import Store
+from store import events as ev
+from store.events import NewEvent
 from store.models import RunRow, utcnow
 from store.records import RequestStatus, RunStatus
 from store.settings import Settings
+from tests.db import pending_request_ids
 from tests.runner import crash_child
 from tests.runner.helpers import (
     FINISHED,
@@ -249,17 +251,17 @@ async def test_killed_while_waiting_for_a_credential_still_waits_then_completes(
             events = await store.runs.events(run_id)
             requests = [e for e in events if e.kind == ev.CREDENTIAL_REQUEST]
             assert [e.kind for e in events] == [ev.RUN_STARTED, ev.CREDENTIAL_REQUEST]
-            pending = await store.credentials.pending_requests(run_id=run_id)
-            assert [r.id for r in pending] == [requests[0].payload["request_id"]]
+            pending = await pending_request_ids(store, run_id)
+            assert pending == [requests[0].payload["request_id"]]
 
-            result = await front.submit_credential(pending[0].id, user_id="UREQ", secret=KEY)
+            result = await front.keys.submit(pending[0], user_id="UREQ", secret=KEY)
             assert result.run_resumed
             try:
                 run = await wait_for_status(store, run_id, FINISHED, timeout=15)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{second.stderr()}") from None
         events = await store.runs.events(run_id)
-        request = await store.credentials.get_request(pending[0].id)
+        request = await store.requests.get(pending[0])
 
     assert run.status == RunStatus.COMPLETED, (run.status, run.outcome)
     # `front` was never started, so the restarted child process did the work.
@@ -310,7 +312,7 @@ async def test_recover_interrupts_a_run_that_was_recovered_too_often(
                 channel_id="C1",
                 requester_id="UREQ",
                 task=name,
-                events=[(ev.RUN_STARTED, {"task": name})],
+                events=[NewEvent(ev.RUN_STARTED, {"task": name})],
             )
             ids[name] = created.id
         await _orphan(store, ids["exhausted"], recoveries=MAX_RECOVERIES, lease_s=-5)

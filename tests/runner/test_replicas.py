@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import events as ev
 from runner.manager import RunManager
 from store import Store
+from store import events as ev
 from store.crypto import Owner
 from store.records import RunStatus
 from store.settings import load_settings
@@ -54,7 +54,7 @@ async def test_key_submitted_on_one_replica_resumes_the_run(
         request = [
             e for e in await store_b.runs.events(started.run.id) if e.kind == ev.CREDENTIAL_REQUEST
         ][-1]
-        await replica_b.submit_credential(
+        await replica_b.keys.submit(
             request.payload["request_id"], user_id="UREQ", secret="sk-replica-key-1"
         )
         run = await wait_for_status(store_b, started.run.id, FINISHED)

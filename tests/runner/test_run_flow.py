@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner import events as ev
+from store import events as ev
 from store.records import RunStatus
 from tests.runner.helpers import (
     FINISHED,

@@ -17,15 +17,16 @@ from aiohttp import web
 from autogen_ext.models.openai._model_info import resolve_model
 
 from bot.logs import install_secret_filter
-from runner import events as ev
 from runner.manager import RunManager
 from runner.redact import REDACTED, redact
-from runner.team import build_team, read_team_config
+from runner.team import load_team
 from runner.tools import ToolRequests, credential_tool
 from store import Store
+from store import events as ev
 from store.db import sqlite_path
 from store.records import RunStatus
 from store.settings import Settings, load_settings
+from tests.db import audit_entries
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
@@ -109,15 +110,12 @@ async def _assert_not_stored(store: Store, settings: Settings, run_id: str) -> N
     assert events
     for event in events:
         _assert_absent(json.dumps(event.payload), f"the payload of a {event.kind} event")
-    for entry in await store.audit.list(workspace_id="T1"):
-        _assert_absent(json.dumps(entry.detail) + entry.subject, "the audit trail")
+    for entry in await audit_entries(store, "T1"):
+        _assert_absent(json.dumps(entry["detail"]) + entry["subject"], "the audit trail")
     # A team built with the key, as the executor builds it, dumps without it.
-    team = build_team(
-        read_team_config(settings),
-        settings=settings,
-        api_key=CANARY,
-        tools=[credential_tool(store, run, ToolRequests())],
-    )
+    team = load_team(
+        settings, api_key=CANARY, tools=[credential_tool(store, run, ToolRequests())]
+    ).team
     _assert_absent(team.dump_component().model_dump_json(), "team.dump_component()")
     _assert_absent(json.dumps(await team.save_state()), "team.save_state()")
     _assert_not_in_files(settings)  # while open: the WAL and shared-memory files included
@@ -280,11 +278,11 @@ async def test_default_team_run_keeps_the_key_out_of_state_events_files_and_logs
 def test_default_team_dump_masks_the_key(model: str | None) -> None:
     """None is the default LLM_MODEL (openai/gpt-4o-mini, not a name the OpenAI client knows)."""
     settings = load_settings(**({"llm_model": model} if model else {}))
-    team = build_team(read_team_config(settings), settings=settings, api_key=CANARY)
-    clients = [agent._model_client for agent in team._participants]  # noqa: SLF001
+    team = load_team(settings, api_key=CANARY).team
+    clients = [agent._model_client for agent in team._participants]
     assert len(clients) == 3
     # The key is in the live clients (so the check below is not vacuous) ...
-    assert all(client._raw_config["api_key"] == CANARY for client in clients)  # noqa: SLF001
+    assert all(client._raw_config["api_key"] == CANARY for client in clients)
     # ... but not in what the team writes out.
     dumped = team.dump_component().model_dump_json()
     _assert_absent(dumped, "team.dump_component()")
@@ -315,10 +313,10 @@ async def test_an_unexpected_error_quoting_the_key_is_logged_without_it(
 
     plain_key = "plainvalue-4f1c9e2a7b"
 
-    async def broken_turns(self, turn, token) -> None:  # noqa: ANN001
-        raise RuntimeError(f"the provider echoed the key {turn.key} back")
+    async def broken_drive(self, claimed, token) -> None:
+        raise RuntimeError(f"the provider echoed the key {claimed.key} back")
 
-    monkeypatch.setattr(RunExecutor, "_turns", broken_turns)
+    monkeypatch.setattr(RunExecutor, "_drive", broken_drive)
     team = replay_team_file(tmp_path, ["a"], ["b TERMINATE"])
     settings = runner_settings(tmp_path, secret_key, team, "e.db")
     verifier = ScriptedVerifier([verdict()])

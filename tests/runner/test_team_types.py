@@ -12,7 +12,7 @@ from autogen_agentchat.conditions import TextMentionTermination
 from autogen_agentchat.teams import SelectorGroupChat, Swarm
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from runner import events as ev
+from store import events as ev
 from store.records import RunStatus
 from tests.runner.helpers import (
     REPLAY_MODEL_INFO,

@@ -14,12 +14,12 @@ from autogen_agentchat.messages import TextMessage
 from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from runner import events as ev
 from runner.conditions import TextMentionFromTermination
 from runner.manager import RunManager
-from runner.team import DEFAULT_TEAM_PATH
+from runner.team_config import DEFAULT_TEAM_PATH
 from runner.termination import split_termination
 from store import Store
+from store import events as ev
 from store.records import Run, RunStatus
 from tests.runner.helpers import (
     FINISHED,

@@ -11,13 +11,14 @@ from autogen_agentchat.teams import BaseGroupChat
 from cryptography.fernet import Fernet
 from sqlalchemy import update
 
-from runner import events as ev
 from runner.manager import CancelOutcome
 from store import Store
+from store import events as ev
 from store.actions import DecisionOutcome
-from store.credentials import FulfilOutcome
+from store.key_requests import FulfilOutcome
 from store.models import CredentialRequestRow, utcnow
 from store.records import RunStatus
+from tests.db import audit_entries
 from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
@@ -57,11 +58,11 @@ async def test_missing_key_waits_then_resumes_when_the_key_arrives(
             and request_event.payload["provider"] == "openrouter"
         )
 
-        wrong = await runs.submit_credential(
+        wrong = await runs.keys.submit(
             request_event.payload["request_id"], user_id="UOTHER", secret=KEY
         )
         assert wrong.outcome == FulfilOutcome.WRONG_USER
-        done = await runs.submit_credential(
+        done = await runs.keys.submit(
             request_event.payload["request_id"], user_id="UREQ", secret=KEY
         )
         assert done.outcome == FulfilOutcome.STORED and done.run_resumed
@@ -151,8 +152,8 @@ async def test_decision_after_cancel_is_refused_and_cancel_is_recorded(
         assert late.outcome == DecisionOutcome.ALREADY_DECIDED
         run = await store.runs.get(parked.id)
         assert run.status == RunStatus.CANCELLED and run.cancelled_by == "UREQ"
-        audit = await store.audit.list(workspace_id="T1")
-        assert any(a.action == "run_cancelled" and a.actor_id == "UREQ" for a in audit)
+        audit = await audit_entries(store, "T1")
+        assert any(a["action"] == "run_cancelled" and a["actor_id"] == "UREQ" for a in audit)
 
 
 async def test_max_turns_ends_the_run(tmp_path: Path, secret_key: str) -> None:
@@ -212,7 +213,7 @@ async def test_a_run_slack_will_not_show_is_failed_and_its_key_request_closed(
         assert failed.status == RunStatus.FAILED and "channel_not_found" in (failed.outcome or "")
         kinds = [e.kind for e in await store.runs.events(waiting.id)]
         assert kinds[-2:] == [ev.ERROR, ev.FINISHED]
-        late = await runs.submit_credential(request_id, user_id="UREQ", secret=KEY)
+        late = await runs.keys.submit(request_id, user_id="UREQ", secret=KEY)
         assert late.outcome == FulfilOutcome.ALREADY_RESOLVED and not late.run_resumed
 
 
@@ -233,9 +234,7 @@ async def test_a_stored_key_that_no_longer_decrypts_is_asked_for_again(
         request = (await store.runs.events(waiting.id))[-1]
         assert request.kind == ev.CREDENTIAL_REQUEST
         assert "could not be read" in request.payload["reason"]
-        done = await runs.submit_credential(
-            request.payload["request_id"], user_id="UREQ", secret=KEY
-        )
+        done = await runs.keys.submit(request.payload["request_id"], user_id="UREQ", secret=KEY)
         assert done.outcome == FulfilOutcome.STORED
         finished = await wait_for_status(store, waiting.id, FINISHED)
         assert finished.status == RunStatus.COMPLETED

@@ -11,6 +11,7 @@ from store import Store
 from store.crypto import Owner
 from store.models import RunRow
 from store.settings import load_settings
+from tests.db import add_event
 
 
 async def test_fifty_concurrent_writers_never_see_database_is_locked(
@@ -30,7 +31,7 @@ async def test_fifty_concurrent_writers_never_see_database_is_locked(
         # on a deferred transaction's lock upgrade.
         owner = Owner("T1", f"U{index:03d}", "openrouter")
         await store.credentials.put(owner, f"sk-{index}", actor_id=owner.user_id)
-        await store.runs.append_event(run.id, "info", {"writer": index})
+        await add_event(store, run.id, "info", {"writer": index})
         assert await store.credentials.reveal(owner, actor_id=owner.user_id) == f"sk-{index}"
 
     try:

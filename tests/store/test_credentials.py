@@ -9,6 +9,7 @@ from store import Store
 from store.crypto import CredentialCipher, CredentialDecryptError, CredentialOwnerMismatch, Owner
 from store.models import CredentialRow
 from store.settings import load_settings
+from tests.db import audit_actions
 
 ALICE = Owner("T1", "UALICE", "openrouter")
 BOB = Owner("T1", "UBOB", "openrouter")
@@ -32,7 +33,7 @@ async def test_round_trip_list_and_delete(store: Store) -> None:
     assert await store.credentials.reveal(ALICE, actor_id="UALICE") is None
     assert await store.credentials.reveal(BOB, actor_id="UBOB") == "sk-bob"
 
-    actions = [entry.action for entry in await store.audit.list(workspace_id="T1")]
+    actions = await audit_actions(store, "T1")
     assert actions.count("credential_stored") == 4
     assert "credential_used" in actions and "credential_deleted" in actions
 

@@ -15,6 +15,8 @@ EXPECTED_TABLES = {
     "credential_requests",
     "offered_actions",
     "audit_log",
+    "outbox",
+    "outbox_messages",
     "alembic_version",
 }
 

@@ -7,11 +7,14 @@ from datetime import timedelta
 
 from store import Store
 from store.actions import ActionSpec, DecisionOutcome
-from store.credentials import FulfilOutcome
+from store.changes import ANY_RUN, Guard, Lease, RunChange
 from store.crypto import Owner
+from store.events import NewEvent
+from store.key_requests import FulfilOutcome, KeyWanted
 from store.models import utcnow
-from store.records import FRONT_END_HOLD, ActionStatus, RequestStatus, RunStatus
+from store.records import ActionStatus, RequestStatus, RunStatus
 from store.settings import Settings
+from tests.db import add_event, audit_actions, undelivered
 
 
 async def _run(store: Store, key: str | None = None):
@@ -28,18 +31,24 @@ async def _waiting_request(
     status: RunStatus = RunStatus.WAITING_CREDENTIAL,
     provider: str = "openrouter",
 ):
-    """A run in `status` with a pending key request of UREQ's."""
+    """A run in `status` with a pending key request of UREQ's (and its event)."""
     run = await _run(store)
-    await store.runs.transition(run.id, status=status)
-    request = await store.credentials.create_request(
-        run_id=run.id,
-        workspace_id="T1",
-        user_id="UREQ",
-        provider=provider,
-        reason="LLM key",
+    request = await store.requests.request(
+        run,
+        KeyWanted(provider, "LLM key"),
         expires_at=utcnow() + expires_in,
+        guard=ANY_RUN,
+        change=RunChange(status=status),
     )
+    assert request is not None
     return run, request
+
+
+async def _kinds_after_request(store: Store, run_id: str) -> list[str]:
+    """Event kinds of the run after its first key request (and what came before it)."""
+    events = await store.runs.events(run_id)
+    asked = next(e.seq for e in events if e.kind == "credential_request")
+    return [e.kind for e in events if e.seq > asked]
 
 
 async def test_idempotency_key_returns_the_first_run(store: Store) -> None:
@@ -57,12 +66,14 @@ async def test_events_are_numbered_and_drained_in_order(store: Store) -> None:
     store.subscribe(lambda topic, run_id: seen.append((topic, run_id)))
     run = await _run(store)
     for index in range(3):
-        await store.runs.append_event(run.id, "info", {"i": index})
-    events = await store.runs.unposted_events(run.id)
+        await add_event(store, run.id, "info", {"i": index})
+    events = await undelivered(store, run.id)
     assert [e.seq for e in events] == [1, 2, 3]
-    await store.runs.mark_posted(events[0].id, slack_ts="1.0001")
-    assert await store.runs.runs_with_unposted_events() == [run.id]
-    assert [e.seq for e in await store.runs.unposted_events(run.id)] == [2, 3]
+    assert await store.outbox.claim(run.id, owner="pub", lease_s=30)
+    assert await store.outbox.delivered(run.id, 1, owner="pub", ref="1.0001")
+    assert not await store.outbox.delivered(run.id, 1, owner="pub", ref="1.0001")  # once
+    assert await store.outbox.pending() == [run.id]
+    assert [e.seq for e in await undelivered(store, run.id)] == [2, 3]
     assert seen.count(("event", run.id)) == 3
 
 
@@ -77,62 +88,61 @@ async def test_claim_lease_and_orphan_detection(store: Store) -> None:
     assert [r.id for r in await store.runs.orphaned(now=later)] == [run.id]
 
 
-async def test_transition_is_compare_and_set(store: Store) -> None:
+async def test_change_is_compare_and_set(store: Store) -> None:
     run = await _run(store)
-    ok = await store.runs.transition(
-        run.id, expected=[RunStatus.QUEUED], status=RunStatus.CANCELLED, events=[("finished", {})]
+    queued = Guard.status_in([RunStatus.QUEUED])
+    ok = await store.runs.change(
+        run.id, RunChange(status=RunStatus.CANCELLED), queued, [NewEvent("finished", {})]
     )
-    assert ok and not isinstance(ok, bool) and ok[0].kind == "finished"
-    again = await store.runs.transition(
-        run.id, expected=[RunStatus.QUEUED], status=RunStatus.RUNNING
+    assert ok is not None and ok.events[0].kind == "finished"
+    assert ok.run.status == RunStatus.CANCELLED
+    lease = Lease("replica-a", utcnow() + timedelta(seconds=30))
+    again = await store.runs.change(
+        run.id, RunChange(status=RunStatus.RUNNING, lease=lease), queued
     )
-    assert again is False
+    assert again is None
     final = await store.runs.get(run.id)
     assert final is not None and final.finished_at is not None
 
 
 async def test_fulfilling_a_request_stores_the_key_and_requeues_the_run(store: Store) -> None:
     run, request = await _waiting_request(store)
-    wrong = await store.credentials.fulfil(
-        request.id, user_id="UOTHER", secret="sk-x", resume_input=""
-    )
+    wrong = await store.requests.fulfil(request.id, user_id="UOTHER", secret="sk-x")
     assert wrong.outcome == FulfilOutcome.WRONG_USER
-    done = await store.credentials.fulfil(
-        request.id, user_id="UREQ", secret="sk-ok", resume_input="go"
-    )
+    done = await store.requests.fulfil(request.id, user_id="UREQ", secret="sk-ok")
     assert done.outcome == FulfilOutcome.STORED and done.run_resumed
-    twice = await store.credentials.fulfil(
-        request.id, user_id="UREQ", secret="sk-2", resume_input="go"
-    )
+    twice = await store.requests.fulfil(request.id, user_id="UREQ", secret="sk-2")
     assert twice.outcome == FulfilOutcome.ALREADY_RESOLVED
     resumed = await store.runs.get(run.id)
-    assert (
-        resumed is not None and resumed.status == RunStatus.QUEUED and resumed.resume_input == "go"
-    )
-    kinds = [e.kind for e in await store.runs.events(run.id)]
-    assert kinds == ["credential_received"]
+    # What the run is told on resuming is the runner's decision, made when it is claimed.
+    assert resumed is not None and resumed.status == RunStatus.QUEUED
+    assert resumed.resume_input is None
+    assert await _kinds_after_request(store, run.id) == ["credential_received"]
 
 
 async def test_expired_request_writes_nothing(store: Store) -> None:
     from store.crypto import Owner
 
     run, request = await _waiting_request(store, expires_in=timedelta(seconds=-1))
-    result = await store.credentials.fulfil(
-        request.id, user_id="UREQ", secret="sk", resume_input=""
-    )
+    result = await store.requests.fulfil(request.id, user_id="UREQ", secret="sk")
     assert result.outcome == FulfilOutcome.EXPIRED
     assert not await store.credentials.exists(Owner("T1", "UREQ", "openrouter"))
-    assert await store.runs.events(run.id) == []
-    assert await store.credentials.resolve_request(request.id, RequestStatus.EXPIRED)
+    assert await _kinds_after_request(store, run.id) == []
+    assert [r.id for r in await store.requests.expired(now=utcnow())] == [request.id]
+    expired = await store.requests.expire(
+        request.id, run_id=run.id, guard=ANY_RUN, change=RunChange(), events=[]
+    )
+    assert expired and (await store.requests.get(request.id)).status == RequestStatus.EXPIRED
 
 
 async def test_actions_single_use_and_fail_closed(store: Store) -> None:
     run = await _run(store)
     event, actions = await store.actions.offer(
-        run_id=run.id,
-        specs=[ActionSpec("revise", "Revise", {"feedback": "fix"}), ActionSpec("stop", "Stop", {})],
-        event_payload={"reason": "wrong"},
-        status=RunStatus.WAITING_APPROVAL,
+        run.id,
+        [ActionSpec("revise", "Revise", {"feedback": "fix"}), ActionSpec("stop", "Stop", {})],
+        reason="wrong",
+        guard=ANY_RUN,
+        change=RunChange(status=RunStatus.WAITING_APPROVAL),
     )
     assert event.kind == "actions_offered" and len(event.payload["actions"]) == 2
     revise, stop = actions
@@ -156,8 +166,9 @@ async def test_actions_single_use_and_fail_closed(store: Store) -> None:
     assert (await store.actions.decide(stop.id, user_id="UREQ", approvers=nobody)).outcome == (
         DecisionOutcome.ALREADY_DECIDED
     )
-    assert await store.actions.mark_applied(revise.id)
-    audit = [e.action for e in await store.audit.list(workspace_id="T1")]
+    async with store.work() as work:
+        assert await store.actions.mark_applied_in(work, revise.id)
+    audit = await audit_actions(store, "T1")
     assert audit.count("action_decided") == 1
 
 
@@ -166,13 +177,13 @@ async def test_finishing_a_run_closes_its_waits_in_the_same_transaction(store: S
         store, status=RunStatus.WAITING_APPROVAL, provider="github"
     )
     _, actions = await store.actions.offer(
-        run_id=run.id, specs=[ActionSpec("continue", "Go", {})], event_payload={"reason": "x"}
+        run.id, [ActionSpec("continue", "Go", {})], reason="x", guard=ANY_RUN, change=RunChange()
     )
-    assert await store.runs.transition(run.id, status=RunStatus.CANCELLED)
-    closed = await store.credentials.get_request(request.id)
+    assert await store.runs.change(run.id, RunChange(status=RunStatus.CANCELLED))
+    closed = await store.requests.get(request.id)
     assert closed is not None and closed.status == RequestStatus.CANCELLED
     assert (await store.actions.get(actions[0].id)).status == ActionStatus.SUPERSEDED
-    late = await store.credentials.fulfil(request.id, user_id="UREQ", secret="s", resume_input="")
+    late = await store.requests.fulfil(request.id, user_id="UREQ", secret="s")
     assert late.outcome == FulfilOutcome.ALREADY_RESOLVED
 
 
@@ -182,7 +193,7 @@ async def _held_run(store: Store, *, for_s: float):
         channel_id="C1",
         requester_id="UREQ",
         task="t",
-        hold=(FRONT_END_HOLD, utcnow() + timedelta(seconds=for_s)),
+        hold_until=utcnow() + timedelta(seconds=for_s),
     )
     return run
 
@@ -191,7 +202,7 @@ async def test_a_held_run_is_not_claimed_until_released(store: Store) -> None:
     run = await _held_run(store, for_s=60)
     assert run.awaiting_front_end(utcnow())
     assert await store.runs.claim_next(owner="replica-a", lease_s=30) is None
-    assert await store.runs.release_hold(run.id, owner=FRONT_END_HOLD, thread_ts="1.0001")
+    assert await store.runs.release_hold(run.id, thread_ts="1.0001")
     released = await store.runs.get(run.id)
     assert released.thread_ts == "1.0001" and not released.awaiting_front_end(utcnow())
     claimed = await store.runs.claim_next(owner="replica-a", lease_s=30)
@@ -206,37 +217,32 @@ async def test_a_lapsed_hold_lets_the_run_go_and_the_first_thread_wins(store: St
     # The publisher posts a root of its own first; the front end's late one is refused
     # and the replica's lease is left alone.
     assert await store.runs.attach_thread(run.id, "2.0002")
-    assert not await store.runs.release_hold(run.id, owner=FRONT_END_HOLD, thread_ts="3.0003")
+    assert not await store.runs.release_hold(run.id, thread_ts="3.0003")
     after = await store.runs.get(run.id)
     assert after.thread_ts == "2.0002" and after.lease_owner == "replica-a"
     assert after.status == RunStatus.RUNNING
     assert not await store.runs.attach_thread(run.id, "4.0004")
 
 
-async def test_skip_unposted_marks_a_runs_events_handled(store: Store) -> None:
+async def test_skip_rest_marks_a_runs_events_handled(store: Store) -> None:
     run = await _run(store)
     other = await _run(store)
     for target in (run, other):
-        await store.runs.append_event(target.id, "info", {})
-    assert await store.runs.skip_unposted(run.id) == 1
-    assert await store.runs.unposted_events(run.id) == []
-    assert [e.slack_ts for e in await store.runs.events(run.id)] == [None]
-    assert await store.runs.runs_with_unposted_events() == [other.id]
+        await add_event(store, target.id, "info", {})
+    await store.outbox.skip_rest(run.id)
+    assert await undelivered(store, run.id) == []
+    assert await store.outbox.shown(run.id, 1) is None  # handled, never shown
+    assert await store.outbox.pending() == [other.id]
 
 
 async def test_the_same_submission_again_is_a_success_not_an_error(store: Store) -> None:
     """A Slack retry or a double submit of the modal carries the same key: it worked."""
     run, request = await _waiting_request(store)
-    first = await store.credentials.fulfil(
-        request.id, user_id="UREQ", secret="sk-same-key-1", resume_input="go"
-    )
-    again = await store.credentials.fulfil(
-        request.id, user_id="UREQ", secret="sk-same-key-1", resume_input="go"
-    )
+    first = await store.requests.fulfil(request.id, user_id="UREQ", secret="sk-same-key-1")
+    again = await store.requests.fulfil(request.id, user_id="UREQ", secret="sk-same-key-1")
     assert first.outcome == again.outcome == FulfilOutcome.STORED
     assert first.run_resumed and not again.run_resumed
-    kinds = [e.kind for e in await store.runs.events(run.id)]
-    assert kinds == ["credential_received"]
+    assert await _kinds_after_request(store, run.id) == ["credential_received"]
 
 
 async def test_concurrent_submissions_store_one_key_and_one_event(
@@ -248,17 +254,12 @@ async def test_concurrent_submissions_store_one_key_and_one_event(
         for attempt in range(5):
             run, request = await _waiting_request(store)
             results = await asyncio.gather(
-                store.credentials.fulfil(
-                    request.id, user_id="UREQ", secret=f"sk-key-{attempt}", resume_input="go"
-                ),
-                other.credentials.fulfil(
-                    request.id, user_id="UREQ", secret=f"sk-key-{attempt}", resume_input="go"
-                ),
+                store.requests.fulfil(request.id, user_id="UREQ", secret=f"sk-key-{attempt}"),
+                other.requests.fulfil(request.id, user_id="UREQ", secret=f"sk-key-{attempt}"),
             )
             assert {r.outcome for r in results} == {FulfilOutcome.STORED}
             assert sum(r.run_resumed for r in results) == 1
-            kinds = [e.kind for e in await store.runs.events(run.id)]
-            assert kinds == ["credential_received"]
+            assert await _kinds_after_request(store, run.id) == ["credential_received"]
         owner = Owner("T1", "UREQ", "openrouter")
         assert await store.credentials.reveal(owner, actor_id="test") == "sk-key-4"
     finally:

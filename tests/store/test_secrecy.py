@@ -9,8 +9,11 @@ import pytest
 from sqlalchemy import text
 
 from store import Store
+from store.changes import ANY_RUN, RunChange
 from store.crypto import Owner
 from store.db import sqlite_path
+from store.key_requests import KeyWanted
+from store.records import RunStatus
 from store.settings import load_settings
 
 CANARY = "canary-7f3a9c1e-never-in-plaintext"  # not key-shaped: no scrubber can hide it
@@ -23,17 +26,15 @@ async def _store_canary(store: Store) -> None:
     run, _ = await store.runs.create(
         workspace_id="T1", channel_id="C1", requester_id="UCANARY", task="use the key"
     )
-    request = await store.credentials.create_request(
-        run_id=run.id,
-        workspace_id="T1",
-        user_id="UCANARY",
-        provider="github",
-        reason="needs it",
+    request = await store.requests.request(
+        run,
+        KeyWanted("github", "needs it"),
         expires_at=run.created_at.replace(year=run.created_at.year + 1),
+        guard=ANY_RUN,
+        change=RunChange(status=RunStatus.WAITING_CREDENTIAL),
     )
-    await store.credentials.fulfil(
-        request.id, user_id="UCANARY", secret=CANARY + "-2", resume_input="go on"
-    )
+    assert request is not None
+    await store.requests.fulfil(request.id, user_id="UCANARY", secret=CANARY + "-2")
 
 
 async def test_canary_absent_from_sqlite_file_and_logs(

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners.actions import approval, credential_delete, credential_open, stop_run
-from bot.services import Services
+from bot import ids
+from bot.listeners.actions.approval import approve_action
+from bot.listeners.actions.credential_delete import credential_delete_action
+from bot.listeners.actions.credential_open import credential_open_action
+from bot.listeners.actions.stop_run import stop_run_action
 
 
-def register(app: AsyncApp, services: Services) -> None:
-    approval.register(app, services)
-    credential_open.register(app, services)
-    credential_delete.register(app, services)
-    stop_run.register(app, services)
+def register(app: AsyncApp) -> None:
+    app.action(ids.APPROVE_PATTERN)(approve_action)
+    app.action(ids.CREDENTIAL_OPEN)(credential_open_action)
+    app.action(ids.CREDENTIAL_DELETE)(credential_delete_action)
+    app.action(ids.STOP_RUN)(stop_run_action)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import ids
 from bot.listeners.ephemeral import tell
-from bot.services import Services
+from bot.services import services_of
 from store.actions import DecisionOutcome
 
 ANSWERS = {
@@ -22,14 +21,15 @@ ANSWERS = {
 }
 
 
-def register(app: AsyncApp, services: Services) -> None:
-    @app.action(ids.APPROVE_PATTERN)
-    async def approve_action(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
-    ) -> None:
-        await ack()
-        decision = await services.runs.decide(
-            str(action.get("value", "")), user_id=body["user"]["id"]
-        )
-        if decision.outcome != DecisionOutcome.APPROVED:
-            await tell(client, body, ANSWERS[decision.outcome])
+async def approve_action(
+    ack: AsyncAck,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    client: AsyncWebClient,
+    context: AsyncBoltContext,
+) -> None:
+    await ack()
+    runs = services_of(context).runs
+    decision = await runs.decide(str(action.get("value", "")), user_id=body["user"]["id"])
+    if decision.outcome != DecisionOutcome.APPROVED:
+        await tell(client, body, ANSWERS[decision.outcome])

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners.commands import autogen
-from bot.services import Services
+from bot.listeners.commands.autogen import autogen_command
 
 
-def register(app: AsyncApp, services: Services) -> None:
-    autogen.register(app, services)
+def register(app: AsyncApp) -> None:
+    app.command("/autogen")(autogen_command)

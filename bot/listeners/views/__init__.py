@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners.views import credential_submit
-from bot.services import Services
+from bot import ids
+from bot.listeners.views.credential_submit import credential_submit_view
 
 
-def register(app: AsyncApp, services: Services) -> None:
-    credential_submit.register(app, services)
+def register(app: AsyncApp) -> None:
+    app.view(ids.CREDENTIAL_MODAL)(credential_submit_view)

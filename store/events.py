@@ -1,12 +1,15 @@
-"""Run event kinds and their payloads: the contract between the runner and any front end.
+"""The run event log's vocabulary: kinds and their payloads, shared by every writer and reader.
 
-Payloads are plain JSON objects so the Slack publisher (and a later web front end) can render
-them without importing AutoGen. Field names are listed per kind below.
+The log lives in the store, so its kinds do too: the runner appends most of them, the store
+itself writes the ones it creates with a row (a key request, a key received, offered
+buttons), and front ends (the Slack publisher, later a web API) render them. Payloads are
+plain JSON objects; field names are listed per kind below.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 RUN_STARTED: Final = "run_started"  # task, requester_id, queued_ahead
 AGENT_MESSAGE: Final = "agent_message"  # source, content, turn, message_type, ends_team?
@@ -20,3 +23,11 @@ INFO: Final = "info"  # text
 ERROR: Final = "error"  # text, code
 FINISHED: Final = "finished"  # status, outcome, turns, prompt_tokens, completion_tokens,
 #                              duration_s, working_s, cancelled_by
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append; the store gives it the run's next sequence number."""
+
+    kind: str
+    payload: dict[str, Any]

@@ -1,0 +1,94 @@
+"""`/autogen <task>`: make the run's root message, then let the run go.
+
+The run is created held (no replica claims it), the root message is posted, and the hold is
+released with the root's `ts` as the run's thread. A redelivered command finds its run by
+the idempotency key and starts nothing twice; a channel the app cannot post in leaves no
+run behind and gets a clear answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack_calls import CHANNEL_GONE
+from bot.ui import blocks as ui
+from runner.manager import RunManager
+
+log = logging.getLogger(__name__)
+
+ROOT_POST_HOLD_S = 60.0
+NOT_IN_THIS_CHANNEL = (
+    "I can't post in this channel yet. Invite me first with "
+    "`/invite @AutoGen` (or add the app from the channel's settings), "
+    "then run `/autogen` again."
+)
+NOT_HERE = (
+    "I can't post in this conversation: runs happen in a thread in a channel I'm a member "
+    "of, and I can't be added to direct messages or group DMs. Pick a channel (a private "
+    "one works too), invite me with `/invite @AutoGen` there (or add the app from the "
+    "channel's settings), then run `/autogen` in that channel."
+)
+
+
+async def start_run(
+    runs: RunManager,
+    client: AsyncWebClient,
+    respond: AsyncRespond,
+    command: dict[str, Any],
+    task: str,
+) -> None:
+    key = f"cmd:{command['team_id']}:{command.get('trigger_id') or command.get('response_url')}"
+    started = await runs.start_run(
+        workspace_id=command["team_id"],
+        channel_id=command["channel_id"],
+        requester_id=command["user_id"],
+        task=task,
+        idempotency_key=key,
+        hold_s=ROOT_POST_HOLD_S,
+    )
+    if not started.created:
+        return  # a redelivery of a command that already started its run
+    text, blocks = ui.root_message(
+        run_id=started.run.id, task=task, requester_id=command["user_id"], status="queued"
+    )
+    try:
+        root = await client.chat_postMessage(
+            channel=command["channel_id"],
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+    except SlackApiError as exc:
+        await runs.discard(started.run.id)
+        error = str(exc.response.get("error", ""))
+        if error in CHANNEL_GONE:
+            answer = NOT_HERE if _is_direct_message(command) else NOT_IN_THIS_CHANNEL
+        else:
+            log.warning("root message failed: %s", error)
+            answer = f"Slack refused the message ({error}); nothing was started."
+        await respond(response_type="ephemeral", text=answer)
+        return
+    if not await runs.release_hold(started.run.id, thread_ts=root["ts"]):
+        # Slack held this post past the hold and the publisher gave the run a root of its
+        # own; ours would be a second, silent copy.
+        with contextlib.suppress(SlackApiError):
+            await client.chat_delete(channel=root["channel"], ts=root["ts"])
+
+
+def _is_direct_message(command: dict[str, Any]) -> bool:
+    """A DM or group DM, where nobody can invite the app. A G… id may also be a legacy
+    private channel; the answer for DMs still fits one."""
+    channel_id = str(command.get("channel_id") or "")
+    channel_name = str(command.get("channel_name") or "")
+    return (
+        channel_id.startswith(("D", "G"))
+        or channel_name == "directmessage"
+        or channel_name.startswith("mpdm-")
+    )

@@ -1,0 +1,101 @@
+"""The publisher's Web API calls: bounded retries it owns, so it knows what was posted.
+
+A 429 waits for `Retry-After` in full (a wait longer than `max_delay_s` gives up for now,
+with the wait Slack asked for); 5xx answers and connection errors back off; errors retrying
+cannot fix (`SlackRefused`) are raised at once. Before every attempt a `before_attempt`
+check runs (the publishing claim's renewal): a replica that lost the claim never posts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+
+CHANNEL_GONE = frozenset(
+    {"not_in_channel", "channel_not_found", "is_archived", "thread_not_found", "restricted_action"}
+)
+"""Errors that mean the app cannot post in the channel (or thread) at all."""
+
+
+class SlackUnavailable(Exception):
+    """Retries ran out (or Slack asked for a long pause); try again on a later pass."""
+
+    def __init__(self, method: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(method)
+        self.retry_after_s = retry_after_s
+
+
+class SlackRefused(Exception):
+    """Slack answered with an error that retrying cannot fix; the message is Slack's code."""
+
+    @property
+    def channel_gone(self) -> bool:
+        return str(self) in CHANNEL_GONE
+
+
+class ClaimLost(Exception):
+    """Another replica now posts this run's events; stop before posting anything."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name.lower():
+            return value[0] if isinstance(value, list) else str(value)
+    return None
+
+
+class SlackCaller:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        policy: RetryPolicy,
+        before_attempt: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        self._client = client
+        self._policy = policy
+        self._before_attempt = before_attempt
+
+    async def call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        """One Web API call (`chat_postMessage`, ...) with the retry policy."""
+        policy = self._policy
+        delay = policy.base_delay_s
+        for attempt in range(1, policy.max_attempts + 1):
+            if self._before_attempt is not None and not await self._before_attempt():
+                raise ClaimLost(method)
+            try:
+                response = await getattr(self._client, method)(**kwargs)
+                return dict(response.data) if isinstance(response.data, dict) else {}
+            except SlackApiError as exc:
+                status = exc.response.status_code
+                if status == 429:
+                    wait = float(_header(exc.response.headers, "Retry-After") or 1)
+                    if wait > policy.max_delay_s:
+                        raise SlackUnavailable(method, retry_after_s=wait) from None
+                elif status >= 500:
+                    wait = delay
+                else:
+                    raise SlackRefused(str(exc.response.get("error", status))) from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                log.info("slack connection problem (%s), attempt %d", type(exc).__name__, attempt)
+                wait = delay
+            if attempt == policy.max_attempts:
+                break
+            await asyncio.sleep(min(wait, policy.max_delay_s))
+            delay = min(delay * 2, policy.max_delay_s)
+        raise SlackUnavailable(method)

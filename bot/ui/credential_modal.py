@@ -1,0 +1,94 @@
+"""The private credential modal and the checks on what is typed into it.
+
+The checks run before anything is written; their answers are problems, never the value, and
+the modal shows a friendly inline error for each.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot import ids
+from bot.ui.text import clip, escape
+
+MIN_SECRET_CHARS = 8
+MAX_SECRET_CHARS = 512
+
+
+class SecretProblem(StrEnum):
+    EMPTY = "empty"
+    TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    WHITESPACE = "whitespace"
+
+
+PROBLEMS = {
+    SecretProblem.EMPTY: "Paste the key here.",
+    SecretProblem.WHITESPACE: "A key has no spaces or line breaks: check what was pasted.",
+    SecretProblem.TOO_SHORT: f"That is too short for an API key ({MIN_SECRET_CHARS}+ characters).",
+    SecretProblem.TOO_LONG: f"That is too long for an API key (at most {MAX_SECRET_CHARS}).",
+}
+
+
+def check_secret(value: str) -> SecretProblem | None:
+    """Sanity checks on a submitted key before anything is written."""
+    if not value:
+        return SecretProblem.EMPTY
+    if any(char.isspace() for char in value):
+        return SecretProblem.WHITESPACE
+    if len(value) < MIN_SECRET_CHARS:
+        return SecretProblem.TOO_SHORT
+    if len(value) > MAX_SECRET_CHARS:
+        return SecretProblem.TOO_LONG
+    return None
+
+
+def submitted_secret(view: dict[str, Any]) -> str:
+    """The key typed into the modal, from a `view_submission` payload's state."""
+    values = (view.get("state") or {}).get("values") or {}
+    field = (values.get(ids.CREDENTIAL_INPUT_BLOCK) or {}).get(ids.CREDENTIAL_INPUT) or {}
+    value = field.get("value")
+    return value.strip() if isinstance(value, str) else ""
+
+
+def credential_modal(*, request_id: str, provider: str, reason: str) -> dict[str, Any]:
+    view = View(
+        type="modal",
+        callback_id=ids.CREDENTIAL_MODAL,
+        private_metadata=request_id,
+        title=PlainTextObject(text="Add an API key"),
+        submit=PlainTextObject(text="Save key"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"The run needs your *{escape(provider)}* key.\n"
+                    f"{clip(escape(reason), 500)}"
+                )
+            ),
+            InputBlock(
+                block_id=ids.CREDENTIAL_INPUT_BLOCK,
+                label=PlainTextObject(text=f"{provider} API key"[:2000]),
+                element=PlainTextInputElement(
+                    action_id=ids.CREDENTIAL_INPUT,
+                    placeholder=PlainTextObject(text="Paste the key"),
+                    max_length=MAX_SECRET_CHARS,
+                ),
+                hint=PlainTextObject(
+                    text="Visible only on your screen while you type. It is stored encrypted "
+                    "and never posted, logged or shown to the agents."
+                ),
+            ),
+        ],
+    )
+    return view.to_dict()

@@ -1,0 +1,39 @@
+"""What a front end may do with credentials: list and delete a person's own, look up a key
+request, and answer one (which wakes the waiting run on any replica)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from store import Store
+from store.crypto import Owner
+from store.key_requests import FulfilOutcome, FulfilResult
+from store.records import CredentialInfo, CredentialRequest
+
+
+class KeyDesk:
+    def __init__(self, store: Store, wake: Callable[[], None]) -> None:
+        self._store = store
+        self._wake = wake
+
+    async def listed(self, *, workspace_id: str, user_id: str) -> list[CredentialInfo]:
+        """The person's stored credentials, never their values."""
+        return await self._store.credentials.list_for_user(
+            workspace_id=workspace_id, user_id=user_id
+        )
+
+    async def delete(self, *, workspace_id: str, user_id: str, provider: str) -> bool:
+        """Delete one of the person's own credentials (audited as theirs)."""
+        owner = Owner(workspace_id, user_id, provider[:64])
+        return await self._store.credentials.delete(owner, actor_id=user_id)
+
+    async def request(self, request_id: str) -> CredentialRequest | None:
+        return await self._store.requests.get(request_id)
+
+    async def submit(self, request_id: str, *, user_id: str, secret: str) -> FulfilResult:
+        """Store the key for the request's user and wake its run. Called before the modal's
+        ack, so it is one transaction and no reads before it."""
+        result = await self._store.requests.fulfil(request_id, user_id=user_id, secret=secret)
+        if result.outcome == FulfilOutcome.STORED:
+            self._wake()
+        return result

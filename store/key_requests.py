@@ -1,0 +1,240 @@
+"""A run's requests for a credential, and the submission that answers one.
+
+A request is opened in the same unit of work that parks its run, so nobody sees a waiting
+run without its request (or the reverse). Fulfilling stores the key and wakes the run in
+one transaction, on whichever replica received the submission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store import events as ev
+from store.audit import add_audit
+from store.changes import Guard, RunChange
+from store.credentials import CredentialRepository
+from store.crypto import Owner
+from store.events import NewEvent
+from store.models import CredentialRequestRow, utcnow
+from store.records import CredentialRequest, RequestStatus, Run, RunStatus
+from store.work import Database, Repository, RunWork, new_id
+
+
+def _request(row: CredentialRequestRow) -> CredentialRequest:
+    return CredentialRequest(
+        id=row.id,
+        run_id=row.run_id,
+        workspace_id=row.workspace_id,
+        user_id=row.user_id,
+        provider=row.provider,
+        reason=row.reason,
+        status=RequestStatus(row.status),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        resolved_at=row.resolved_at,
+    )
+
+
+@dataclass(frozen=True)
+class KeyWanted:
+    """Which credential a run waits for and why, in words for the person asked."""
+
+    provider: str
+    reason: str
+    rejected: bool = False  # the key that was used was refused by the provider
+
+
+class FulfilOutcome(StrEnum):
+    STORED = "stored"
+    NOT_FOUND = "not_found"
+    WRONG_USER = "wrong_user"
+    ALREADY_RESOLVED = "already_resolved"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class FulfilResult:
+    outcome: FulfilOutcome
+    request: CredentialRequest | None = None
+    run_resumed: bool = False
+
+
+class KeyRequestRepository(Repository):
+    def __init__(self, db: Database, credentials: CredentialRepository) -> None:
+        super().__init__(db)
+        self._credentials = credentials
+
+    @staticmethod
+    async def open_in(
+        work: RunWork, run: Run, wanted: KeyWanted, *, expires_at: datetime
+    ) -> CredentialRequest:
+        """Open a request for the run's requester and append its `credential_request`
+        event, inside `work` (whose caller has just parked the run)."""
+        row = CredentialRequestRow(
+            id=new_id(),
+            run_id=run.id,
+            workspace_id=run.workspace_id,
+            user_id=run.requester_id,
+            provider=wanted.provider,
+            reason=wanted.reason,
+            status=RequestStatus.PENDING,
+            expires_at=expires_at,
+        )
+        work.session.add(row)
+        await work.session.flush()
+        payload = {
+            "request_id": row.id,
+            "user_id": row.user_id,
+            "provider": row.provider,
+            "reason": row.reason,
+            "expires_at": expires_at.isoformat(),
+            "rejected": wanted.rejected,
+        }
+        await work.append(run.id, [NewEvent(ev.CREDENTIAL_REQUEST, payload)])
+        return _request(row)
+
+    async def request(
+        self,
+        run: Run,
+        wanted: KeyWanted,
+        *,
+        expires_at: datetime,
+        guard: Guard,
+        change: RunChange,
+        events_before: list[NewEvent] | None = None,
+    ) -> CredentialRequest | None:
+        """Park the run (`change`, if `guard` holds), append `events_before`, and open the
+        request, in one transaction; None (nothing written) when the guard did not hold."""
+        async with self._db.work() as work:
+            if await work.write(run.id, change, guard, events_before or []) is None:
+                return None
+            return await self.open_in(work, run, wanted, expires_at=expires_at)
+
+    async def get(self, request_id: str) -> CredentialRequest | None:
+        async with self._db.reads() as session:
+            row = await session.get(CredentialRequestRow, request_id)
+            return _request(row) if row else None
+
+    async def expired(self, *, now: datetime) -> list[CredentialRequest]:
+        """Pending requests whose time is up."""
+        async with self._db.reads() as session:
+            rows = await session.scalars(
+                select(CredentialRequestRow)
+                .where(
+                    CredentialRequestRow.status == RequestStatus.PENDING,
+                    CredentialRequestRow.expires_at <= now,
+                )
+                .order_by(CredentialRequestRow.created_at)
+            )
+            return [_request(row) for row in rows]
+
+    async def expire(
+        self,
+        request_id: str,
+        *,
+        run_id: str,
+        guard: Guard,
+        change: RunChange,
+        events: list[NewEvent],
+    ) -> bool:
+        """Close a pending request as expired and, when its run is as `guard` says, end the
+        run (`change`, `events`) in the same transaction, so a crash cannot close the
+        request yet leave its run waiting for it. False when it was not pending."""
+        async with self._db.work() as work:
+            if not await self._resolve(work.session, request_id, RequestStatus.EXPIRED):
+                return False
+            await work.write(run_id, change, guard, events)
+            return True
+
+    @staticmethod
+    async def _resolve(session: AsyncSession, request_id: str, status: RequestStatus) -> bool:
+        result = await session.execute(
+            update(CredentialRequestRow)
+            .where(
+                CredentialRequestRow.id == request_id,
+                CredentialRequestRow.status == RequestStatus.PENDING,
+            )
+            .values(status=status, resolved_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+    @staticmethod
+    async def close_for_finished_run(session: AsyncSession, run_id: str) -> None:
+        """The unit of work's finish hook: a finished run answers no submission."""
+        await session.execute(
+            update(CredentialRequestRow)
+            .where(
+                CredentialRequestRow.run_id == run_id,
+                CredentialRequestRow.status == RequestStatus.PENDING,
+            )
+            .values(status=RequestStatus.CANCELLED, resolved_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+    async def fulfil(self, request_id: str, *, user_id: str, secret: str) -> FulfilResult:
+        """Store the secret for the request's owner and wake its run, all in one transaction.
+
+        The run goes back to `queued` (any replica may pick it up) once no other request of
+        it is pending; what it is told on resuming is the runner's decision, made when it is
+        claimed. Nothing is written unless every check passes."""
+        async with self._db.work() as work:
+            session = work.session
+            row = await session.get(CredentialRequestRow, request_id)
+            if row is None:
+                return FulfilResult(FulfilOutcome.NOT_FOUND)
+            if row.user_id != user_id:
+                return FulfilResult(FulfilOutcome.WRONG_USER, _request(row))
+            owner = Owner(row.workspace_id, row.user_id, row.provider)
+            if row.status != RequestStatus.PENDING:
+                return await self._answered_already(session, row, owner, secret)
+            if row.expires_at < utcnow():
+                return FulfilResult(FulfilOutcome.EXPIRED, _request(row))
+            # Claim the request first: of two concurrent submissions only one matches.
+            claimed = await self._resolve(session, request_id, RequestStatus.FULFILLED)
+            await session.refresh(row)
+            if not claimed:  # another submission won the race meanwhile
+                return await self._answered_already(session, row, owner, secret)
+            await self._credentials.store_in(session, owner, secret)
+            add_audit(
+                session,
+                workspace_id=row.workspace_id,
+                actor_id=user_id,
+                action="credential_stored",
+                subject=row.provider,
+                run_id=row.run_id,
+                detail={"owner": user_id, "request": row.id},
+            )
+            received = {"request_id": row.id, "provider": row.provider, "user_id": user_id}
+            await work.append(row.run_id, [NewEvent(ev.CREDENTIAL_RECEIVED, received)])
+            still_pending = await session.scalar(
+                select(CredentialRequestRow.id).where(
+                    CredentialRequestRow.run_id == row.run_id,
+                    CredentialRequestRow.status == RequestStatus.PENDING,
+                )
+            )
+            resumed = still_pending is None and (
+                await work.change(
+                    row.run_id,
+                    RunChange(status=RunStatus.QUEUED),
+                    Guard.status_in([RunStatus.WAITING_CREDENTIAL]),
+                )
+                is not None
+            )
+            return FulfilResult(FulfilOutcome.STORED, _request(row), resumed)
+
+    async def _answered_already(
+        self, session: AsyncSession, row: CredentialRequestRow, owner: Owner, secret: str
+    ) -> FulfilResult:
+        """The same key submitted again (a Slack retry, a double submit, two replicas at
+        once) is a success; anything else on an answered request is refused."""
+        if row.status == RequestStatus.FULFILLED and await self._credentials.holds(
+            session, owner, secret
+        ):
+            return FulfilResult(FulfilOutcome.STORED, _request(row), False)
+        return FulfilResult(FulfilOutcome.ALREADY_RESOLVED, _request(row))

@@ -1,0 +1,213 @@
+"""The outbox: what a delivering front end (the Slack publisher) has shown of each run.
+
+The event log itself (`runs.events`) carries no delivery state, so any other consumer (a web
+API streaming a run from a sequence number) reads the same log without touching this. Per
+run, the outbox keeps how far delivery got (`delivered_seq`, and the parts of a long message
+already out), who may deliver right now (a claim that lapses when its replica dies), and
+the reference of each message shown (Slack's `ts`), with the prompts whose buttons are still
+live. The unit of work keeps `wanted_seq` in step with every append (`track`), so the runs
+with something to deliver come from a partial index instead of a scan of the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.db import upsert
+from store.models import OutboxMessageRow, OutboxRow, RunEventRow, RunRow, utcnow
+from store.records import Run, RunEvent
+from store.work import Repository, to_event, to_run
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A message the front end showed for an event: its reference and the event."""
+
+    ref: str
+    event: RunEvent
+    topic: str | None = None
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """One run's undelivered events, read once for a delivery pass (events first, then the
+    run, so the run is at least as new as its events). `parts_done` parts of the first
+    event are already out, the last of them as `part_ref`."""
+
+    run: Run
+    events: list[RunEvent]
+    parts_done: int
+    part_ref: str | None
+
+
+class OutboxRepository(Repository):
+    @staticmethod
+    async def track(session: AsyncSession, run_id: str, last_seq: int) -> None:
+        """The unit of work's append hook: the run now has events up to `last_seq`."""
+        await upsert(
+            session,
+            OutboxRow,
+            {"run_id": run_id, "wanted_seq": last_seq, "delivered_seq": 0, "parts_done": 0},
+            key=["run_id"],
+            update={"wanted_seq": last_seq},
+        )
+
+    async def pending(self, *, limit: int = 500) -> list[str]:
+        """Runs with events not yet delivered."""
+        async with self._db.reads() as session:
+            rows = await session.scalars(
+                select(OutboxRow.run_id)
+                .where(OutboxRow.wanted_seq > OutboxRow.delivered_seq)
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def claim(self, run_id: str, *, owner: str, lease_s: float) -> bool:
+        """Take (or renew) the right to deliver this run's events. One replica at a time
+        holds it, so no event is shown twice; a dead holder's claim lapses."""
+        now = utcnow()
+        async with self._db.work() as work:
+            result = await work.session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.run_id == run_id,
+                    or_(
+                        OutboxRow.claim_owner.is_(None),
+                        OutboxRow.claim_owner == owner,
+                        OutboxRow.claim_expires_at < now,
+                    ),
+                )
+                .values(claim_owner=owner, claim_expires_at=now + timedelta(seconds=lease_s))
+            )
+            return result.rowcount == 1
+
+    async def release(self, run_id: str, *, owner: str) -> None:
+        async with self._db.work() as work:
+            await work.session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.run_id == run_id, OutboxRow.claim_owner == owner)
+                .values(claim_owner=None, claim_expires_at=None)
+            )
+
+    async def backlog(self, run_id: str) -> Backlog | None:
+        async with self._db.reads() as session:
+            cursor = await session.get(OutboxRow, run_id)
+            if cursor is None:
+                return None
+            rows = await session.scalars(
+                select(RunEventRow)
+                .where(RunEventRow.run_id == run_id, RunEventRow.seq > cursor.delivered_seq)
+                .order_by(RunEventRow.seq)
+            )
+            events = [to_event(row) for row in rows]
+            run = await session.get(RunRow, run_id)
+            if run is None:
+                return None
+            return Backlog(to_run(run), events, cursor.parts_done, cursor.part_ref)
+
+    async def shown(self, run_id: str, seq: int) -> Shown | None:
+        """The message shown for event `seq` (the agent message a verdict belongs on)."""
+        return await self._one(OutboxMessageRow.run_id == run_id, OutboxMessageRow.seq == seq)
+
+    async def prompt(self, run_id: str, topic: str) -> Shown | None:
+        """The message that asked `topic` (a key request, a set of buttons)."""
+        return await self._one(OutboxMessageRow.run_id == run_id, OutboxMessageRow.topic == topic)
+
+    async def open_prompts(self, run_id: str) -> list[Shown]:
+        """Prompts whose buttons are still live, oldest first."""
+        async with self._db.reads() as session:
+            rows = await session.execute(
+                self._joined()
+                .where(OutboxMessageRow.run_id == run_id, OutboxMessageRow.open.is_(True))
+                .order_by(OutboxMessageRow.seq)
+            )
+            return [Shown(message.ref, to_event(event), message.topic) for message, event in rows]
+
+    async def _one(self, *where: object) -> Shown | None:
+        async with self._db.reads() as session:
+            found = (await session.execute(self._joined().where(*where).limit(1))).first()
+            if found is None:
+                return None
+            message, event = found
+            return Shown(message.ref, to_event(event), message.topic)
+
+    @staticmethod
+    def _joined() -> Select[tuple[OutboxMessageRow, RunEventRow]]:
+        return select(OutboxMessageRow, RunEventRow).join(
+            RunEventRow,
+            and_(
+                RunEventRow.run_id == OutboxMessageRow.run_id,
+                RunEventRow.seq == OutboxMessageRow.seq,
+            ),
+        )
+
+    async def delivered(
+        self,
+        run_id: str,
+        seq: int,
+        *,
+        owner: str,
+        ref: str | None,
+        opens: str | None = None,
+        closes: str | None = None,
+    ) -> bool:
+        """Event `seq` is handled (shown as `ref`, or skipped with None); the cursor moves
+        past it only from `seq - 1` and while `owner` holds the claim, so a delivery is
+        recorded once. `opens` names the prompt it showed, `closes` the one it answered."""
+        async with self._db.work() as work:
+            moved = await work.session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.run_id == run_id,
+                    OutboxRow.delivered_seq == seq - 1,
+                    OutboxRow.claim_owner == owner,
+                )
+                .values(delivered_seq=seq, parts_done=0, part_ref=None)
+            )
+            if moved.rowcount != 1:
+                return False
+            if ref is not None:
+                work.session.add(
+                    OutboxMessageRow(
+                        run_id=run_id, seq=seq, ref=ref, topic=opens, open=opens is not None
+                    )
+                )
+            if closes is not None:
+                await self._close(work.session, run_id, closes)
+            return True
+
+    async def part_delivered(self, run_id: str, *, owner: str, ref: str, parts: int) -> None:
+        """Part `parts` of the next event's long message is out (the event is not done)."""
+        async with self._db.work() as work:
+            await work.session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.run_id == run_id, OutboxRow.claim_owner == owner)
+                .values(parts_done=parts, part_ref=ref)
+            )
+
+    async def closed(self, run_id: str, topic: str) -> None:
+        """A prompt's buttons were taken away (the run ended before anyone answered)."""
+        async with self._db.work() as work:
+            await self._close(work.session, run_id, topic)
+
+    @staticmethod
+    async def _close(session: AsyncSession, run_id: str, topic: str) -> None:
+        await session.execute(
+            update(OutboxMessageRow)
+            .where(OutboxMessageRow.run_id == run_id, OutboxMessageRow.topic == topic)
+            .values(open=False)
+        )
+
+    async def skip_rest(self, run_id: str) -> None:
+        """Treat every event of the run as handled without showing it: for a run the front
+        end can no longer show, so delivery stops trying."""
+        async with self._db.work() as work:
+            await work.session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.run_id == run_id)
+                .values(delivered_seq=OutboxRow.wanted_seq, parts_done=0, part_ref=None)
+            )

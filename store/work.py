@@ -1,0 +1,267 @@
+"""The one write path for runs: a unit of work that changes a run if it is still as expected,
+appends its events, and tells listeners after the commit.
+
+Every writer (the run lifecycle, credential requests, offered actions) opens a `RunWork`;
+each repository adds its own rows through the same session, so a run change, its events
+and the rows they describe commit together or not at all. The unit of work owns what
+every writer would otherwise repeat: the compare-and-set, the event sequence, the lease
+rules and the notifications. Hooks let a repository keep its own table in step:
+`on_finish` (a finished run's open waits close) and `on_append` (the outbox learns there is
+something to deliver).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from store.audit import add_audit
+from store.changes import ANY_RUN, KEEP, Guard, RunChange
+from store.events import NewEvent
+from store.models import RunEventRow, RunRow, utcnow
+from store.records import FINISHED_STATUSES, Run, RunEvent, RunStatus
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, str], None]
+"""Called after a commit with (topic, run_id); topics are `event` and `run_ready`."""
+EVENT = "event"
+RUN_READY = "run_ready"
+
+FinishHook = Callable[[AsyncSession, str], Awaitable[None]]
+AppendHook = Callable[[AsyncSession, str, int], Awaitable[None]]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def to_run(row: RunRow) -> Run:
+    return Run(
+        id=row.id,
+        workspace_id=row.workspace_id,
+        channel_id=row.channel_id,
+        thread_ts=row.thread_ts,
+        requester_id=row.requester_id,
+        task=row.task,
+        status=RunStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        turns=row.turns,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        team_state=row.team_state,
+        resume_input=row.resume_input,
+        outcome=row.outcome,
+        cancelled_by=row.cancelled_by,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        recoveries=row.recoveries,
+        active_s=row.active_s or 0.0,
+    )
+
+
+def to_event(row: RunEventRow) -> RunEvent:
+    return RunEvent(
+        id=row.id,
+        run_id=row.run_id,
+        seq=row.seq,
+        kind=row.kind,
+        payload=dict(row.payload),
+        created_at=row.created_at,
+    )
+
+
+@dataclass(frozen=True)
+class Written:
+    """A write that happened: the run as it now is, and the events it appended."""
+
+    run: Run
+    events: list[RunEvent] = field(default_factory=list)
+
+
+def _columns(change: RunChange) -> dict[str, Any]:
+    """The SET clause of a change, with the lease rules applied."""
+    now = utcnow()
+    values: dict[str, Any] = {"updated_at": now}
+    if change.status is not None:
+        values["status"] = change.status
+        if change.status == RunStatus.RUNNING:
+            if change.lease is None:
+                raise ValueError("a run enters running only with a lease")
+            values["started_at"] = func.coalesce(RunRow.started_at, now)
+        else:
+            values["lease_owner"] = None
+            values["lease_expires_at"] = None
+        if change.status in FINISHED_STATUSES:
+            values["finished_at"] = now
+    if change.lease is not None:
+        values["lease_owner"] = change.lease.owner
+        values["lease_expires_at"] = change.lease.expires_at
+    if change.team_state is not None:
+        values["team_state"] = change.team_state
+    if change.resume_input is not KEEP:
+        values["resume_input"] = change.resume_input
+    if change.outcome is not None:
+        values["outcome"] = change.outcome
+    if change.cancelled_by is not None:
+        values["cancelled_by"] = change.cancelled_by
+    if change.totals is not None:
+        values["turns"] = change.totals.turns
+        values["prompt_tokens"] = change.totals.prompt_tokens
+        values["completion_tokens"] = change.totals.completion_tokens
+    if change.active_s is not None:
+        values["active_s"] = change.active_s
+    if change.recoveries is not None:
+        values["recoveries"] = change.recoveries
+    return values
+
+
+class RunWork:
+    """One transaction's writes to runs and their events. Open it with `Database.work()`."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        on_finish: Sequence[FinishHook],
+        on_append: Sequence[AppendHook],
+    ) -> None:
+        self.session = session
+        self._on_finish = on_finish
+        self._on_append = on_append
+        self.appended_to: set[str] = set()
+        self.ready: set[str] = set()
+
+    async def change(self, run_id: str, change: RunChange, guard: Guard = ANY_RUN) -> Run | None:
+        """Apply `change` if the run is as `guard` says; the run after it, or None (nothing
+        written) when it is not: a compare-and-set that replicas can race on safely."""
+        query = update(RunRow).where(RunRow.id == run_id)
+        if guard.statuses is not None:
+            query = query.where(RunRow.status.in_([str(s) for s in guard.statuses]))
+        if guard.held_by is not None:
+            query = query.where(RunRow.lease_owner == guard.held_by)
+        if guard.lapsed_before is not None:
+            query = query.where(
+                or_(
+                    RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < guard.lapsed_before
+                )
+            )
+        row = await self.session.scalar(
+            query.values(**_columns(change))
+            .returning(RunRow)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        if row is None:
+            return None
+        if change.status in FINISHED_STATUSES:
+            for hook in self._on_finish:
+                await hook(self.session, run_id)
+        if change.status == RunStatus.QUEUED:
+            self.ready.add(run_id)
+        return to_run(row)
+
+    async def append(self, run_id: str, events: Sequence[NewEvent]) -> list[RunEvent]:
+        """Give each event the run's next sequence number; the counter row serialises
+        writers, so two replicas appending to one run never share a number."""
+        appended: list[RunEvent] = []
+        for event in events:
+            seq = await self.session.scalar(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(last_seq=RunRow.last_seq + 1)
+                .returning(RunRow.last_seq)
+            )
+            if seq is None:
+                raise LookupError(f"run {run_id} does not exist")
+            row = RunEventRow(run_id=run_id, seq=seq, kind=event.kind, payload=event.payload)
+            self.session.add(row)
+            await self.session.flush()
+            appended.append(to_event(row))
+        if appended:
+            for hook in self._on_append:
+                await hook(self.session, run_id, appended[-1].seq)
+            self.appended_to.add(run_id)
+        return appended
+
+    def audit(
+        self,
+        *,
+        workspace_id: str,
+        actor_id: str,
+        action: str,
+        subject: str,
+        run_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record who did what, committed with what it records."""
+        add_audit(
+            self.session,
+            workspace_id=workspace_id,
+            actor_id=actor_id,
+            action=action,
+            subject=subject,
+            run_id=run_id,
+            detail=detail,
+        )
+
+    async def write(
+        self, run_id: str, change: RunChange, guard: Guard, events: Sequence[NewEvent] = ()
+    ) -> Written | None:
+        """`change` then `append`, the common case: None when the guard did not hold."""
+        run = await self.change(run_id, change, guard)
+        if run is None:
+            return None
+        return Written(run, await self.append(run_id, events))
+
+
+class Database:
+    """Session factories, listeners and hooks that every repository shares."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        reads: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self.sessions = sessions
+        self.reads = reads
+        self.on_finish: list[FinishHook] = []
+        self.on_append: list[AppendHook] = []
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def notify(self, topic: str, run_id: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(topic, run_id)
+            except Exception:
+                log.exception("store listener failed", extra={"run_id": run_id})
+
+    @contextlib.asynccontextmanager
+    async def work(self) -> AsyncIterator[RunWork]:
+        """One transaction; listeners hear of its events and ready runs once it commits."""
+        async with self.sessions.begin() as session:
+            work = RunWork(session, self.on_finish, self.on_append)
+            yield work
+        for run_id in work.appended_to:
+            self.notify(EVENT, run_id)
+        for run_id in work.ready:
+            self.notify(RUN_READY, run_id)
+
+
+class Repository:
+    """One session per unit of work; never a session shared by concurrent tasks.
+    `_db.work()` for writes; `_db.reads()` for sessions that only read."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db

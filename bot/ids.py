@@ -13,3 +13,16 @@ CREDENTIAL_INPUT = "credential_input"
 APPROVE_PREFIX = "approve:"
 APPROVE_PATTERN = re.compile(r"^approve:\d+$")
 ACTIONS_BLOCK = "run_actions"
+COMMAND = "/autogen"
+
+
+def handles_action(action_id: str) -> bool:
+    """Whether a listener is registered for a button with this action_id."""
+    return action_id in (STOP_RUN, CREDENTIAL_OPEN, CREDENTIAL_DELETE) or bool(
+        APPROVE_PATTERN.match(action_id)
+    )
+
+
+def handles_view(callback_id: str) -> bool:
+    """Whether a listener is registered for the submission of this view."""
+    return callback_id == CREDENTIAL_MODAL

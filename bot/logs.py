@@ -21,20 +21,19 @@ _SLACK_LOGGERS = ("slack_bolt", "slack_sdk")
 _BODY_MARKERS = ("body", "payload", "view_submission", "state", "envelope")
 
 
-class SecretFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):
-            message = str(record.msg)
-        if record.name.startswith(_SLACK_LOGGERS) and any(m in message for m in _BODY_MARKERS):
-            message = WITHHELD
-        record.msg = redact(message)
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            # Formatters reuse exc_text once set, so tracebacks are scrubbed too.
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-        return True
+def scrub(record: logging.LogRecord) -> None:
+    """Withhold what may be a Slack request body and redact secrets, in place."""
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):
+        message = str(record.msg)
+    if record.name.startswith(_SLACK_LOGGERS) and any(m in message for m in _BODY_MARKERS):
+        message = WITHHELD
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info and not record.exc_text:
+        # Formatters reuse exc_text once set, so tracebacks are scrubbed too.
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
 
 
 class JsonFormatter(logging.Formatter):
@@ -49,7 +48,8 @@ class JsonFormatter(logging.Formatter):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
-            entry["error"] = redact(self.formatException(record.exc_info))
+            # The record factory scrubbed the traceback into exc_text when the record was made.
+            entry["error"] = record.exc_text or redact(self.formatException(record.exc_info))
         return json.dumps(entry)
 
 
@@ -61,7 +61,6 @@ CHATTY_LOGGERS = ("autogen_core", "autogen_agentchat", "httpx", "openai")
 
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(SecretFilter())
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -77,20 +76,17 @@ def configure_logging(settings: Settings) -> None:
 
 def install_secret_filter() -> None:
     """Scrub records as they are created, so every handler (ours, a test's, a library's)
-    only ever sees the scrubbed text. Idempotent."""
+    only ever sees the scrubbed text: the one place records are scrubbed. Idempotent."""
     current = logging.getLogRecordFactory()
     if getattr(current, "scrubs_secrets", False):
         return
 
     def factory(*args: object, **kwargs: object) -> logging.LogRecord:
         record = current(*args, **kwargs)
-        _SCRUB.filter(record)
+        scrub(record)
         return record
 
     factory.scrubs_secrets = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
     # Raw Socket Mode frames are only logged at DEBUG: never let them through.
     logging.getLogger("slack_sdk.socket_mode").setLevel(logging.INFO)
-
-
-_SCRUB = SecretFilter()

@@ -10,15 +10,16 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
-from aiohttp import web
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import create_app, web_client
+from bot.http_server import serve_http, web_application
 from bot.publisher import Publisher
 from bot.services import Services
+from bot.socket_mode import serve_socket_mode
 from runner.manager import RunManager
 from runner.team import check_team_config
 from store import Store
@@ -26,7 +27,6 @@ from store.records import RunStatus
 from store.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
-EVENTS_PATH = "/slack/events"
 
 
 async def check_token(settings: Settings) -> dict:
@@ -69,6 +69,8 @@ async def serve(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
+    """Check the configuration, start the runner and the publisher, serve Slack until
+    `stop` (or SIGTERM / SIGINT), then hand running runs back and post what is pending."""
     settings.require_slack()
     await check_team_config(settings)
     identity = await check_token(settings)
@@ -82,69 +84,48 @@ async def serve(
         owner=runs.instance_id,
         on_unshowable=lambda run_id, reason: runs.abandon_unshowable(run_id, reason=reason),
     )
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = _stopped_by_signals(stop or asyncio.Event())
     await runs.start()
     await publisher.start()
     log.info("connected to Slack as %s in %s", identity.get("user"), identity.get("team"))
     try:
-        if settings.socket_mode:
-            assert settings.slack_app_token is not None
-            handler = AsyncSocketModeHandler(
+        if settings.slack_app_token is not None:
+            await serve_socket_mode(
                 app,
-                settings.slack_app_token.get_secret_value(),
-                # Bolt would hand the client its own logger; this one stays at INFO (logs.py),
-                # so raw frames, which can carry a key, are never even formatted.
-                logger=logging.getLogger("slack_sdk.socket_mode.aiohttp"),
-                web_client=web_client(settings),
+                app_token=settings.slack_app_token.get_secret_value(),
+                client=web_client(settings),
+                ready=ready,
+                stop=stop,
             )
-            # Connecting retries while Slack is unreachable; a stop signal still wins.
-            connecting = asyncio.create_task(handler.connect_async())
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if connecting.done():
-                connecting.result()
-                log.info("Socket Mode connected; waiting for /autogen")
-                if ready:
-                    ready.set()
-                await stop.wait()
-            else:
-                connecting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await connecting
-            stopping.cancel()
-            await handler.close_async()
         else:
-            web_app = app.web_app(path=EVENTS_PATH, port=settings.port)
-
-            async def healthz(_request: web.Request) -> web.Response:
-                """Up means able to work: the database answers (a load balancer or
-                Kubernetes probe then stops sending traffic to a replica that cannot)."""
-                try:
-                    queued = await asyncio.wait_for(
-                        store.runs.count_by_status(RunStatus.QUEUED), timeout=2
-                    )
-                except Exception as exc:  # any failure means "not healthy"
-                    log.warning("health check: database unavailable (%s)", type(exc).__name__)
-                    return web.json_response({"ok": False, "database": "unavailable"}, status=503)
-                return web.json_response(
-                    {"ok": True, "active_runs": len(runs.active_run_ids), "queued_runs": queued}
-                )
-
-            web_app.router.add_get("/healthz", healthz)
-            runner = web.AppRunner(web_app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, host, settings.port).start()
-            log.info("HTTP mode: listening on %s:%d%s", host, settings.port, EVENTS_PATH)
-            if ready:
-                ready.set()
-            await stop.wait()
-            await runner.cleanup()
+            assert settings.slack_signing_secret is not None  # require_slack checked it
+            web_app = web_application(
+                app,
+                signing_secret=settings.slack_signing_secret.get_secret_value(),
+                health=lambda: health(store, runs),
+            )
+            await serve_http(web_app, host=host, port=settings.port, ready=ready, stop=stop)
     finally:
         log.info("shutting down: letting runs reach a saved state")
         await runs.stop()
         await publisher.stop()
         await store.close()
+
+
+def _stopped_by_signals(stop: asyncio.Event) -> asyncio.Event:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def health(store: Store, runs: RunManager) -> tuple[int, dict[str, Any]]:
+    """Up means able to work: the database answers (a load balancer or Kubernetes probe
+    then stops sending traffic to a replica that cannot)."""
+    try:
+        queued = await asyncio.wait_for(store.runs.count_by_status(RunStatus.QUEUED), timeout=2)
+    except Exception as exc:  # any failure means "not healthy"
+        log.warning("health check: database unavailable (%s)", type(exc).__name__)
+        return 503, {"ok": False, "database": "unavailable"}
+    return 200, {"ok": True, "active_runs": len(runs.active_run_ids), "queued_runs": queued}

@@ -11,7 +11,6 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import events as ev
-from store.audit import add_audit
 from store.changes import Guard, RunChange
 from store.events import NewEvent
 from store.models import OfferedActionRow, RunRow, utcnow
@@ -156,8 +155,7 @@ class ActionRepository(Repository):
                 )
                 .values(status=ActionStatus.SUPERSEDED, decided_by=user_id, decided_at=now)
             )
-            add_audit(
-                session,
+            work.audit(
                 workspace_id=run.workspace_id,
                 actor_id=user_id,
                 action="action_decided",

@@ -11,7 +11,6 @@ import hmac
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.audit import add_audit
 from store.crypto import CredentialCipher, CredentialError, Owner
 from store.db import upsert
 from store.models import CredentialRow, utcnow
@@ -49,8 +48,7 @@ class CredentialRepository(Repository):
     async def put(self, owner: Owner, secret: str, *, actor_id: str) -> None:
         async with self._db.work() as work:
             await self.store_in(work.session, owner, secret)
-            add_audit(
-                work.session,
+            work.audit(
                 workspace_id=owner.workspace_id,
                 actor_id=actor_id,
                 action="credential_stored",
@@ -101,8 +99,7 @@ class CredentialRepository(Repository):
                 return None
             secret = self._cipher.decrypt(owner, row.ciphertext)
             row.last_used_at = utcnow()
-            add_audit(
-                work.session,
+            work.audit(
                 workspace_id=owner.workspace_id,
                 actor_id=actor_id,
                 action="credential_used",
@@ -126,8 +123,7 @@ class CredentialRepository(Repository):
             result = await work.session.execute(delete(CredentialRow).where(*_owned_by(owner)))
             if result.rowcount != 1:
                 return False
-            add_audit(
-                work.session,
+            work.audit(
                 workspace_id=owner.workspace_id,
                 actor_id=actor_id,
                 action="credential_deleted",

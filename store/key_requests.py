@@ -15,7 +15,6 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import events as ev
-from store.audit import add_audit
 from store.changes import Guard, RunChange
 from store.credentials import CredentialRepository
 from store.crypto import Owner
@@ -201,8 +200,7 @@ class KeyRequestRepository(Repository):
             if not claimed:  # another submission won the race meanwhile
                 return await self._answered_already(session, row, owner, secret)
             await self._credentials.store_in(session, owner, secret)
-            add_audit(
-                session,
+            work.audit(
                 workspace_id=row.workspace_id,
                 actor_id=user_id,
                 action="credential_stored",

@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import (
 
 from bot import ids
 from bot.ui.text import clip, escape, plain, split_text, to_mrkdwn
+from store.records import FINISHED_STATUSES
 
 Message = tuple[str, list[dict[str, Any]]]
 
@@ -35,7 +36,6 @@ VERDICT_LABELS = {
     "fail": ":red_circle: Verifier: fail",
     "uncertain": ":large_yellow_circle: Verifier: uncertain",
 }
-FINISHED = {"completed", "failed", "cancelled", "interrupted"}
 
 
 def _dicts(*blocks: Any) -> list[dict[str, Any]]:
@@ -63,7 +63,7 @@ def root_message(
             f"{label} · run `{run_id}`" + (f" · {clip(escape(detail), 300)}" if detail else "")
         ),
     ]
-    if status not in FINISHED:
+    if status not in FINISHED_STATUSES:
         blocks.append(
             ActionsBlock(
                 block_id="run_controls",

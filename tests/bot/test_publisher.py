@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import event
 
+import store.outbox as outbox_module
 from bot.publisher import Publisher
 from runner.outcome import closing_events
 from store import Store
 from store import events as ev
 from store.changes import RunChange
 from store.events import NewEvent
-from store.models import utcnow
-from store.records import RunStatus
+from store.models import RunEventRow, utcnow
+from store.records import RunEvent, RunStatus
 from store.settings import Settings, load_settings
 from tests.db import add_event, parts_done, undelivered
 from tests.fakes.slack_api import SlackApiEmulator
@@ -341,3 +343,57 @@ async def test_stopping_mid_call_does_not_post_the_event_twice(threaded: Threade
     run = await store.runs.get(run_id)
     assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["in flight at shutdown"]
     assert await undelivered(store, run_id) == []
+
+
+async def test_posting_message_n_costs_what_message_5_did(
+    threaded: Threaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 events of one run, each posted by its own pass (as the publisher wakes per
+    event): the statements a pass runs, the reads among them and the event rows it loads
+    do not grow with the run."""
+    store, slack, client, run_id = threaded
+    statements: list[str] = []
+    loaded: list[int] = []
+    real_to_event = outbox_module.to_event
+
+    def counted_to_event(row: RunEventRow) -> RunEvent:
+        loaded.append(row.seq)
+        return real_to_event(row)
+
+    monkeypatch.setattr(outbox_module, "to_event", counted_to_event)
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    publisher = Publisher(store, client)
+    await publisher.drain()  # the run's start
+    per_pass: list[tuple[int, int, int]] = []
+
+    async def one_pass() -> None:
+        statements.clear()
+        loaded.clear()
+        await publisher.drain()
+        per_pass.append((len(statements), statements.count("SELECT"), len(loaded)))
+
+    try:
+        for number in range(150):
+            said = {"source": "worker", "content": f"step {number}", "turn": 1}
+            agent = await add_event(store, run_id, ev.AGENT_MESSAGE, said)
+            await one_pass()
+            judged = {"agent_seq": agent.seq, "verdict": "pass", "reason": "ok"}
+            await add_event(store, run_id, ev.VERIFIER_RESULT, judged)
+            await one_pass()
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+    assert len(per_pass) == 300
+    assert await undelivered(store, run_id) == []
+    # Message 300 (a verdict) against message 6 (a verdict); 299 against 5 (agent messages).
+    print("statements, reads, event rows per pass:", per_pass[4:6], per_pass[298:])
+    assert per_pass[299] == per_pass[5], per_pass[::50]
+    assert per_pass[298] == per_pass[4], per_pass[::50]
+    assert len(set(per_pass[4:])) <= 2  # one figure for agent messages, one for verdicts
+    assert max(rows for *_, rows in per_pass) <= 2  # the event itself, the judged message
+    run = await store.runs.get(run_id)
+    thread = slack.thread("C1", run.thread_ts)
+    assert len(thread) == 150 and all("Verifier: pass" in json.dumps(m["blocks"]) for m in thread)

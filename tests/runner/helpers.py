@@ -21,10 +21,10 @@ from runner.manager import RunManager
 from store import Store
 from store import events as ev
 from store.crypto import Owner
-from store.records import Run, RunStatus
+from store.records import FINISHED_STATUSES, Run, RunStatus
 from store.settings import Settings, load_settings
 
-FINISHED = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
+FINISHED = set(FINISHED_STATUSES)
 REPLAY_MODEL_INFO = {
     "vision": False,
     "function_calling": True,

@@ -96,11 +96,11 @@ async def test_a_database_from_the_first_release_upgrades_with_its_runs(
     from alembic import command
     from sqlalchemy import text
 
-    from store.db import _alembic_config, create_engine
+    from store.db import alembic_config, create_engine
 
     engine = create_engine(settings.database_url)
     async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "0001"))
+        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0001"))
         await connection.execute(
             text(
                 "INSERT INTO runs (id, workspace_id, channel_id, requester_id, task, status, "

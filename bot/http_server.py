@@ -1,0 +1,96 @@
+"""HTTP mode: /slack/events behind the request guard, and /healthz.
+
+Every request to /slack/events is checked by `bot.guard` first (signature, age, size, body,
+payload shape); only what passes reaches Bolt. A refusal is a 4xx with one log line that
+names the reason and never quotes the request, so nothing malformed can produce a 5xx, a
+traceback, or a Slack, LLM or database call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+
+from bot.guard import DECLINED, MAX_BODY_BYTES, check_request
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+Health = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+class _MalformedHttpNotice(logging.Filter):
+    """aiohttp answers a request it cannot parse with a 400 and logs it at ERROR with a
+    traceback; that is a bad client, not an error of the app: one INFO line, which names
+    the problem's kind and never quotes the bytes received."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg = "refused a malformed HTTP request (%s %s)"
+            record.args = (error.code, type(error).__name__)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_MALFORMED_HTTP_NOTICE = _MalformedHttpNotice()
+
+
+def web_application(app: AsyncApp, *, signing_secret: str, health: Health) -> web.Application:
+    async def slack_events(request: web.Request) -> web.Response:
+        body = await request.read()  # past client_max_size aiohttp answers 413 itself
+        headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            headers.setdefault(name.lower(), []).append(value)
+        refused = check_request(headers, body, signing_secret=signing_secret, now=time.time())
+        if refused is not None:
+            log.info("refused a request to %s: %s", EVENTS_PATH, refused.reason)
+            if refused.status == DECLINED:
+                return web.Response(status=DECLINED)
+            return web.json_response({"error": refused.reason}, status=refused.status)
+        bolt_request = AsyncBoltRequest(
+            body=body.decode("utf-8"), query=request.query_string, headers=headers
+        )
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+
+    async def healthz(_request: web.Request) -> web.Response:
+        status, report = await health()
+        return web.json_response(report, status=status)
+
+    web_app = web.Application(client_max_size=MAX_BODY_BYTES)
+    web_app.router.add_post(EVENTS_PATH, slack_events)
+    web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
+async def serve_http(
+    web_app: web.Application,
+    *,
+    host: str,
+    port: int,
+    ready: asyncio.Event | None,
+    stop: asyncio.Event,
+) -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addFilter(_MALFORMED_HTTP_NOTICE)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info("HTTP mode: listening on %s:%d%s", host, port, EVENTS_PATH)
+        if ready:
+            ready.set()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        server_log.removeFilter(_MALFORMED_HTTP_NOTICE)

@@ -1,0 +1,49 @@
+"""Socket Mode: Slack's requests over the app-level token's websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+
+
+async def serve_socket_mode(
+    app: AsyncApp,
+    *,
+    app_token: str,
+    client: AsyncWebClient,
+    ready: asyncio.Event | None,
+    stop: asyncio.Event,
+) -> None:
+    handler = AsyncSocketModeHandler(
+        app,
+        app_token,
+        # Bolt would hand the client its own logger; this one stays at INFO (logs.py),
+        # so raw frames, which can carry a key, are never even formatted.
+        logger=logging.getLogger("slack_sdk.socket_mode.aiohttp"),
+        web_client=client,
+    )
+    # Connecting retries while Slack is unreachable; a stop signal still wins.
+    connecting = asyncio.create_task(handler.connect_async())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if connecting.done():
+            connecting.result()
+            log.info("Socket Mode connected; waiting for /autogen")
+            if ready:
+                ready.set()
+            await stop.wait()
+        else:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+    finally:
+        stopping.cancel()
+        await handler.close_async()

@@ -1,0 +1,114 @@
+"""The request guard as pure functions: what passes to Bolt, what is refused and why."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlencode
+
+import pytest
+
+from bot.guard import DECLINED, check_request, payload_problem
+from tests.fakes.slack_signing import block_actions, sign, slash_command, view_submission
+
+SECRET = "guard-signing-secret"
+
+
+def _headers(body: bytes, content_type: str, **override: str) -> dict[str, list[str]]:
+    headers = {k.lower(): [v] for k, v in sign(SECRET, body).items()}
+    headers["content-type"] = [content_type]
+    headers.update({k.replace("_", "-"): [v] for k, v in override.items()})
+    return headers
+
+
+def _check(body: bytes, content_type: str, **override: str):
+    return check_request(
+        _headers(body, content_type, **override), body, signing_secret=SECRET, now=time.time()
+    )
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        slash_command(text="write a haiku"),
+        block_actions(action_id="credential_open", value="q1"),
+        block_actions(action_id="approve:3", value="a1"),
+        view_submission(callback_id="credential_modal", private_metadata="q1"),
+        (b'{"type": "url_verification", "challenge": "c", "token": "t"}', "application/json"),
+    ],
+)
+def test_what_slack_sends_for_the_app_passes(request_: tuple[bytes, str]) -> None:
+    assert _check(*request_) is None
+
+
+def test_requests_for_what_the_app_does_not_handle_are_declined_with_200() -> None:
+    for body, content_type in [
+        slash_command(command="/other", text="x"),
+        block_actions(action_id="someone_elses_button", value="v"),
+        view_submission(callback_id="another_modal"),
+        (b'{"type": "event_callback", "event": {"type": "message"}}', "application/json"),
+    ]:
+        refused = _check(body, content_type)
+        assert refused is not None and refused.status == DECLINED, body
+
+
+def test_refusals_name_the_problem_without_quoting_the_request() -> None:
+    body, form = slash_command(text="sk-secret-in-the-task")
+    cases = {
+        "bad signature": _check(body, form, x_slack_signature="v0=" + "0" * 64),
+        "missing or malformed signature headers": _check(body, form, x_slack_signature="x"),
+        "stale timestamp": check_request(
+            {k.lower(): [v] for k, v in sign(SECRET, body, timestamp=1).items()}
+            | {"content-type": [form]},
+            body,
+            signing_secret=SECRET,
+            now=time.time(),
+        ),
+        "not form-encoded or JSON": _check(body, "text/plain"),
+        "body is not UTF-8": _check(b"\xff\xfe", form),
+    }
+    for reason, refused in cases.items():
+        assert refused is not None and refused.reason == reason, (reason, refused)
+        assert "sk-secret" not in refused.reason
+    repeated = _headers(body, form)
+    repeated["x-slack-signature"] *= 2
+    refused = check_request(repeated, body, signing_secret=SECRET, now=time.time())
+    assert refused is not None and refused.status == 400
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ({"type": "block_actions", "user": "U1", "actions": []}, "user is not an object"),
+        ({"type": "block_actions", "user": {"id": 7}}, "user.id is not a string"),
+        ({"type": "block_actions", "user": {"id": "U1"}}, "block_actions without actions"),
+        (
+            {"type": "block_actions", "user": {"id": "U1"}, "actions": [1]},
+            "actions is not a list of objects",
+        ),
+        (
+            {
+                "type": "view_submission",
+                "user": {"id": "U1"},
+                "view": {"callback_id": "c", "state": []},
+            },
+            "view state is not an object",
+        ),
+        (
+            {"command": "/autogen", "team_id": "T1", "user_id": "U 1"},
+            "command without a valid user_id",
+        ),
+        ({"type": "event_callback", "event": {}}, "event without a type"),
+        ({"team": 3}, "team is not an object"),
+    ],
+)
+def test_payload_shapes(payload: dict, problem: str) -> None:
+    assert payload_problem(payload) == problem
+
+
+def test_a_json_body_that_is_not_an_object_is_refused() -> None:
+    body = b"[1, 2]"
+    refused = _check(body, "application/json")
+    assert refused is not None and refused.reason == "payload is not an object"
+    form = urlencode({"payload": "not json"}).encode()
+    refused = _check(form, "application/x-www-form-urlencoded")
+    assert refused is not None and refused.reason == "body does not parse"

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
-from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.guard import payload_problem
 from bot.listeners import register
 from bot.logs import install_secret_filter
 from bot.services import CONTEXT_KEY, Services
@@ -33,7 +30,6 @@ def web_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
     return client
 
 
-log = logging.getLogger(__name__)
 
 
 class _OwnClientNotice(logging.Filter):
@@ -62,16 +58,10 @@ def create_app(services: Services, client: AsyncWebClient) -> AsyncApp:
         bolt_logger.removeFilter(_OWN_CLIENT_NOTICE)
 
     async def provide_services(
-        body: dict[str, Any], context: AsyncBoltContext, next_: Callable[[], Awaitable[None]]
-    ) -> BoltResponse | None:
-        # Socket Mode payloads skip the HTTP guard: the same shape check, here.
-        problem = payload_problem(body) if isinstance(body, dict) else "payload is not an object"
-        if problem is not None:
-            log.info("refused a payload: %s", problem)
-            return BoltResponse(status=400, body="")
+        context: AsyncBoltContext, next_: Callable[[], Awaitable[None]]
+    ) -> None:
         context[CONTEXT_KEY] = services
         await next_()
-        return None
 
     app.middleware(provide_services)
     register(app)

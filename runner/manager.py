@@ -134,27 +134,12 @@ class RunManager:
         where the run will be shown, and a redelivered command finds the run already there."""
         task = task.strip()[:MAX_TASK_CHARS]
         running = await self.store.runs.count_by_status(RunStatus.RUNNING)
-        ahead = await self.store.runs.count_by_status(RunStatus.QUEUED)
         busy = running >= self.settings.max_concurrent_runs
-        events = [
-            NewEvent(
-                ev.RUN_STARTED,
-                {"task": task, "requester_id": requester_id, "queued_ahead": ahead if busy else 0},
-            )
-        ]
+        ahead = await self.store.runs.count_by_status(RunStatus.QUEUED) if busy else 0
+        started = {"task": task, "requester_id": requester_id, "queued_ahead": ahead}
+        events = [NewEvent(ev.RUN_STARTED, started)]
         if busy:
-            events.append(
-                NewEvent(
-                    ev.INFO,
-                    {
-                        "text": (
-                            f"Queued: {running} run(s) are already going, {ahead} waiting "
-                            "ahead of this one; it starts when there is room (MAX_CONCURRENT_RUNS"
-                            f"={self.settings.max_concurrent_runs} per replica)."
-                        )
-                    },
-                )
-            )
+            events.append(NewEvent(ev.INFO, {"text": self._queued_note(running, ahead)}))
         run, created = await self.store.runs.create(
             workspace_id=workspace_id,
             channel_id=channel_id,
@@ -174,7 +159,14 @@ class RunManager:
             extra={"run_id": run.id},
         )
         self._wake.set()
-        return StartResult(run, True, ahead if busy else 0)
+        return StartResult(run, True, ahead)
+
+    def _queued_note(self, running: int, ahead: int) -> str:
+        return (
+            f"Queued: {running} run(s) are already going, {ahead} waiting ahead of this one; "
+            "it starts when there is room (MAX_CONCURRENT_RUNS"
+            f"={self.settings.max_concurrent_runs} per replica)."
+        )
 
     async def release_hold(self, run_id: str, *, thread_ts: str | None) -> bool:
         return await self.store.runs.release_hold(run_id, thread_ts=thread_ts)

@@ -199,32 +199,42 @@ class KeyRequestRepository(Repository):
             await session.refresh(row)
             if not claimed:  # another submission won the race meanwhile
                 return await self._answered_already(session, row, owner, secret)
-            await self._credentials.store_in(session, owner, secret)
-            work.audit(
-                workspace_id=row.workspace_id,
-                actor_id=user_id,
-                action="credential_stored",
-                subject=row.provider,
-                run_id=row.run_id,
-                detail={"owner": user_id, "request": row.id},
+            await self._store_key(work, row, owner, secret)
+            return FulfilResult(FulfilOutcome.STORED, _request(row), await self._wake(work, row))
+
+    async def _store_key(
+        self, work: RunWork, row: CredentialRequestRow, owner: Owner, secret: str
+    ) -> None:
+        """The key, its audit entry and the run's `credential_received` event."""
+        await self._credentials.store_in(work.session, owner, secret)
+        work.audit(
+            workspace_id=row.workspace_id,
+            actor_id=row.user_id,
+            action="credential_stored",
+            subject=row.provider,
+            run_id=row.run_id,
+            detail={"owner": row.user_id, "request": row.id},
+        )
+        received = {"request_id": row.id, "provider": row.provider, "user_id": row.user_id}
+        await work.append(row.run_id, [NewEvent(ev.CREDENTIAL_RECEIVED, received)])
+
+    @staticmethod
+    async def _wake(work: RunWork, row: CredentialRequestRow) -> bool:
+        """Requeue the run if it waits for no other key; whether it was requeued."""
+        still_pending = await work.session.scalar(
+            select(CredentialRequestRow.id).where(
+                CredentialRequestRow.run_id == row.run_id,
+                CredentialRequestRow.status == RequestStatus.PENDING,
             )
-            received = {"request_id": row.id, "provider": row.provider, "user_id": user_id}
-            await work.append(row.run_id, [NewEvent(ev.CREDENTIAL_RECEIVED, received)])
-            still_pending = await session.scalar(
-                select(CredentialRequestRow.id).where(
-                    CredentialRequestRow.run_id == row.run_id,
-                    CredentialRequestRow.status == RequestStatus.PENDING,
-                )
-            )
-            resumed = still_pending is None and (
-                await work.change(
-                    row.run_id,
-                    RunChange(status=RunStatus.QUEUED),
-                    Guard.status_in([RunStatus.WAITING_CREDENTIAL]),
-                )
-                is not None
-            )
-            return FulfilResult(FulfilOutcome.STORED, _request(row), resumed)
+        )
+        if still_pending is not None:
+            return False
+        requeued = await work.change(
+            row.run_id,
+            RunChange(status=RunStatus.QUEUED),
+            Guard.status_in([RunStatus.WAITING_CREDENTIAL]),
+        )
+        return requeued is not None
 
     async def _answered_already(
         self, session: AsyncSession, row: CredentialRequestRow, owner: Owner, secret: str

@@ -78,6 +78,7 @@ class OutboxRepository(Repository):
                     or_(
                         OutboxRow.claim_owner.is_(None),
                         OutboxRow.claim_owner == owner,
+                        OutboxRow.claim_expires_at.is_(None),
                         OutboxRow.claim_expires_at < now,
                     ),
                 )

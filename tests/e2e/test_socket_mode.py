@@ -22,7 +22,9 @@ import pytest
 
 from bot import ids
 from bot.server import serve
+from store import Store
 from store.settings import ConfigError, Settings
+from tests.db import all_runs
 from tests.e2e.stack import (
     AGENT_MODEL,
     VERIFIER_MODEL,
@@ -277,3 +279,39 @@ async def test_a_refused_app_token_stops_start_up_with_one_line(
         )
         with pytest.raises(ConfigError, match="SLACK_APP_TOKEN was refused by Slack"):
             await serve(settings, host="127.0.0.1")
+
+
+async def test_malformed_envelopes_are_acked_and_do_nothing(
+    tmp_path: Path, secret_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Socket Mode skips the HTTP guard; the same checks refuse these before Bolt:
+    acknowledged (Slack would redeliver otherwise), nothing run, no traceback."""
+    caplog.set_level(logging.INFO)
+    malformed = [
+        ("interactive", {"type": "block_actions", "user": "U1", "actions": []}),
+        ("interactive", {"type": "block_actions", "user": {"id": "U1"}, "actions": [7]}),
+        (
+            "interactive",
+            {
+                "type": "view_submission",
+                "user": {"id": "U1"},
+                "view": {"callback_id": ids.CREDENTIAL_MODAL, "state": []},
+            },
+        ),
+        ("slash_commands", {"command": "/autogen", "text": "a task", "user_id": ["U1"]}),
+    ]
+    async with running_socket_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        calls_before = len(stack.slack.calls)
+        for envelope_type, payload in malformed:
+            ack = await stack.slack.socket_send(envelope_type, payload)
+            assert ack["envelope_id"]
+        assert len(stack.slack.calls) == calls_before
+        assert stack.llm.requests == []
+        store = await Store.open(stack.settings)
+        try:
+            assert await all_runs(store) == []
+        finally:
+            await store.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    refusals = [r.getMessage() for r in caplog.records if "refused a Socket Mode" in r.getMessage()]
+    assert len(refusals) == len(malformed), refusals

@@ -65,12 +65,14 @@ def upgrade() -> None:
         "ix_outbox_messages_topic", "outbox_messages", ["run_id", "topic"], unique=False
     )
     _carry_over(op.get_bind())
-    with op.batch_alter_table("run_events", schema=None) as batch_op:
-        batch_op.drop_index("ix_run_events_unposted")
+    # ALTER TABLE ... DROP COLUMN in place (SQLite 3.35+), never a copy of the table: with
+    # foreign keys on, dropping the old copy of `runs` would cascade-delete every event.
+    op.drop_index("ix_run_events_unposted", table_name="run_events")
+    with op.batch_alter_table("run_events", recreate="never") as batch_op:
         batch_op.drop_column("posted_at")
         batch_op.drop_column("parts_posted")
         batch_op.drop_column("slack_ts")
-    with op.batch_alter_table("runs", schema=None) as batch_op:
+    with op.batch_alter_table("runs", recreate="never") as batch_op:
         batch_op.drop_column("publisher_expires_at")
         batch_op.drop_column("publisher_owner")
 

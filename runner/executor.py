@@ -342,13 +342,7 @@ class RunExecutor:
         tokens = claimed.totals.tokens
         if budget and tokens >= budget:
             text = f"The run used {tokens} tokens, over its budget of {budget} (RUN_TOKEN_BUDGET)."
-            await self._writer.finish(
-                claimed.run,
-                RunStatus.FAILED,
-                text,
-                progress=claimed.progress(),
-                error=("token_budget", text),
-            )
+            await self._fail(claimed, "token_budget", text)
             return True
         if ended:
             await self._complete(claimed)
@@ -378,23 +372,16 @@ class RunExecutor:
                 progress=claimed.progress(),
             )
             return
-        text = describe(failure, self._settings)
-        await self._writer.finish(
-            claimed.run,
-            RunStatus.FAILED,
-            text,
-            progress=claimed.progress(),
-            error=(failure.value, text),
-        )
+        await self._fail(claimed, failure.value, describe(failure, self._settings))
 
     async def _timed_out(self, claimed: ClaimedRun) -> None:
         text = f"The run took longer than RUN_TIMEOUT_S ({self._settings.run_timeout_s} s)."
+        await self._fail(claimed, "timeout", text)
+
+    async def _fail(self, claimed: ClaimedRun, code: str, text: str) -> None:
+        """End the run as failed, with an `error` event carrying `code` and `text`."""
         await self._writer.finish(
-            claimed.run,
-            RunStatus.FAILED,
-            text,
-            progress=claimed.progress(),
-            error=("timeout", text),
+            claimed.run, RunStatus.FAILED, text, progress=claimed.progress(), error=(code, text)
         )
 
 

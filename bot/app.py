@@ -30,8 +30,6 @@ def web_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
     return client
 
 
-
-
 class _OwnClientNotice(logging.Filter):
     """Bolt reads SLACK_BOT_TOKEN from the environment by itself and, given our client too,
     warns at every start that the token is unused: it is the same token, in the client."""

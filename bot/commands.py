@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from bot.ui.text import escape
+from store.work import looks_like_id
 
 Kind = Literal["help", "status", "stop", "credentials", "start"]
 KEYWORDS = {"help", "status", "stop", "credentials"}
 MAX_TASK_CHARS = 4000
-RUN_ID = re.compile(r"[0-9a-f]{16}")  # store.base.new_id: uuid4().hex[:16]
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def parse(text: str | None) -> Command:
     argument = rest[0].strip("`").strip().lower() if rest else ""
     if word in KEYWORDS and not rest:
         return Command(word)  # type: ignore[arg-type]
-    if word == "stop" and RUN_ID.fullmatch(argument):
+    if word == "stop" and looks_like_id(argument):
         return Command("stop", argument)
     if len(text) > MAX_TASK_CHARS:
         return Command(

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from bot.renderings import RENDERINGS, ROOT_REFRESH_KINDS, Lookup, Rendering, closed_prompt
-from bot.slack_calls import SlackCaller, SlackRefused, SlackUnavailable
+from bot.slack_calls import ClaimLost, SlackCaller, SlackRefused, SlackUnavailable
 from bot.ui import blocks as ui
 from store import Store
 from store.models import utcnow
@@ -38,24 +38,21 @@ class RunDelivery:
 
     async def ensure_thread(self) -> bool:
         """Post the root of a run whose front end never did; False while the front end may
-        still be posting it, or when Slack is unavailable. `SlackRefused` propagates."""
+        still be posting it. `SlackUnavailable` and `SlackRefused` propagate."""
         run = self.run
         if run.thread_ts is not None:
             return True
         if run.awaiting_front_end(utcnow()):
             return False
         text, blocks = self._root_message()
-        try:
-            response = await self._slack.call(
-                "chat_postMessage",
-                channel=run.channel_id,
-                text=text,
-                blocks=blocks,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except SlackUnavailable:
-            return False
+        response = await self._slack.call(
+            "chat_postMessage",
+            channel=run.channel_id,
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
         ts = str(response.get("ts") or "")
         if ts and await self._store.runs.attach_thread(run.id, ts):
             log.warning("posted the root message the front end never did", extra={"run_id": run.id})
@@ -122,9 +119,11 @@ class RunDelivery:
                 continue  # posted before a failure on a later part
             ref = await self._post(text, blocks)
             if number < len(parts) and ref:
-                await self._store.outbox.part_delivered(
+                recorded = await self._store.outbox.part_delivered(
                     self.run.id, owner=self._owner, ref=ref, parts=number
                 )
+                if not recorded:
+                    raise ClaimLost(self.run.id)
         return ref
 
     async def _earlier(self, lookup: Lookup) -> Shown | None:
@@ -138,9 +137,11 @@ class RunDelivery:
     async def _record(
         self, event: RunEvent, ref: str | None, opens: str | None, closes: str | None
     ) -> None:
-        await self._store.outbox.delivered(
+        recorded = await self._store.outbox.delivered(
             self.run.id, event.seq, owner=self._owner, ref=ref, opens=opens, closes=closes
         )
+        if not recorded:  # another replica holds the claim, or recorded this event already
+            raise ClaimLost(self.run.id)
         if ref is not None:
             shown = Shown(ref, event, opens)
             self._shown[("seq", event.seq)] = shown

@@ -1,9 +1,10 @@
 """HTTP mode: /slack/events behind the request guard, and /healthz.
 
 Every request to /slack/events is checked by `bot.guard` first (signature, age, size, body,
-payload shape); only what passes reaches Bolt. A refusal is a 4xx with one log line that
-names the reason and never quotes the request, so nothing malformed can produce a 5xx, a
-traceback, or a Slack, LLM or database call.
+payload shape, whether the app handles it); only what passes reaches Bolt. A malformed
+request gets a 4xx and one that the app declines the empty 200 Slack expects, each with one
+log line that names the reason and never quotes the request: neither produces a traceback
+or a Slack, LLM or database call.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.guard import DECLINED, MAX_BODY_BYTES, check_request
+from bot.guard import DECLINED, MAX_BODY_BYTES, Checked, Refusal, check_request
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +55,13 @@ def web_application(app: AsyncApp, *, signing_secret: str, health: Health) -> we
         headers: dict[str, list[str]] = {}
         for name, value in request.headers.items():
             headers.setdefault(name.lower(), []).append(value)
-        refused = check_request(headers, body, signing_secret=signing_secret, now=time.time())
-        if refused is not None:
-            log.info("refused a request to %s: %s", EVENTS_PATH, refused.reason)
-            if refused.status == DECLINED:
+        checked = check_request(headers, body, signing_secret=signing_secret, now=time.time())
+        if isinstance(checked, Refusal):
+            log.info("refused a request to %s: %s", EVENTS_PATH, checked.reason)
+            if checked.status == DECLINED:
                 return web.Response(status=DECLINED)
-            return web.json_response({"error": refused.reason}, status=refused.status)
-        bolt_request = AsyncBoltRequest(
-            body=body.decode("utf-8"), query=request.query_string, headers=headers
-        )
+            return web.json_response({"error": checked.reason}, status=checked.status)
+        bolt_request = _bolt_request(checked, headers, request.query_string)
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     async def healthz(_request: web.Request) -> web.Response:
@@ -71,6 +72,15 @@ def web_application(app: AsyncApp, *, signing_secret: str, health: Health) -> we
     web_app.router.add_post(EVENTS_PATH, slack_events)
     web_app.router.add_get("/healthz", healthz)
     return web_app
+
+
+def _bolt_request(checked: Checked, headers: dict[str, list[str]], query: str) -> AsyncBoltRequest:
+    """Bolt's request with the guard's parse of the body (see `guard.parse`); the raw text
+    stays, for Bolt's own signature check."""
+    bolt_request = AsyncBoltRequest(body=checked.text, query=query, headers=headers)
+    bolt_request.body = checked.payload
+    bolt_request.context = build_async_context(AsyncBoltContext({}), checked.payload)
+    return bolt_request
 
 
 async def serve_http(

@@ -9,9 +9,11 @@ and skipped, so one bad event cannot block a thread forever; a channel Slack no 
 posts to ends the run.
 
 With several replicas, each runs a publisher; a run's events are posted by whichever holds
-the run's publishing claim in the outbox (renewed before every Slack call, released after
-each pass), so no event goes out twice. A long message's parts are recorded one by one, so
-a failure between parts resumes after the last part that went out.
+the run's publishing claim in the outbox (taken at the start of a pass, renewed before
+every Slack call, released after it), and a delivery is recorded only from where the
+cursor stands: a replica that lost the claim stops before posting anything more. A long
+message's parts are recorded one by one, so a failure between parts resumes after the last
+part that went out.
 
 A run normally gets its root message from the /autogen listener while it is held. If that
 never happens (the process died in between, or Slack kept the post waiting past the hold),
@@ -39,6 +41,8 @@ UnshowableHandler = Callable[[str, str], Awaitable[object]]
 
 log = logging.getLogger(__name__)
 
+PARALLEL_RUNS = 8  # runs posted at once, well inside the database pool (5 + 10 overflow)
+
 
 class Publisher:
     def __init__(
@@ -64,6 +68,7 @@ class Publisher:
         self._not_before: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
+        self._parallel = asyncio.Semaphore(PARALLEL_RUNS)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         store.subscribe(self._on_store_change)
@@ -104,9 +109,14 @@ class Publisher:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
 
     async def drain(self) -> None:
-        """One pass: every run with undelivered events, runs in parallel, each in order."""
+        """One pass: every run with undelivered events, a few runs at a time (hundreds at
+        once would only queue on the database pool), each in order."""
         run_ids = await self._store.outbox.pending()
-        await asyncio.gather(*(self.publish_run(run_id) for run_id in run_ids))
+        await asyncio.gather(*(self._publish_in_turn(run_id) for run_id in run_ids))
+
+    async def _publish_in_turn(self, run_id: str) -> None:
+        async with self._parallel:
+            await self.publish_run(run_id)
 
     async def publish_run(self, run_id: str) -> None:
         if asyncio.get_running_loop().time() < self._not_before.get(run_id, 0.0):
@@ -129,12 +139,15 @@ class Publisher:
     async def _claim(self, run_id: str) -> bool:
         return await self._store.outbox.claim(run_id, owner=self._owner, lease_s=self._claim_s)
 
+    async def _renew(self, run_id: str) -> bool:
+        return await self._store.outbox.renew(run_id, owner=self._owner, lease_s=self._claim_s)
+
     async def _pass(self, run_id: str) -> bool:
         """Deliver what the run has pending; True when the run is finished and shown."""
         backlog = await self._store.outbox.backlog(run_id)
         if backlog is None:
             return True  # deleted meanwhile
-        slack = SlackCaller(self._client, self._policy, before_attempt=lambda: self._claim(run_id))
+        slack = SlackCaller(self._client, self._policy, before_attempt=lambda: self._renew(run_id))
         delivery = RunDelivery(self._store, slack, backlog, owner=self._owner)
         try:
             if not await delivery.ensure_thread():

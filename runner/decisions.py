@@ -26,7 +26,7 @@ from store.settings import Settings
 
 AUTO = "auto"  # who decided an AUTO_APPLY action
 STOPPED_ON_ADVICE = "Stopped on the verifier's advice."
-WAITING_APPROVAL = Guard.status_in([RunStatus.WAITING_APPROVAL])
+STILL_AWAITING_DECISION = Guard.status_in([RunStatus.WAITING_APPROVAL])
 
 
 class ActionApplier:
@@ -85,7 +85,7 @@ class ActionApplier:
         )
         change, events = self._effect(run, action)
         async with self._store.work() as work:
-            written = await work.write(run.id, change, WAITING_APPROVAL, [result, *events])
+            written = await work.write(run.id, change, STILL_AWAITING_DECISION, [result, *events])
             if written is not None and action.type == "request_credential":
                 await self._store.requests.open_in(
                     work,

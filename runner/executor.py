@@ -83,7 +83,9 @@ class RunExecutor:
         self.draining = False
 
     async def execute(self, run: Run, token: CancellationToken) -> None:
-        """Drive `run` until it parks, ends or is lost; never raises but for cancellation.
+        """Drive `run` until it parks, ends or is lost. A failure of the run's own ends it
+        as failed; only cancellation, and a database that cannot even record the failure,
+        get past this.
 
         The run's key is registered with `redact` from the moment it is read until the
         run's last log line here, so even an unexpected error quoting it is logged without."""

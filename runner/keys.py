@@ -9,6 +9,7 @@ from store import Store
 from store.crypto import Owner
 from store.key_requests import FulfilOutcome, FulfilResult
 from store.records import CredentialInfo, CredentialRequest
+from store.work import looks_like_id
 
 
 class KeyDesk:
@@ -28,11 +29,15 @@ class KeyDesk:
         return await self._store.credentials.delete(owner, actor_id=user_id)
 
     async def request(self, request_id: str) -> CredentialRequest | None:
+        if not looks_like_id(request_id):
+            return None
         return await self._store.requests.get(request_id)
 
     async def submit(self, request_id: str, *, user_id: str, secret: str) -> FulfilResult:
         """Store the key for the request's user and wake its run. Called before the modal's
         ack, so it is one transaction and no reads before it."""
+        if not looks_like_id(request_id):
+            return FulfilResult(FulfilOutcome.NOT_FOUND)
         result = await self._store.requests.fulfil(request_id, user_id=user_id, secret=secret)
         if result.outcome == FulfilOutcome.STORED:
             self._wake()

@@ -35,7 +35,7 @@ from store.events import NewEvent
 from store.models import utcnow
 from store.records import FINISHED_STATUSES, Run, RunStatus
 from store.settings import Settings
-from store.work import RUN_READY
+from store.work import RUN_READY, looks_like_id
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class RunManager:
         return await self.store.runs.discard(run_id)
 
     async def cancel(self, run_id: str, *, user_id: str) -> CancelOutcome:
-        run = await self.store.runs.get(run_id)
+        run = await self.store.runs.get(run_id) if looks_like_id(run_id) else None
         if run is None:
             return CancelOutcome.NOT_FOUND
         if not may_decide(
@@ -227,6 +227,8 @@ class RunManager:
             local[1].cancel()
 
     async def decide(self, action_id: str, *, user_id: str) -> Decision:
+        if not looks_like_id(action_id):
+            return Decision(DecisionOutcome.NOT_FOUND)
         decision = await self.store.actions.decide(
             action_id, user_id=user_id, approvers=frozenset(self.settings.approvers)
         )

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import events as ev
+import store.events as ev
 from store.changes import Guard, RunChange
 from store.events import NewEvent
 from store.models import OfferedActionRow, RunRow, utcnow

@@ -14,7 +14,7 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import events as ev
+import store.events as ev
 from store.changes import Guard, RunChange
 from store.credentials import CredentialRepository
 from store.crypto import Owner
@@ -145,6 +145,7 @@ class KeyRequestRepository(Repository):
         run (`change`, `events`) in the same transaction, so a crash cannot close the
         request yet leave its run waiting for it. False when it was not pending."""
         async with self._db.work() as work:
+            await work.lock(run_id)
             if not await self._resolve(work.session, request_id, RequestStatus.EXPIRED):
                 return False
             await work.write(run_id, change, guard, events)
@@ -194,6 +195,7 @@ class KeyRequestRepository(Repository):
                 return await self._answered_already(session, row, owner, secret)
             if row.expires_at < utcnow():
                 return FulfilResult(FulfilOutcome.EXPIRED, _request(row))
+            await work.lock(row.run_id)
             # Claim the request first: of two concurrent submissions only one matches.
             claimed = await self._resolve(session, request_id, RequestStatus.FULFILLED)
             await session.refresh(row)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.db import upsert
@@ -57,18 +57,23 @@ class OutboxRepository(Repository):
         )
 
     async def pending(self, *, limit: int = 500) -> list[str]:
-        """Runs with events not yet delivered."""
+        """Runs with events not yet delivered, in no fixed order: past `limit` (runs that
+        Slack keeps waiting, say), the next call may return others, so none starves."""
         async with self._db.reads() as session:
             rows = await session.scalars(
                 select(OutboxRow.run_id)
                 .where(OutboxRow.wanted_seq > OutboxRow.delivered_seq)
+                .order_by(func.random())
                 .limit(limit)
             )
             return list(rows)
 
     async def claim(self, run_id: str, *, owner: str, lease_s: float) -> bool:
-        """Take (or renew) the right to deliver this run's events. One replica at a time
-        holds it, so no event is shown twice; a dead holder's claim lapses."""
+        """Take the right to deliver this run's events, at the start of a pass. One replica
+        at a time holds it (renewed before every call to Slack, `renew`), and delivery is
+        recorded only from where the cursor stands, so an event is shown once unless a
+        holder stalls for longer than its claim in the middle of one call; a dead
+        holder's claim lapses."""
         now = utcnow()
         async with self._db.work() as work:
             result = await work.session.execute(
@@ -83,6 +88,22 @@ class OutboxRepository(Repository):
                     ),
                 )
                 .values(claim_owner=owner, claim_expires_at=now + timedelta(seconds=lease_s))
+            )
+            return result.rowcount == 1
+
+    async def renew(self, run_id: str, *, owner: str, lease_s: float) -> bool:
+        """Extend a claim this replica still holds; False when it lapsed or passed to
+        another (the pass must stop: what it read may have been shown meanwhile)."""
+        now = utcnow()
+        async with self._db.work() as work:
+            result = await work.session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.run_id == run_id,
+                    OutboxRow.claim_owner == owner,
+                    OutboxRow.claim_expires_at >= now,
+                )
+                .values(claim_expires_at=now + timedelta(seconds=lease_s))
             )
             return result.rowcount == 1
 
@@ -181,14 +202,16 @@ class OutboxRepository(Repository):
                 await self._close(work.session, run_id, closes)
             return True
 
-    async def part_delivered(self, run_id: str, *, owner: str, ref: str, parts: int) -> None:
-        """Part `parts` of the next event's long message is out (the event is not done)."""
+    async def part_delivered(self, run_id: str, *, owner: str, ref: str, parts: int) -> bool:
+        """Part `parts` of the next event's long message is out (the event is not done);
+        False when `owner` no longer holds the claim."""
         async with self._db.work() as work:
-            await work.session.execute(
+            result = await work.session.execute(
                 update(OutboxRow)
                 .where(OutboxRow.run_id == run_id, OutboxRow.claim_owner == owner)
                 .values(parts_done=parts, part_ref=ref)
             )
+            return result.rowcount == 1
 
     async def closed(self, run_id: str, topic: str) -> None:
         """A prompt's buttons were taken away (the run ended before anyone answered)."""

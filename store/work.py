@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store.audit import add_audit
@@ -39,8 +40,17 @@ FinishHook = Callable[[AsyncSession, str], Awaitable[None]]
 AppendHook = Callable[[AsyncSession, str, int], Awaitable[None]]
 
 
+_ID = re.compile(r"[0-9a-f]{16}")
+
+
 def new_id() -> str:
     return uuid.uuid4().hex[:16]
+
+
+def looks_like_id(value: str) -> bool:
+    """Whether `value` has the shape of an id `new_id` makes: anything else (a button
+    value or modal metadata someone altered) can be answered "not found" at once."""
+    return _ID.fullmatch(value) is not None
 
 
 def to_run(row: RunRow) -> Run:
@@ -140,6 +150,13 @@ class RunWork:
         self._on_append = on_append
         self.appended_to: set[str] = set()
         self.ready: set[str] = set()
+
+    async def lock(self, run_id: str) -> None:
+        """Take the run row's lock now. Every writer changes the run before the rows that
+        hang off it (the finish hooks come after the run); a unit of work that must touch
+        such a row first (a key request) locks the run before, so two never wait on each
+        other in opposite orders (a deadlock on PostgreSQL; SQLite serialises writers)."""
+        await self.session.execute(select(RunRow.id).where(RunRow.id == run_id).with_for_update())
 
     async def change(self, run_id: str, change: RunChange, guard: Guard = ANY_RUN) -> Run | None:
         """Apply `change` if the run is as `guard` says; the run after it, or None (nothing

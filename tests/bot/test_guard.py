@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.guard import DECLINED, check_request, payload_problem
+from bot.guard import DECLINED, Checked, Refusal, check_request, payload_problem
 from tests.fakes.slack_signing import block_actions, sign, slash_command, view_submission
 
 SECRET = "guard-signing-secret"
@@ -37,7 +37,26 @@ def _check(body: bytes, content_type: str, **override: str):
     ],
 )
 def test_what_slack_sends_for_the_app_passes(request_: tuple[bytes, str]) -> None:
-    assert _check(*request_) is None
+    checked = _check(*request_)
+    assert isinstance(checked, Checked), checked
+    assert checked.text == request_[0].decode()
+
+
+def test_a_command_that_mentions_payload_is_read_as_the_command_it_is() -> None:
+    """Bolt 1.30 reads any form body containing "payload" as an empty interaction."""
+    checked = _check(*slash_command(text="explain the webhook payload", channel_name="payload"))
+    assert isinstance(checked, Checked)
+    assert checked.payload["command"] == "/autogen"
+    assert checked.payload["text"] == "explain the webhook payload"
+
+
+def test_deep_nesting_and_nul_characters_are_refused() -> None:
+    deep = b"[" * 50_000
+    refused = _check(deep, "application/json")
+    assert isinstance(refused, Refusal) and refused.status == 400
+    body, form = view_submission(callback_id="credential_modal", private_metadata="ab\x00cd")
+    refused = _check(body, form)
+    assert isinstance(refused, Refusal) and refused.reason == "a NUL character"
 
 
 def test_requests_for_what_the_app_does_not_handle_are_declined_with_200() -> None:
@@ -48,7 +67,7 @@ def test_requests_for_what_the_app_does_not_handle_are_declined_with_200() -> No
         (b'{"type": "event_callback", "event": {"type": "message"}}', "application/json"),
     ]:
         refused = _check(body, content_type)
-        assert refused is not None and refused.status == DECLINED, body
+        assert isinstance(refused, Refusal) and refused.status == DECLINED, body
 
 
 def test_refusals_name_the_problem_without_quoting_the_request() -> None:
@@ -67,12 +86,12 @@ def test_refusals_name_the_problem_without_quoting_the_request() -> None:
         "body is not UTF-8": _check(b"\xff\xfe", form),
     }
     for reason, refused in cases.items():
-        assert refused is not None and refused.reason == reason, (reason, refused)
+        assert isinstance(refused, Refusal) and refused.reason == reason, (reason, refused)
         assert "sk-secret" not in refused.reason
     repeated = _headers(body, form)
     repeated["x-slack-signature"] *= 2
     refused = check_request(repeated, body, signing_secret=SECRET, now=time.time())
-    assert refused is not None and refused.status == 400
+    assert isinstance(refused, Refusal) and refused.status == 400
 
 
 @pytest.mark.parametrize(
@@ -108,7 +127,7 @@ def test_payload_shapes(payload: dict, problem: str) -> None:
 def test_a_json_body_that_is_not_an_object_is_refused() -> None:
     body = b"[1, 2]"
     refused = _check(body, "application/json")
-    assert refused is not None and refused.reason == "payload is not an object"
+    assert isinstance(refused, Refusal) and refused.reason == "payload is not an object"
     form = urlencode({"payload": "not json"}).encode()
     refused = _check(form, "application/x-www-form-urlencoded")
-    assert refused is not None and refused.reason == "body does not parse"
+    assert isinstance(refused, Refusal) and refused.reason == "body does not parse"

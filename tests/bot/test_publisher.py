@@ -397,3 +397,35 @@ async def test_posting_message_n_costs_what_message_5_did(
     run = await store.runs.get(run_id)
     thread = slack.thread("C1", run.thread_ts)
     assert len(thread) == 150 and all("Verifier: pass" in json.dumps(m["blocks"]) for m in thread)
+
+
+async def test_a_replica_that_stalled_past_its_claim_posts_nothing_it_read(
+    threaded: Threaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replica A reads the backlog, then stalls longer than its claim (a paused VM, a
+    blocked loop); B takes over and posts it all. When A wakes it must not post again."""
+    store, slack, client, run_id = threaded
+    await Publisher(store, client).drain()  # the run's start: A's first event needs a post
+    for text in ("m0", "m1", "m2"):
+        await add_event(store, run_id, ev.INFO, {"text": text})
+    stalled, wake = asyncio.Event(), asyncio.Event()
+    real_backlog = store.outbox.backlog
+
+    async def backlog_then_stall(run: str):
+        read = await real_backlog(run)
+        if not stalled.is_set():
+            stalled.set()
+            await wake.wait()
+        return read
+
+    monkeypatch.setattr(store.outbox, "backlog", backlog_then_stall)
+    replica_a = Publisher(store, client, owner="replica-a", claim_s=0.2)
+    replica_b = Publisher(store, client, owner="replica-b")
+    a_pass = asyncio.create_task(replica_a.publish_run(run_id))
+    await stalled.wait()
+    await asyncio.sleep(0.3)  # A's claim lapses while it is stalled
+    await replica_b.publish_run(run_id)
+    wake.set()
+    await a_pass
+    run = await store.runs.get(run_id)
+    assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["m0", "m1", "m2"]

@@ -257,3 +257,15 @@ async def test_a_root_post_slower_than_the_hold_leaves_one_root(
             lambda s: any(button(m, ids.CREDENTIAL_OPEN) for m in stack.thread())
         )
         assert stack.slack.problems == []
+
+
+async def test_a_task_that_mentions_payload_starts_its_run(tmp_path: Path, secret_key: str) -> None:
+    """Bolt 1.30 reads a form body containing the word "payload" as an empty interaction
+    (it answered 404, Slack showed an error); the guard's parse keeps it a command."""
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        status, _, _ = await stack.command("Explain this webhook payload", channel_name="payload")
+        assert status == 200
+        await stack.slack.wait_for(lambda s: s.channel_messages("C1"))
+        (run,) = await stack.stored_runs()
+        assert run.task == "Explain this webhook payload"
+        assert "webhook payload" in text_of(stack.root())

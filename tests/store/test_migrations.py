@@ -185,6 +185,26 @@ async def test_posted_state_moves_to_the_outbox_so_nothing_is_posted_again(
         assert await store.outbox.claim("r0002", owner="replica-new", lease_s=30)
     finally:
         await store.close()
+    # And back: 0002's columns say again what was posted, the half-posted message included.
+    engine = create_engine(settings.database_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0002"))
+        rows = await connection.execute(
+            text(
+                "SELECT seq, slack_ts, parts_posted, posted_at IS NOT NULL FROM run_events "
+                "WHERE run_id = 'r0002' ORDER BY seq"
+            )
+        )
+        restored = [tuple(row) for row in rows]
+    await engine.dispose()
+    assert restored == [
+        (1, "100.1", 0, True),
+        (2, "100.2", 0, True),
+        (3, "100.3", 0, True),
+        (4, "100.2", 0, True),
+        (5, "100.5", 1, False),
+        (6, None, 0, False),
+    ]
 
 
 async def test_the_outbox_migration_goes_down_and_up_again(settings: Settings) -> None:

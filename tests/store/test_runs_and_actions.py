@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from store import Store
 from store.actions import ActionSpec, DecisionOutcome
 from store.changes import ANY_RUN, Guard, Lease, RunChange
@@ -264,3 +266,33 @@ async def test_concurrent_submissions_store_one_key_and_one_event(
         assert await store.credentials.reveal(owner, actor_id="test") == "sk-key-4"
     finally:
         await other.close()
+
+
+async def test_a_key_submitted_while_the_run_is_stopped_does_not_deadlock(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The submission touches the key request and then the run; a stop touches the run and
+    then (closing its waits) the request. Both must lock the run first, or PostgreSQL
+    aborts one of them as a deadlock."""
+    run, request = await _waiting_request(store)
+    real_store_in = store.credentials.store_in
+    inside = asyncio.Event()
+
+    async def slow_store_in(session: object, owner: Owner, secret: str) -> None:
+        inside.set()
+        await asyncio.sleep(0.5)  # the stop arrives while the submission is half done
+        await real_store_in(session, owner, secret)
+
+    monkeypatch.setattr(store.credentials, "store_in", slow_store_in)
+    submission = asyncio.create_task(
+        store.requests.fulfil(request.id, user_id="UREQ", secret="sk-in-flight")
+    )
+    await inside.wait()
+    stopped = await store.runs.change(
+        run.id, RunChange(status=RunStatus.CANCELLED), Guard.unfinished()
+    )
+    fulfilled = await submission
+    assert fulfilled.outcome == FulfilOutcome.STORED
+    assert stopped is not None and stopped.run.status == RunStatus.CANCELLED
+    kinds = await _kinds_after_request(store, run.id)
+    assert kinds == ["credential_received"]

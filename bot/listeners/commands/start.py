@@ -28,6 +28,11 @@ NOT_IN_THIS_CHANNEL = (
     "`/invite @AutoGen` (or add the app from the channel's settings), "
     "then run `/autogen` again."
 )
+RESTRICTED = (
+    "Posting in this channel is restricted by a workspace setting, so I can't start a run "
+    "here. Pick another channel, or ask an admin to let apps post here."
+)
+ARCHIVED = "This channel is archived, so I can't start a run here."
 NOT_HERE = (
     "I can't post in this conversation: runs happen in a thread in a channel I'm a member "
     "of, and I can't be added to direct messages or group DMs. Pick a channel (a private "
@@ -68,18 +73,26 @@ async def start_run(
     except SlackApiError as exc:
         await runs.discard(started.run.id)
         error = str(exc.response.get("error", ""))
-        if error in CHANNEL_GONE:
-            answer = NOT_HERE if _is_direct_message(command) else NOT_IN_THIS_CHANNEL
-        else:
+        if error not in CHANNEL_GONE:
             log.warning("root message failed: %s", error)
-            answer = f"Slack refused the message ({error}); nothing was started."
-        await respond(response_type="ephemeral", text=answer)
+        await respond(response_type="ephemeral", text=_refused_answer(error, command))
         return
     if not await runs.release_hold(started.run.id, thread_ts=root["ts"]):
         # Slack held this post past the hold and the publisher gave the run a root of its
         # own; ours would be a second, silent copy.
         with contextlib.suppress(SlackApiError):
             await client.chat_delete(channel=root["channel"], ts=root["ts"])
+
+
+def _refused_answer(error: str, command: dict[str, Any]) -> str:
+    """Why nothing started, in words that say what to do about it."""
+    if error == "restricted_action":
+        return RESTRICTED
+    if error == "is_archived":
+        return ARCHIVED
+    if error in CHANNEL_GONE:
+        return NOT_HERE if _is_direct_message(command) else NOT_IN_THIS_CHANNEL
+    return f"Slack refused the message ({error}); nothing was started."
 
 
 def _is_direct_message(command: dict[str, Any]) -> bool:

@@ -31,6 +31,12 @@ TOPIC_FIELD = {
 
 
 def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite" and bind.dialect.dbapi.sqlite_version_info < (3, 35):
+        raise RuntimeError(
+            "this migration needs SQLite 3.35 or newer (ALTER TABLE ... DROP COLUMN); "
+            f"this Python has SQLite {bind.dialect.dbapi.sqlite_version}"
+        )
     op.create_table(
         "outbox",
         sa.Column("run_id", sa.String(length=32), nullable=False),
@@ -64,7 +70,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_outbox_messages_topic", "outbox_messages", ["run_id", "topic"], unique=False
     )
-    _carry_over(op.get_bind())
+    _carry_over(bind)
     # ALTER TABLE ... DROP COLUMN in place (SQLite 3.35+), never a copy of the table: with
     # foreign keys on, dropping the old copy of `runs` would cascade-delete every event.
     op.drop_index("ix_run_events_unposted", table_name="run_events")
@@ -174,6 +180,13 @@ def downgrade() -> None:
         "UPDATE run_events SET posted_at = CURRENT_TIMESTAMP, slack_ts = (SELECT ref FROM "
         "outbox_messages m WHERE m.run_id = run_events.run_id AND m.seq = run_events.seq) "
         "WHERE seq <= (SELECT delivered_seq FROM outbox o WHERE o.run_id = run_events.run_id)"
+    )
+    # A long message half posted: its parts already in Slack, so they are not posted again.
+    op.execute(
+        "UPDATE run_events SET parts_posted = (SELECT parts_done FROM outbox o WHERE "
+        "o.run_id = run_events.run_id), slack_ts = (SELECT part_ref FROM outbox o WHERE "
+        "o.run_id = run_events.run_id) WHERE seq = (SELECT delivered_seq + 1 FROM outbox o "
+        "WHERE o.run_id = run_events.run_id AND o.parts_done > 0)"
     )
     op.drop_index("ix_outbox_messages_topic", table_name="outbox_messages")
     op.drop_table("outbox_messages")

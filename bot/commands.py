@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.ui.text import escape
+from runner.manager import MAX_TASK_CHARS
 from store.work import looks_like_id
 
 Kind = Literal["help", "status", "stop", "credentials", "start"]
 KEYWORDS = {"help", "status", "stop", "credentials"}
-MAX_TASK_CHARS = 4000
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,8 @@ def _uncertain(reason: str) -> VerifierResult:
     return VerifierResult("uncertain", reason)
 
 
-def _default_label(action_type: str) -> str:
+def default_label(action_type: str) -> str:
+    """The button text of an action type the verifier (or the runner) offers unlabelled."""
     return {
         "revise": "Revise",
         "continue": "Continue anyway",
@@ -91,7 +92,7 @@ def parse_verdict(text: str) -> VerifierResult:
     actions = [
         {
             "type": action.type,
-            "label": (action.label or _default_label(action.type))[:30],
+            "label": (action.label or default_label(action.type))[:30],
             "params": action.params,
         }
         for action in parsed.suggested_actions

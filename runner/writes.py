@@ -10,7 +10,7 @@ import logging
 from datetime import timedelta
 
 from runner.outcome import closing_events
-from runner.verifier import VerifierResult
+from runner.verifier import VerifierResult, default_label
 from store import Store
 from store.actions import ActionSpec
 from store.changes import KEEP, NO_CHANGE, Guard, Keep, RunChange
@@ -22,7 +22,6 @@ from store.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FALLBACK_LABELS = {"continue": "Continue anyway", "stop": "Stop the run"}
 RESTARTING = "The app is restarting; this run continues shortly."
 
 
@@ -46,7 +45,7 @@ def offered_specs(verdict: VerifierResult, judged_agent: str) -> list[ActionSpec
     ]
     for fallback in ("continue", "stop"):
         if not any(spec.type == fallback for spec in specs):
-            specs.append(ActionSpec(fallback, FALLBACK_LABELS[fallback], {}))
+            specs.append(ActionSpec(fallback, default_label(fallback), {}))
     return specs
 
 

@@ -23,10 +23,9 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from store.audit import add_audit
 from store.changes import ANY_RUN, KEEP, Guard, RunChange
 from store.events import NewEvent
-from store.models import RunEventRow, RunRow, utcnow
+from store.models import AuditRow, RunEventRow, RunRow, utcnow
 from store.records import FINISHED_STATUSES, Run, RunEvent, RunStatus
 
 log = logging.getLogger(__name__)
@@ -219,15 +218,17 @@ class RunWork:
         run_id: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Record who did what, committed with what it records."""
-        add_audit(
-            self.session,
-            workspace_id=workspace_id,
-            actor_id=actor_id,
-            action=action,
-            subject=subject,
-            run_id=run_id,
-            detail=detail,
+        """Add to the audit trail (who stored, used or deleted a credential, who decided or
+        cancelled) inside this transaction, so an entry exists exactly when its change does."""
+        self.session.add(
+            AuditRow(
+                workspace_id=workspace_id,
+                actor_id=actor_id,
+                action=action,
+                subject=subject,
+                run_id=run_id,
+                detail=detail or {},
+            )
         )
 
     async def write(

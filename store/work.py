@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Update, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store.changes import ANY_RUN, KEEP, Guard, RunChange
@@ -135,6 +135,17 @@ def _columns(change: RunChange) -> dict[str, Any]:
     return values
 
 
+def _guarded(query: Update, guard: Guard) -> Update:
+    if guard.statuses is not None:
+        query = query.where(RunRow.status.in_([str(s) for s in guard.statuses]))
+    if guard.held_by is not None:
+        query = query.where(RunRow.lease_owner == guard.held_by)
+    if guard.lapsed_before is not None:
+        lapsed = RunRow.lease_expires_at < guard.lapsed_before
+        query = query.where(or_(RunRow.lease_expires_at.is_(None), lapsed))
+    return query
+
+
 class RunWork:
     """One transaction's writes to runs and their events. Open it with `Database.work()`."""
 
@@ -160,19 +171,20 @@ class RunWork:
     async def change(self, run_id: str, change: RunChange, guard: Guard = ANY_RUN) -> Run | None:
         """Apply `change` if the run is as `guard` says; the run after it, or None (nothing
         written) when it is not: a compare-and-set that replicas can race on safely."""
-        query = update(RunRow).where(RunRow.id == run_id)
-        if guard.statuses is not None:
-            query = query.where(RunRow.status.in_([str(s) for s in guard.statuses]))
-        if guard.held_by is not None:
-            query = query.where(RunRow.lease_owner == guard.held_by)
-        if guard.lapsed_before is not None:
-            query = query.where(
-                or_(
-                    RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < guard.lapsed_before
-                )
-            )
+        written = await self.write(run_id, change, guard)
+        return written.run if written is not None else None
+
+    async def write(
+        self, run_id: str, change: RunChange, guard: Guard, events: Sequence[NewEvent] = ()
+    ) -> Written | None:
+        """`change` and `events` in one statement on the run (the compare-and-set also takes
+        the events' sequence numbers), then the events; None when the guard did not hold."""
+        values = _columns(change)
+        if events:
+            values["last_seq"] = RunRow.last_seq + len(events)
         row = await self.session.scalar(
-            query.values(**_columns(change))
+            _guarded(update(RunRow).where(RunRow.id == run_id), guard)
+            .values(**values)
             .returning(RunRow)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
@@ -183,30 +195,40 @@ class RunWork:
                 await hook(self.session, run_id)
         if change.status == RunStatus.QUEUED:
             self.ready.add(run_id)
-        return to_run(row)
+        return Written(to_run(row), await self._insert(run_id, events, row.last_seq))
 
     async def append(self, run_id: str, events: Sequence[NewEvent]) -> list[RunEvent]:
-        """Give each event the run's next sequence number; the counter row serialises
+        """Give the events the run's next sequence numbers; the counter row serialises
         writers, so two replicas appending to one run never share a number."""
-        appended: list[RunEvent] = []
-        for event in events:
-            seq = await self.session.scalar(
-                update(RunRow)
-                .where(RunRow.id == run_id)
-                .values(last_seq=RunRow.last_seq + 1)
-                .returning(RunRow.last_seq)
-            )
-            if seq is None:
-                raise LookupError(f"run {run_id} does not exist")
-            row = RunEventRow(run_id=run_id, seq=seq, kind=event.kind, payload=event.payload)
-            self.session.add(row)
-            await self.session.flush()
-            appended.append(to_event(row))
-        if appended:
-            for hook in self._on_append:
-                await hook(self.session, run_id, appended[-1].seq)
-            self.appended_to.add(run_id)
-        return appended
+        if not events:
+            return []
+        last_seq = await self.session.scalar(
+            update(RunRow)
+            .where(RunRow.id == run_id)
+            .values(last_seq=RunRow.last_seq + len(events))
+            .returning(RunRow.last_seq)
+        )
+        if last_seq is None:
+            raise LookupError(f"run {run_id} does not exist")
+        return await self._insert(run_id, events, last_seq)
+
+    async def _insert(
+        self, run_id: str, events: Sequence[NewEvent], last_seq: int
+    ) -> list[RunEvent]:
+        """Insert events numbered up to `last_seq` (already reserved on the run row)."""
+        if not events:
+            return []
+        first = last_seq - len(events) + 1
+        rows = [
+            RunEventRow(run_id=run_id, seq=first + index, kind=event.kind, payload=event.payload)
+            for index, event in enumerate(events)
+        ]
+        self.session.add_all(rows)
+        await self.session.flush()
+        for hook in self._on_append:
+            await hook(self.session, run_id, last_seq)
+        self.appended_to.add(run_id)
+        return [to_event(row) for row in rows]
 
     def audit(
         self,
@@ -230,15 +252,6 @@ class RunWork:
                 detail=detail or {},
             )
         )
-
-    async def write(
-        self, run_id: str, change: RunChange, guard: Guard, events: Sequence[NewEvent] = ()
-    ) -> Written | None:
-        """`change` then `append`, the common case: None when the guard did not hold."""
-        run = await self.change(run_id, change, guard)
-        if run is None:
-            return None
-        return Written(run, await self.append(run_id, events))
 
 
 class Database:

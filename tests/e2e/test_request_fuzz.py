@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from copy import deepcopy
 from pathlib import Path
@@ -76,6 +77,7 @@ class ServedApp:
         self.errors: list[logging.LogRecord] = []
         self.before: tuple[tuple[int, int, int], int] = ((0, 0, 0), 0)
         self.sent = 0
+        self.answers: Counter[int | None] = Counter()
 
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
@@ -125,7 +127,9 @@ class ServedApp:
 
     def exchange(self, request: bytes, *, half_close: bool = False) -> int | None:
         self.before = (self.effects(), len(self.errors))
-        return self._exchange(request, half_close=half_close)
+        status = self._exchange(request, half_close=half_close)
+        self.answers[status] += 1
+        return status
 
     def _exchange(self, request: bytes, *, half_close: bool) -> int | None:
         """Send raw bytes; the answer's HTTP status, or None when the server closed the
@@ -475,4 +479,5 @@ def test_after_all_of_it_the_database_is_empty_and_the_app_still_works(
     while served.rows()["runs"] == 0:
         assert time.monotonic() < deadline, "the real command started no run"
         time.sleep(0.05)
-    print(f"fuzz: {served.sent} requests sent")
+    answers = ", ".join(f"{status}: {n}" for status, n in sorted(served.answers.items(), key=str))
+    print(f"fuzz: {served.sent} requests sent; answers {answers}")

@@ -58,8 +58,8 @@ class RunDelivery:
             log.warning("posted the root message the front end never did", extra={"run_id": run.id})
         elif ts:
             log.info("the run got its root meanwhile; deleting ours", extra={"run_id": run.id})
-            with contextlib.suppress(SlackUnavailable, SlackRefused):
-                await self._slack.call("chat_delete", channel=run.channel_id, ts=ts)
+            with contextlib.suppress(SlackUnavailable, SlackRefused):  # our own post: no claim
+                await self._slack.call("chat_delete", claimed=False, channel=run.channel_id, ts=ts)
         current = await self._store.runs.get(run.id)
         if current is None or current.thread_ts is None:
             return False

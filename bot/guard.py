@@ -27,11 +27,12 @@ from bot import ids
 
 MAX_BODY_BYTES = 1_048_576  # Slack's payloads are far smaller; a modal state is a few KB
 MAX_SKEW_S = 300  # Slack's own advice: refuse requests more than five minutes off
+MAX_DEPTH = 64  # Slack's deepest payloads (a modal's blocks in a view) nest about a dozen
 CONTENT_TYPES = ("application/x-www-form-urlencoded", "application/json")
 SIGNED_HEADERS = ("x-slack-signature", "x-slack-request-timestamp")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
-_SLACK_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SLACK_ID = re.compile(r"[A-Z][A-Z0-9]{0,31}")  # T…, U…, W…, C…, G…, D…, E…
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,7 @@ def payload_problem(payload: dict[str, Any]) -> str | None:
     """What is wrong with a parsed payload's shape, or None. Kinds the app listens to are
     checked field by field; any payload must have the JSON types Bolt expects and no NUL
     character (Slack never sends one; PostgreSQL refuses it in text)."""
-    if _has_nul(payload):
-        return "a NUL character"
-    problem = _common_problem(payload)
+    problem = _depth_or_nul_problem(payload) or _common_problem(payload)
     if problem is not None:
         return problem
     if "command" in payload:
@@ -173,14 +172,21 @@ def payload_problem(payload: dict[str, Any]) -> str | None:
     return None
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+def _depth_or_nul_problem(payload: dict[str, Any]) -> str | None:
+    """Walk the whole payload without recursion (a deep one must not exhaust the stack)."""
+    pending: list[tuple[Any, int]] = [(payload, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            return "nested too deeply"
+        if isinstance(value, str) and "\x00" in value:
+            return "a NUL character"
+        if isinstance(value, dict):
+            pending.extend((key, depth) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+    return None
 
 
 def _common_problem(payload: dict[str, Any]) -> str | None:

@@ -75,9 +75,10 @@ def web_application(app: AsyncApp, *, signing_secret: str, health: Health) -> we
 
 
 def _bolt_request(checked: Checked, headers: dict[str, list[str]], query: str) -> AsyncBoltRequest:
-    """Bolt's request with the guard's parse of the body (see `guard.parse`); the raw text
-    stays, for Bolt's own signature check."""
-    bolt_request = AsyncBoltRequest(body=checked.text, query=query, headers=headers)
+    """Bolt's request with the guard's parse of the body (see `guard.parse`), which Bolt's
+    own parser would get wrong; the raw text is kept for Bolt's signature check."""
+    bolt_request = AsyncBoltRequest(body="", query=query, headers=headers)
+    bolt_request.raw_body = checked.text
     bolt_request.body = checked.payload
     bolt_request.context = build_async_context(AsyncBoltContext({}), checked.payload)
     return bolt_request

@@ -115,8 +115,13 @@ class Publisher:
         await asyncio.gather(*(self._publish_in_turn(run_id) for run_id in run_ids))
 
     async def _publish_in_turn(self, run_id: str) -> None:
+        """One run's pass; its failure (a database error, say) is its own, logged, and the
+        other runs' passes go on: the run is tried again on the next pass."""
         async with self._parallel:
-            await self.publish_run(run_id)
+            try:
+                await self.publish_run(run_id)
+            except Exception:
+                log.exception("publishing pass failed", extra={"run_id": run_id})
 
     async def publish_run(self, run_id: str) -> None:
         if asyncio.get_running_loop().time() < self._not_before.get(run_id, 0.0):

@@ -71,12 +71,13 @@ class SlackCaller:
         self._policy = policy
         self._before_attempt = before_attempt
 
-    async def call(self, method: str, **kwargs: Any) -> dict[str, Any]:
-        """One Web API call (`chat_postMessage`, ...) with the retry policy."""
+    async def call(self, method: str, *, claimed: bool = True, **kwargs: Any) -> dict[str, Any]:
+        """One Web API call (`chat_postMessage`, ...) with the retry policy; `claimed=False`
+        skips the `before_attempt` check (for a call that needs no claim)."""
         policy = self._policy
         delay = policy.base_delay_s
         for attempt in range(1, policy.max_attempts + 1):
-            if self._before_attempt is not None and not await self._before_attempt():
+            if claimed and self._before_attempt is not None and not await self._before_attempt():
                 raise ClaimLost(method)
             try:
                 response = await getattr(self._client, method)(**kwargs)

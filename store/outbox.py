@@ -92,18 +92,15 @@ class OutboxRepository(Repository):
             return result.rowcount == 1
 
     async def renew(self, run_id: str, *, owner: str, lease_s: float) -> bool:
-        """Extend a claim this replica still holds; False when it lapsed or passed to
-        another (the pass must stop: what it read may have been shown meanwhile)."""
-        now = utcnow()
+        """Extend a claim this replica still holds; False when another took it (and maybe
+        released it since): the pass must stop, what it read may have been shown meanwhile.
+        A claim that lapsed with nobody taking it is still this replica's: nobody else can
+        have posted without first taking it."""
         async with self._db.work() as work:
             result = await work.session.execute(
                 update(OutboxRow)
-                .where(
-                    OutboxRow.run_id == run_id,
-                    OutboxRow.claim_owner == owner,
-                    OutboxRow.claim_expires_at >= now,
-                )
-                .values(claim_expires_at=now + timedelta(seconds=lease_s))
+                .where(OutboxRow.run_id == run_id, OutboxRow.claim_owner == owner)
+                .values(claim_expires_at=utcnow() + timedelta(seconds=lease_s))
             )
             return result.rowcount == 1
 

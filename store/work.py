@@ -166,7 +166,11 @@ class RunWork:
         hang off it (the finish hooks come after the run); a unit of work that must touch
         such a row first (a key request) locks the run before, so two never wait on each
         other in opposite orders (a deadlock on PostgreSQL; SQLite serialises writers)."""
-        await self.session.execute(select(RunRow.id).where(RunRow.id == run_id).with_for_update())
+        # FOR NO KEY UPDATE, as an UPDATE of the row takes: a plain FOR UPDATE would also
+        # block inserts that reference the run (outbox rows, events) and deadlock with them.
+        await self.session.execute(
+            select(RunRow.id).where(RunRow.id == run_id).with_for_update(key_share=True)
+        )
 
     async def change(self, run_id: str, change: RunChange, guard: Guard = ANY_RUN) -> Run | None:
         """Apply `change` if the run is as `guard` says; the run after it, or None (nothing

@@ -51,9 +51,14 @@ def test_a_command_that_mentions_payload_is_read_as_the_command_it_is() -> None:
 
 
 def test_deep_nesting_and_nul_characters_are_refused() -> None:
-    deep = b"[" * 50_000
+    deep = b"[" * 50_000  # too deep for the JSON parser itself
     refused = _check(deep, "application/json")
     assert isinstance(refused, Refusal) and refused.status == 400
+    for depth in (100, 500, 900, 990):  # near the parser's limit, or past a walk's
+        nested = ('{"type": "view_submission", "view": ' + "[" * depth + "]" * depth + "}").encode()
+        refused = _check(nested, "application/json")
+        assert isinstance(refused, Refusal) and refused.status == 400, depth
+        assert depth > 500 or refused.reason == "nested too deeply", refused
     body, form = view_submission(callback_id="credential_modal", private_metadata="ab\x00cd")
     refused = _check(body, form)
     assert isinstance(refused, Refusal) and refused.reason == "a NUL character"

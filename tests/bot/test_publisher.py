@@ -429,3 +429,26 @@ async def test_a_replica_that_stalled_past_its_claim_posts_nothing_it_read(
     await a_pass
     run = await store.runs.get(run_id)
     assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["m0", "m1", "m2"]
+
+
+async def test_one_runs_failing_pass_does_not_stop_the_others(
+    emulated: Emulated, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, slack, client = emulated
+    broken = await _run_with_thread(store, slack, client)
+    working = await _run_with_thread(store, slack, client)
+    await add_event(store, working, ev.INFO, {"text": "still posted"})
+    publisher = Publisher(store, client)
+    real = publisher.publish_run
+
+    async def fails_for_one(run_id: str) -> None:
+        if run_id == broken:
+            raise OSError("the database went away for this one")
+        await real(run_id)
+
+    monkeypatch.setattr(publisher, "publish_run", fails_for_one)
+    await publisher.drain()
+    run = await store.runs.get(working)
+    assert [m["text"] for m in slack.thread("C1", run.thread_ts)] == ["still posted"]
+    (failure,) = [r for r in caplog.records if r.getMessage() == "publishing pass failed"]
+    assert failure.run_id == broken

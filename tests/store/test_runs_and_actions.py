@@ -296,3 +296,32 @@ async def test_a_key_submitted_while_the_run_is_stopped_does_not_deadlock(
     assert stopped is not None and stopped.run.status == RunStatus.CANCELLED
     kinds = await _kinds_after_request(store, run.id)
     assert kinds == ["credential_received"]
+
+
+async def test_a_key_submitted_while_its_request_message_is_recorded_does_not_deadlock(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The submission holds the run's lock while the publisher records the key request's
+    message (an insert that references the run): that lock must not block such inserts."""
+    run, request = await _waiting_request(store)
+    asked = (await store.runs.events(run.id))[-1]
+    real_store_in = store.credentials.store_in
+    inside = asyncio.Event()
+
+    async def slow_store_in(session: object, owner: Owner, secret: str) -> None:
+        inside.set()
+        await asyncio.sleep(0.5)  # the publisher records its post meanwhile
+        await real_store_in(session, owner, secret)
+
+    monkeypatch.setattr(store.credentials, "store_in", slow_store_in)
+    assert await store.outbox.claim(run.id, owner="publisher", lease_s=30)
+    submission = asyncio.create_task(
+        store.requests.fulfil(request.id, user_id="UREQ", secret="sk-in-flight")
+    )
+    await inside.wait()
+    recorded = await store.outbox.delivered(
+        run.id, asked.seq, owner="publisher", ref="1.0002", opens=f"request:{request.id}"
+    )
+    fulfilled = await submission
+    assert recorded and fulfilled.outcome == FulfilOutcome.STORED
+    assert (await store.outbox.prompt(run.id, f"request:{request.id}")).ref == "1.0002"

@@ -280,7 +280,7 @@ async def test_a_key_submitted_while_the_run_is_stopped_does_not_deadlock(
 
     async def slow_store_in(session: object, owner: Owner, secret: str) -> None:
         inside.set()
-        await asyncio.sleep(0.5)  # the stop arrives while the submission is half done
+        await asyncio.sleep(0.2)  # the stop arrives while the submission is half done
         await real_store_in(session, owner, secret)
 
     monkeypatch.setattr(store.credentials, "store_in", slow_store_in)
@@ -310,7 +310,7 @@ async def test_a_key_submitted_while_its_request_message_is_recorded_does_not_de
 
     async def slow_store_in(session: object, owner: Owner, secret: str) -> None:
         inside.set()
-        await asyncio.sleep(0.5)  # the publisher records its post meanwhile
+        await asyncio.sleep(0.2)  # the publisher records its post meanwhile
         await real_store_in(session, owner, secret)
 
     monkeypatch.setattr(store.credentials, "store_in", slow_store_in)

@@ -6,10 +6,6 @@ import argparse
 import asyncio
 import sys
 
-from bot.logs import configure_logging
-from bot.server import serve
-from runner.team import TeamConfigError
-from store.crypto import CredentialError
 from store.settings import ConfigError, load_settings
 
 DESCRIPTION = """\
@@ -33,6 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     try:
         settings = load_settings()
+        settings.require_slack()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # The app itself (AutoGen, Bolt) loads only now: help and a missing setting answer at once.
+    from bot.logs import configure_logging
+    from bot.server import serve
+    from runner.team_config import TeamConfigError
+    from store.crypto import CredentialError
+
+    try:
         configure_logging(settings)
         asyncio.run(serve(settings))
     except (ConfigError, CredentialError, TeamConfigError) as exc:

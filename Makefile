@@ -24,8 +24,10 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.lock
 run: $(RUNTIME_STAMP)
 	$(PY) -m bot
 
+# Two workers (pytest-xdist), a test file each at a time: most tests wait on sockets and
+# timers more than they compute. `.venv/bin/python -m pytest` alone runs them one by one.
 test: $(DEV_STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

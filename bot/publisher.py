@@ -66,6 +66,7 @@ class Publisher:
         self._poll_interval_s = poll_interval_s
         self._on_unshowable = on_unshowable
         self._not_before: dict[str, float] = {}
+        self._held_since: dict[str, float] = {}  # loop time the claim was last taken/renewed
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self._parallel = asyncio.Semaphore(PARALLEL_RUNS)
@@ -136,16 +137,29 @@ class Publisher:
                 log.info("another replica took over posting", extra={"run_id": run_id})
                 finished = False
             finally:
+                self._held_since.pop(run_id, None)
                 await self._store.outbox.release(run_id, owner=self._owner)
         if finished:
             self._locks.pop(run_id, None)
             self._not_before.pop(run_id, None)
 
     async def _claim(self, run_id: str) -> bool:
-        return await self._store.outbox.claim(run_id, owner=self._owner, lease_s=self._claim_s)
+        claimed = await self._store.outbox.claim(run_id, owner=self._owner, lease_s=self._claim_s)
+        if claimed:
+            self._held_since[run_id] = asyncio.get_running_loop().time()
+        return claimed
 
     async def _renew(self, run_id: str) -> bool:
-        return await self._store.outbox.renew(run_id, owner=self._owner, lease_s=self._claim_s)
+        """Before each Slack call: is the claim still ours? Within the first third of a
+        claim taken or renewed by this replica nobody else can hold it (another may only
+        take an expired or released one), so the database is asked only after that."""
+        now = asyncio.get_running_loop().time()
+        if now - self._held_since.get(run_id, float("-inf")) < self._claim_s / 3:
+            return True
+        renewed = await self._store.outbox.renew(run_id, owner=self._owner, lease_s=self._claim_s)
+        if renewed:
+            self._held_since[run_id] = now
+        return renewed
 
     async def _pass(self, run_id: str) -> bool:
         """Deliver what the run has pending; True when the run is finished and shown."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import random
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,9 +37,19 @@ VERIFIER_MODEL = "verifier-model"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port for the app to listen on, below the kernel's ephemeral range (where the
+    fakes' own `bind(0)` ports come from) and in a range of its own per pytest-xdist
+    worker, so no other test can take it between this check and the app's bind."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = 20_000 + 3_000 * (int(worker) % 4 if worker.isdigit() else 0)
+    for port in random.sample(range(base, base + 3_000), 3_000):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 def text_of(message: dict[str, Any]) -> str:

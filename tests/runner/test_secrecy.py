@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -217,11 +216,9 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     app.router.add_post("/v1/chat/completions", fake.handle)
     runner = web.AppRunner(app)
     await runner.setup()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, "127.0.0.1", 0)  # the kernel's free port, taken at once
     await site.start()
+    port = int(runner.addresses[0][1])
     fake.url = f"http://127.0.0.1:{port}/v1"
     try:
         yield fake

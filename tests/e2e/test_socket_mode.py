@@ -275,7 +275,7 @@ async def test_a_refused_app_token_stops_start_up_with_one_line(
         FakeLLMServer(valid_keys={KEY}) as llm,
     ):
         settings = app_settings(
-            slack, llm, tmp_path, secret_key, slack_app_token="xapp-1-A0WRONG-another-app"
+            slack, llm, tmp_path, secret_key, slack_app_token="xapp-test-token-slack-refuses"
         )
         with pytest.raises(ConfigError, match="SLACK_APP_TOKEN was refused by Slack"):
             await serve(settings, host="127.0.0.1")

@@ -84,7 +84,7 @@ def test_secret_values_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_and_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APPROVERS", "U01, W02")
     monkeypatch.setenv("AUTO_APPLY", "continue")
-    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-x")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-test-token")
     settings = load_settings()
     assert settings.approvers == ["U01", "W02"]
     assert settings.auto_apply == ["continue"]

@@ -14,22 +14,12 @@ import store.events as ev
 from store.changes import Guard, RunChange
 from store.events import NewEvent
 from store.models import OfferedActionRow, RunRow, utcnow
-from store.records import ActionStatus, OfferedAction, RunEvent, RunStatus
+from store.records import ActionStatus, OfferedAction, RunEvent, RunStatus, record_of
 from store.work import Repository, RunWork, new_id
 
 
 def _action(row: OfferedActionRow) -> OfferedAction:
-    return OfferedAction(
-        id=row.id,
-        offer_id=row.offer_id,
-        run_id=row.run_id,
-        type=row.type,
-        label=row.label,
-        params=dict(row.params),
-        status=ActionStatus(row.status),
-        decided_by=row.decided_by,
-        decided_at=row.decided_at,
-    )
+    return record_of(OfferedAction, row, status=ActionStatus(row.status), params=dict(row.params))
 
 
 class DecisionOutcome(StrEnum):
@@ -93,13 +83,13 @@ class ActionRepository(Repository):
             ],
         }
         async with self._db.work() as work:
-            written = await work.write(run_id, change, guard)
+            written = await work.write(
+                run_id, change, guard, [NewEvent(ev.ACTIONS_OFFERED, payload)]
+            )
             if written is None:
                 return None
             work.session.add_all(rows)
-            await work.session.flush()
-            (event,) = await work.append(run_id, [NewEvent(ev.ACTIONS_OFFERED, payload)])
-        return event, actions
+        return written.events[0], actions
 
     async def get(self, action_id: str) -> OfferedAction | None:
         async with self._db.reads() as session:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.crypto import CredentialCipher, CredentialError, Owner
 from store.db import upsert
 from store.models import CredentialRow, utcnow
-from store.records import CredentialInfo
+from store.records import CredentialInfo, record_of
 from store.work import Database, Repository
 
 WORKSPACE_USER = "*"
@@ -22,14 +22,7 @@ WORKSPACE_USER = "*"
 
 
 def _info(row: CredentialRow) -> CredentialInfo:
-    return CredentialInfo(
-        workspace_id=row.workspace_id,
-        user_id=row.user_id,
-        provider=row.provider,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        last_used_at=row.last_used_at,
-    )
+    return record_of(CredentialInfo, row)
 
 
 def _owned_by(owner: Owner) -> list[object]:

@@ -20,23 +20,12 @@ from store.credentials import CredentialRepository
 from store.crypto import Owner
 from store.events import NewEvent
 from store.models import CredentialRequestRow, utcnow
-from store.records import CredentialRequest, RequestStatus, Run, RunStatus
+from store.records import CredentialRequest, RequestStatus, Run, RunStatus, record_of
 from store.work import Database, Repository, RunWork, new_id
 
 
 def _request(row: CredentialRequestRow) -> CredentialRequest:
-    return CredentialRequest(
-        id=row.id,
-        run_id=row.run_id,
-        workspace_id=row.workspace_id,
-        user_id=row.user_id,
-        provider=row.provider,
-        reason=row.reason,
-        status=RequestStatus(row.status),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        resolved_at=row.resolved_at,
-    )
+    return record_of(CredentialRequest, row, status=RequestStatus(row.status))
 
 
 @dataclass(frozen=True)

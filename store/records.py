@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+
+def record_of(record: type[R], row: object, **converted: Any) -> R:
+    """A frozen record from an ORM row: each field read from the row's column of the same
+    name, except those given already `converted` (an enum, a copied JSON object)."""
+    names = [f.name for f in fields(record) if f.name not in converted]
+    return record(**{name: getattr(row, name) for name in names}, **converted)
 
 
 class RunStatus(StrEnum):
@@ -22,6 +31,9 @@ class RunStatus(StrEnum):
     def finished(self) -> bool:
         return self in FINISHED_STATUSES
 
+
+MAX_TASK_CHARS = 4000
+"""Longest task a run takes; a front end says so before a longer one is cut."""
 
 FINISHED_STATUSES = frozenset(
     {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}

@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import Update, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from store.changes import ANY_RUN, KEEP, Guard, RunChange
+from store.changes import ANY_RUN, KEEP, NO_CHANGE, Guard, RunChange
 from store.events import NewEvent
 from store.models import AuditRow, RunEventRow, RunRow, utcnow
-from store.records import FINISHED_STATUSES, Run, RunEvent, RunStatus
+from store.records import FINISHED_STATUSES, Run, RunEvent, RunStatus, record_of
 
 log = logging.getLogger(__name__)
 
@@ -53,41 +53,11 @@ def looks_like_id(value: str) -> bool:
 
 
 def to_run(row: RunRow) -> Run:
-    return Run(
-        id=row.id,
-        workspace_id=row.workspace_id,
-        channel_id=row.channel_id,
-        thread_ts=row.thread_ts,
-        requester_id=row.requester_id,
-        task=row.task,
-        status=RunStatus(row.status),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        turns=row.turns,
-        prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens,
-        team_state=row.team_state,
-        resume_input=row.resume_input,
-        outcome=row.outcome,
-        cancelled_by=row.cancelled_by,
-        lease_owner=row.lease_owner,
-        lease_expires_at=row.lease_expires_at,
-        recoveries=row.recoveries,
-        active_s=row.active_s or 0.0,
-    )
+    return record_of(Run, row, status=RunStatus(row.status), active_s=row.active_s or 0.0)
 
 
 def to_event(row: RunEventRow) -> RunEvent:
-    return RunEvent(
-        id=row.id,
-        run_id=row.run_id,
-        seq=row.seq,
-        kind=row.kind,
-        payload=dict(row.payload),
-        created_at=row.created_at,
-    )
+    return record_of(RunEvent, row, payload=dict(row.payload))
 
 
 @dataclass(frozen=True)
@@ -182,7 +152,9 @@ class RunWork:
         self, run_id: str, change: RunChange, guard: Guard, events: Sequence[NewEvent] = ()
     ) -> Written | None:
         """`change` and `events` in one statement on the run (the compare-and-set also takes
-        the events' sequence numbers), then the events; None when the guard did not hold."""
+        the events' sequence numbers: the row lock serialises writers, so two replicas
+        appending to one run never share a number), then the events; None when the guard
+        did not hold."""
         values = _columns(change)
         if events:
             values["last_seq"] = RunRow.last_seq + len(events)
@@ -202,19 +174,13 @@ class RunWork:
         return Written(to_run(row), await self._insert(run_id, events, row.last_seq))
 
     async def append(self, run_id: str, events: Sequence[NewEvent]) -> list[RunEvent]:
-        """Give the events the run's next sequence numbers; the counter row serialises
-        writers, so two replicas appending to one run never share a number."""
+        """Append events to a run whatever its state (a write with no change)."""
         if not events:
             return []
-        last_seq = await self.session.scalar(
-            update(RunRow)
-            .where(RunRow.id == run_id)
-            .values(last_seq=RunRow.last_seq + len(events))
-            .returning(RunRow.last_seq)
-        )
-        if last_seq is None:
+        written = await self.write(run_id, NO_CHANGE, ANY_RUN, events)
+        if written is None:
             raise LookupError(f"run {run_id} does not exist")
-        return await self._insert(run_id, events, last_seq)
+        return written.events
 
     async def _insert(
         self, run_id: str, events: Sequence[NewEvent], last_seq: int

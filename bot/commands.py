@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.ui.text import escape
-from runner.manager import MAX_TASK_CHARS
+from store.records import MAX_TASK_CHARS
 from store.work import looks_like_id
 
 Kind = Literal["help", "status", "stop", "credentials", "start"]

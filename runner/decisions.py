@@ -8,7 +8,6 @@ action on a run that moved on (cancelled, say) changes nothing and applying twic
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 from runner.outcome import closing_events
@@ -30,10 +29,9 @@ STILL_AWAITING_DECISION = Guard.status_in([RunStatus.WAITING_APPROVAL])
 
 
 class ActionApplier:
-    def __init__(self, store: Store, settings: Settings, wake: Callable[[], None]) -> None:
+    def __init__(self, store: Store, settings: Settings) -> None:
         self._store = store
         self._settings = settings
-        self._wake = wake
         self._applying: set[str] = set()
 
     def applying(self, action_id: str) -> bool:
@@ -94,7 +92,6 @@ class ActionApplier:
                     expires_at=utcnow() + timedelta(seconds=self._settings.credential_timeout_s),
                 )
             await self._store.actions.mark_applied_in(work, action.id)
-        self._wake()
 
     def _effect(self, run: Run, action: OfferedAction) -> tuple[RunChange, list[NewEvent]]:
         """The run's change (and any closing events) for each type of action."""

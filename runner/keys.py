@@ -3,8 +3,6 @@ request, and answer one (which wakes the waiting run on any replica)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from store import Store
 from store.crypto import Owner
 from store.key_requests import FulfilOutcome, FulfilResult
@@ -13,9 +11,8 @@ from store.work import looks_like_id
 
 
 class KeyDesk:
-    def __init__(self, store: Store, wake: Callable[[], None]) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
-        self._wake = wake
 
     async def listed(self, *, workspace_id: str, user_id: str) -> list[CredentialInfo]:
         """The person's stored credentials, never their values."""
@@ -34,11 +31,9 @@ class KeyDesk:
         return await self._store.requests.get(request_id)
 
     async def submit(self, request_id: str, *, user_id: str, secret: str) -> FulfilResult:
-        """Store the key for the request's user and wake its run. Called before the modal's
-        ack, so it is one transaction and no reads before it."""
+        """Store the key for the request's user and requeue its run (the store tells every
+        scheduler listening once it commits). Called before the modal's ack, so it is one
+        transaction and no reads before it."""
         if not looks_like_id(request_id):
             return FulfilResult(FulfilOutcome.NOT_FOUND)
-        result = await self._store.requests.fulfil(request_id, user_id=user_id, secret=secret)
-        if result.outcome == FulfilOutcome.STORED:
-            self._wake()
-        return result
+        return await self._store.requests.fulfil(request_id, user_id=user_id, secret=secret)

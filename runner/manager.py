@@ -33,13 +33,11 @@ from store.actions import Decision, DecisionOutcome, may_decide
 from store.changes import Guard, RunChange
 from store.events import NewEvent
 from store.models import utcnow
-from store.records import FINISHED_STATUSES, Run, RunStatus
+from store.records import FINISHED_STATUSES, MAX_TASK_CHARS, Run, RunStatus
 from store.settings import Settings
 from store.work import RUN_READY, looks_like_id
 
 log = logging.getLogger(__name__)
-
-MAX_TASK_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -71,11 +69,11 @@ class RunManager:
         self.instance_id = instance_id or f"replica-{uuid.uuid4().hex[:8]}"
         factory = verifier_client_factory or openai_verifier_factory(settings)
         verifier = Verifier(factory, timeout_s=settings.verifier_timeout_s)
-        self._actions = ActionApplier(store, settings, self._wake_scheduler)
+        self._actions = ActionApplier(store, settings)
         self._executor = RunExecutor(
             store, settings, verifier, self.instance_id, auto_apply=self._actions.auto_apply
         )
-        self.keys = KeyDesk(store, self._wake_scheduler)
+        self.keys = KeyDesk(store)
         self._poll_interval_s = poll_interval_s
         self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}
         self._wake = asyncio.Event()
@@ -111,9 +109,6 @@ class RunManager:
     @property
     def active_run_ids(self) -> set[str]:
         return set(self._tasks)
-
-    def _wake_scheduler(self) -> None:
-        self._wake.set()
 
     def _on_store_change(self, topic: str, _run_id: str) -> None:
         if topic == RUN_READY:
@@ -158,7 +153,6 @@ class RunManager:
             " (queued behind others)" if busy else "",
             extra={"run_id": run.id},
         )
-        self._wake.set()
         return StartResult(run, True, ahead)
 
     def _queued_note(self, running: int, ahead: int) -> str:

@@ -68,6 +68,10 @@ class Written:
     events: list[RunEvent] = field(default_factory=list)
 
 
+# RunChange fields set as they are when given (None: not touched).
+_PLAIN_COLUMNS = ("team_state", "outcome", "cancelled_by", "active_s", "recoveries")
+
+
 def _columns(change: RunChange) -> dict[str, Any]:
     """The SET clause of a change, with the lease rules applied."""
     now = utcnow()
@@ -86,22 +90,16 @@ def _columns(change: RunChange) -> dict[str, Any]:
     if change.lease is not None:
         values["lease_owner"] = change.lease.owner
         values["lease_expires_at"] = change.lease.expires_at
-    if change.team_state is not None:
-        values["team_state"] = change.team_state
+    for column in _PLAIN_COLUMNS:
+        value = getattr(change, column)
+        if value is not None:
+            values[column] = value
     if change.resume_input is not KEEP:
         values["resume_input"] = change.resume_input
-    if change.outcome is not None:
-        values["outcome"] = change.outcome
-    if change.cancelled_by is not None:
-        values["cancelled_by"] = change.cancelled_by
     if change.totals is not None:
         values["turns"] = change.totals.turns
         values["prompt_tokens"] = change.totals.prompt_tokens
         values["completion_tokens"] = change.totals.completion_tokens
-    if change.active_s is not None:
-        values["active_s"] = change.active_s
-    if change.recoveries is not None:
-        values["recoveries"] = change.recoveries
     return values
 
 

@@ -33,16 +33,21 @@ Health = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
 
 class _MalformedHttpNotice(logging.Filter):
     """aiohttp answers a request it cannot parse with a 400 and logs it at ERROR with a
-    traceback; that is a bad client, not an error of the app: one INFO line, which names
-    the problem's kind and never quotes the bytes received."""
+    traceback, and does the same when a client hangs up before its body is complete (if
+    the handler is already reading it); both are a bad client, not an error of the app:
+    one INFO line, which names the problem's kind and never quotes the bytes received."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
             record.msg = "refused a malformed HTTP request (%s %s)"
             record.args = (error.code, type(error).__name__)
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.exc_info, record.exc_text = None, None
+        elif isinstance(error, ConnectionResetError):
+            record.msg, record.args = "a client hung up before its request was complete", ()
+        else:
+            return True
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info, record.exc_text = None, None
         return True
 
 

@@ -13,16 +13,20 @@ CREDENTIAL_INPUT = "credential_input"
 APPROVE_PREFIX = "approve:"
 APPROVE_PATTERN = re.compile(r"^approve:\d+$")
 ACTIONS_BLOCK = "run_actions"
+TOOL_DENY = "tool_deny"
+TOOL_DENY_MODAL = "tool_deny_modal"
+TOOL_DENY_REASON_BLOCK = "deny_reason"
+TOOL_DENY_REASON_INPUT = "deny_reason_input"
 COMMAND = "/autogen"
 
 
 def handles_action(action_id: str) -> bool:
     """Whether a listener is registered for a button with this action_id."""
-    return action_id in (STOP_RUN, CREDENTIAL_OPEN, CREDENTIAL_DELETE) or bool(
+    return action_id in (STOP_RUN, CREDENTIAL_OPEN, CREDENTIAL_DELETE, TOOL_DENY) or bool(
         APPROVE_PATTERN.match(action_id)
     )
 
 
 def handles_view(callback_id: str) -> bool:
     """Whether a listener is registered for the submission of this view."""
-    return callback_id == CREDENTIAL_MODAL
+    return callback_id in (CREDENTIAL_MODAL, TOOL_DENY_MODAL)

@@ -40,19 +40,24 @@ class Rendering:
 
 
 def _agent_message(payload: Payload, _: Shown | None) -> list[ui.Message]:
-    return ui.agent_message(
-        source=payload["source"], content=payload["content"], turn=payload["turn"]
-    )
+    return ui.agent_message(**_spoken(payload))
+
+
+def _spoken(payload: Payload) -> dict[str, Any]:
+    return {
+        "source": payload["source"],
+        "content": payload["content"],
+        "turn": payload["turn"],
+        "tool_calls": payload.get("tool_calls"),
+        "results_only": payload.get("message_type") == "ToolCallSummaryMessage",
+    }
 
 
 def _verdict(payload: Payload, judged: Shown | None) -> list[ui.Message]:
     """The judged message again with the verdict under it; alone if it was never shown."""
     if judged is None:
         return [(str(payload.get("verdict")), [ui.verdict_context(payload).to_dict()])]
-    agent = judged.event.payload
-    parts = ui.agent_message(
-        source=agent["source"], content=agent["content"], turn=agent["turn"], verdict=payload
-    )
+    parts = ui.agent_message(**_spoken(judged.event.payload), verdict=payload)
     return parts[-1:]
 
 
@@ -73,10 +78,21 @@ def _key_received(payload: Payload, _: Shown | None) -> list[ui.Message]:
 
 
 def _offer(payload: Payload, _: Shown | None) -> list[ui.Message]:
+    if payload.get("tool_call"):
+        return [ui.tool_approval(call=payload["tool_call"], actions=payload["actions"])]
     return [ui.actions_offered(reason=payload["reason"], actions=payload["actions"])]
 
 
 def _decided(payload: Payload, offer: Shown | None) -> list[ui.Message]:
+    if payload.get("tool_call"):
+        return [
+            ui.tool_decided(
+                call=payload["tool_call"],
+                decided_by=payload["decided_by"],
+                approved=payload.get("type") == "approve_tool",
+                note=str(payload.get("note") or ""),
+            )
+        ]
     reason = str(offer.event.payload.get("reason", "")) if offer else ""
     return [
         ui.action_decided(
@@ -100,7 +116,16 @@ RENDERINGS: dict[str, Rendering] = {
     ev.ACTION_RESULT: Rendering(
         _decided, annotates=lambda p: ("topic", offer_topic(p["offer_id"])), answers=True
     ),
+    ev.TOOL_CALL_STARTED: Rendering(
+        lambda p, _s: [
+            ui.tool_running(tool=p["tool"], arguments=p["arguments"], decided_by=p["decided_by"])
+        ]
+    ),
+    ev.TOOL_RESULT: Rendering(
+        lambda p, _s: [ui.tool_ran(p)], annotates=lambda p: ("seq", int(p.get("started_seq") or 0))
+    ),
     ev.INFO: Rendering(lambda p, _s: [ui.info(str(p.get("text", "")))]),
+    ev.WARNING: Rendering(lambda p, _s: [ui.warning(str(p.get("text", "")))]),
     ev.ERROR: Rendering(lambda p, _s: [ui.error(str(p.get("text", "")))]),
     ev.FINISHED: Rendering(lambda p, _s: [ui.summary(p)], ends_run=True),
 }
@@ -124,4 +149,6 @@ def closed_prompt(prompt: Shown) -> ui.Message:
     payload = prompt.event.payload
     if prompt.event.kind == ev.CREDENTIAL_REQUEST:
         return ui.credential_closed(provider=payload["provider"], status="the run ended")
+    if payload.get("tool_call"):
+        return ui.tool_closed(call=payload["tool_call"])
     return ui.actions_closed(reason=payload.get("reason", ""))

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from runner.run_log import Message, RunLog
 from runner.team import LoadedTeam
-from runner.tools import ToolRequests
+from runner.toolkit import Toolkit
 from store.changes import RunChange
 from store.models import utcnow
 from store.records import Run, Totals
@@ -16,15 +16,15 @@ from store.records import Run, Totals
 
 @dataclass
 class ClaimedRun:
-    """What the executor's steps share: the run as claimed, its key, its team, what it has
-    said (read once from its log), and its running totals."""
+    """What the executor's steps share: the run as claimed, its key, its team and tools,
+    what it has said (read once from its log), and its running totals."""
 
     run: Run
     key: str
     loaded: LoadedTeam
     log: RunLog
     timeout_s: float
-    requests: ToolRequests = field(default_factory=ToolRequests)
+    toolkit: Toolkit
     claimed_at: datetime = field(default_factory=utcnow)
 
     def __post_init__(self) -> None:

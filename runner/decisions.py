@@ -1,4 +1,5 @@
-"""What an approved action does to its run: revise, continue, stop, request_credential.
+"""What an approved action does to its run: revise, continue, stop, request_credential,
+and the two answers to a held tool call, approve_tool and deny_tool.
 
 Deciding (who may, only once) is the store's job; this module applies the decision: the
 run's change, the `action_result` event, any key request it opens and the action marked
@@ -9,14 +10,16 @@ action on a run that moved on (cancelled, say) changes nothing and applying twic
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from runner.outcome import closing_events
 from runner.resume import revise_input
 from runner.routing import with_next_speaker
+from runner.tool_calls import shorten_arguments
 from store import Store
 from store import events as ev
 from store.actions import DecisionOutcome
-from store.changes import Guard, RunChange
+from store.changes import KEEP, Guard, RunChange
 from store.events import NewEvent
 from store.key_requests import KeyWanted
 from store.models import utcnow
@@ -26,6 +29,7 @@ from store.settings import Settings
 AUTO = "auto"  # who decided an AUTO_APPLY action
 STOPPED_ON_ADVICE = "Stopped on the verifier's advice."
 STILL_AWAITING_DECISION = Guard.status_in([RunStatus.WAITING_APPROVAL])
+TOOL_DECISIONS = ("approve_tool", "deny_tool")
 
 
 class ActionApplier:
@@ -70,6 +74,7 @@ class ActionApplier:
             async with self._store.work() as work:
                 await self._store.actions.mark_applied_in(work, action.id)
             return
+        about_call = action.type in TOOL_DECISIONS
         result = NewEvent(
             ev.ACTION_RESULT,
             {
@@ -79,6 +84,8 @@ class ActionApplier:
                 "label": action.label,
                 "decided_by": decided_by,
                 "auto": decided_by == AUTO,
+                **({"tool_call": _call_of(action)} if about_call else {}),
+                **({"note": str(action.params["note"])} if action.params.get("note") else {}),
             },
         )
         change, events = self._effect(run, action)
@@ -109,6 +116,17 @@ class ActionApplier:
             return change, closing_events(run, RunStatus.COMPLETED, STOPPED_ON_ADVICE)
         if action.type == "request_credential":
             return RunChange(status=RunStatus.WAITING_CREDENTIAL), []
+        if action.type in TOOL_DECISIONS:
+            # The call's agent speaks next: told the result (the runner makes the approved
+            # call on the next claim) or who denied it and why.
+            call = _call_of(action)
+            denied = action.type == "deny_tool"
+            change = RunChange(
+                status=RunStatus.QUEUED,
+                team_state=with_next_speaker(run.team_state, str(call.get("agent") or "")),
+                resume_input=denied_input(call, action) if denied else KEEP,
+            )
+            return change, []
         return RunChange(status=RunStatus.QUEUED), []  # continue
 
     def _wanted(self, action: OfferedAction) -> KeyWanted:
@@ -116,3 +134,20 @@ class ActionApplier:
         provider = provider.strip().lower()[:64] or self._settings.llm_provider
         reason = str(action.params.get("reason") or "The verifier suggested it.")
         return KeyWanted(provider, reason)
+
+
+def _call_of(action: OfferedAction) -> dict[str, Any]:
+    keys = ("agent", "tool", "arguments", "call_id")
+    return {key: action.params.get(key) for key in keys}
+
+
+def denied_input(call: dict[str, Any], action: OfferedAction) -> str:
+    """What the agent is told when a person denies its call: who, and why."""
+    arguments = call.get("arguments") if isinstance(call.get("arguments"), dict) else {}
+    note = str(action.params.get("note") or "").strip()
+    why = f' Their reason: "{note}"' if note else " They gave no reason."
+    return (
+        f"A person ({action.decided_by}) denied your call {call.get('tool')}"
+        f"({shorten_arguments(arguments)}).{why} Do not make that call again; go on without "
+        "it, or say what you would need instead."
+    )

@@ -22,15 +22,18 @@ from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 from autogen_core import CancellationToken
 
+from runner.approved_calls import run_approved_call
 from runner.claimed import ClaimedRun
 from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
+from runner.mcp_servers import read_mcp_config
 from runner.redact import redact, redact_tree, secret_in_use
 from runner.resume import next_input
 from runner.run_log import VERIFIER_CONTEXT_MESSAGES, Message, RunLog
 from runner.team import TURN_BOUNDARY_REASON, LoadedTeam, load_team
 from runner.team_config import TeamConfigError
 from runner.termination import USER
-from runner.tools import ToolRequests, credential_tool
+from runner.tool_calls import judged_text, turn_tool_calls, without_tool_note
+from runner.toolkit import Toolkit
 from runner.verifier import Verifier, VerifierResult
 from runner.writes import ClaimedRunWriter, RunLost
 from store import Store
@@ -80,6 +83,7 @@ class RunExecutor:
         self._verifier = verifier if settings.verifier_enabled else None
         self._auto_apply = auto_apply
         self._writer = ClaimedRunWriter(store, settings, owner)
+        self._servers = read_mcp_config(settings)
         self.draining = False
 
     async def execute(self, run: Run, token: CancellationToken) -> None:
@@ -98,6 +102,7 @@ class RunExecutor:
                         await self._drive(claimed, token)
                     finally:
                         await claimed.loaded.close()
+                        await claimed.toolkit.close()
             except RunLost:
                 log.info("run no longer held here", extra={"run_id": run.id})
             except asyncio.CancelledError:
@@ -124,9 +129,14 @@ class RunExecutor:
             await self._writer.wait_for_credential(run, wanted)
             return None
         secrets.enter_context(secret_in_use(key.value))
-        requests = ToolRequests()
-        loaded = await self._load_team(run, key.value, requests)
+        toolkit = Toolkit(self._store, self._settings, run, secrets, self._servers)
+        try:
+            loaded = await self._load_team(run, key.value, toolkit)
+        except BaseException:
+            await toolkit.close()
+            raise
         if loaded is None:
+            await toolkit.close()
             return None
         resuming = bool(run.team_state)
         log.info(
@@ -137,18 +147,15 @@ class RunExecutor:
         )
         events = await self._store.runs.events(run.id) if resuming else []
         return ClaimedRun(
-            run, key.value, loaded, RunLog(events), self._settings.run_timeout_s, requests
+            run, key.value, loaded, RunLog(events), self._settings.run_timeout_s, toolkit
         )
 
-    async def _load_team(self, run: Run, key: str, requests: ToolRequests) -> LoadedTeam | None:
-        """The team with the runner's tools, restored from the run's saved state; None (the
-        run ended) when TEAM_CONFIG is broken or no longer fits the saved state."""
+    async def _load_team(self, run: Run, key: str, toolkit: Toolkit) -> LoadedTeam | None:
+        """The team restored from the run's saved state, its agents given their tools (the
+        MCP servers started for this claim); None (the run ended) when TEAM_CONFIG is
+        broken or no longer fits the saved state."""
         try:
-            loaded = load_team(
-                self._settings,
-                api_key=key,
-                tools=[credential_tool(self._store, run, requests)],
-            )
+            loaded = load_team(self._settings, api_key=key)
         except (TeamConfigError, ValueError) as exc:
             detail = ("team_config", redact(str(exc), [key]))
             await self._writer.finish(
@@ -168,6 +175,10 @@ class RunExecutor:
                     error=detail,
                 )
                 return None
+        problems = await toolkit.open()
+        await toolkit.equip(loaded.team)
+        if problems:
+            await self._writer.record(run, [NewEvent(ev.WARNING, {"text": p}) for p in problems])
         return loaded
 
     async def _drive(self, claimed: ClaimedRun, token: CancellationToken) -> None:
@@ -175,7 +186,13 @@ class RunExecutor:
         unverified = claimed.log.unverified() if self._verifier else None
         if unverified is not None and await self._judge(claimed, [unverified]):
             return  # judged after a crash, and the verdict parked the run
-        turn_input = next_input(run, claimed.log)
+        approved = claimed.log.approved_call()
+        if approved is not None:
+            turn_input = await run_approved_call(claimed, approved, self._writer, token)
+            if turn_input is None:
+                return  # it waits for the credential the approved call needs
+        else:
+            turn_input = next_input(run, claimed.log)
         if run.team_state and turn_input is None and claimed.log.team_ended():
             # The team had ended when the process stopped, or "continue" was chosen on
             # its final message: its own decision stands.
@@ -192,6 +209,8 @@ class RunExecutor:
             judged = await self._record(claimed, turn, ended=ended)
             if await self._wait_for_wanted_credential(claimed):
                 return  # its messages are judged when the run resumes
+            if await self._wait_for_tool_approval(claimed):
+                return
             if await self._judge(claimed, judged) or await self._after_turn(claimed, ended):
                 return
 
@@ -263,19 +282,21 @@ class RunExecutor:
         if turn.messages:
             claimed.totals.turns += 1
         spoken = [(m.source, redact(m.to_text(), [claimed.key]), m) for m in turn.messages]
-        events = [
-            NewEvent(
-                ev.AGENT_MESSAGE,
-                {
-                    "source": source,
-                    "content": content,
-                    "turn": claimed.totals.turns,
-                    "message_type": type(message).__name__,
-                    **({"ends_team": True} if ended and index == len(spoken) - 1 else {}),
-                },
-            )
-            for index, (source, content, message) in enumerate(spoken)
-        ]
+        calls = redact_tree(turn_tool_calls(turn.items, claimed.toolkit.ledger), [claimed.key])
+        events = []
+        for index, (source, content, message) in enumerate(spoken):
+            last = index == len(spoken) - 1
+            payload = {
+                "source": source,
+                "content": content,
+                "turn": claimed.totals.turns,
+                "message_type": type(message).__name__,
+                **({"ends_team": True} if ended and last else {}),
+                **({"tool_calls": calls} if calls and last else {}),
+            }
+            events.append(NewEvent(ev.AGENT_MESSAGE, payload))
+            if last and calls:  # the verifier sees which tools ran, and how
+                spoken[index] = (source, judged_text(content, calls), message)
         change = dataclasses.replace(
             claimed.progress(),
             team_state=json.dumps(redact_tree(state, [claimed.key])),
@@ -331,11 +352,23 @@ class RunExecutor:
     async def _wait_for_wanted_credential(self, claimed: ClaimedRun) -> bool:
         """An agent called `request_credential` for a key that is not stored: park now,
         before the verifier could park the run for approval and the request be forgotten."""
-        if not claimed.requests.wanted:
+        ledger = claimed.toolkit.ledger
+        if not ledger.wanted:
             return False
-        wanted = claimed.requests.wanted[0]
-        claimed.requests.wanted.clear()
+        wanted = ledger.wanted[0]
+        ledger.wanted.clear()
+        ledger.approval = None  # asked for again once the key is there, if still wanted
         await self._writer.wait_for_credential(claimed.run, wanted, progress=claimed.progress())
+        return True
+
+    async def _wait_for_tool_approval(self, claimed: ClaimedRun) -> bool:
+        """A call TOOL_APPROVAL holds back parks the run until a person decides."""
+        approval, claimed.toolkit.ledger.approval = claimed.toolkit.ledger.approval, None
+        if approval is None:
+            return False
+        await self._writer.wait_for_tool_approval(
+            claimed.run, approval, progress=claimed.progress()
+        )
         return True
 
     async def _after_turn(self, claimed: ClaimedRun, ended: bool) -> bool:
@@ -391,5 +424,5 @@ def _outcome(history: list[Message]) -> str:
     if not history:
         return "The team finished without a message."
     source, content = history[-1]
-    text = content.replace("TERMINATE", "").strip()
+    text = without_tool_note(content).replace("TERMINATE", "").strip()
     return f"{source}: {text[:600]}" if text else f"Finished by {source}."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -10,15 +9,12 @@ import openai
 from autogen_core.models import ChatCompletionClient
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 
+from runner.credential_source import stored_key
 from runner.model_info import model_info_for
 from runner.verifier import ClientFactory
 from store import Store
-from store.credentials import WORKSPACE_USER
-from store.crypto import CredentialError, Owner
 from store.records import Run
 from store.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 def openai_verifier_factory(settings: Settings) -> ClientFactory:
@@ -55,27 +51,14 @@ UNREADABLE_REASON = (
 
 
 async def resolve_llm_key(store: Store, settings: Settings, run: Run) -> KeyLookup:
-    """The requester's own key, then a stored workspace key, then OPENROUTER_API_KEY.
-
-    A stored key that no longer decrypts (SERVER_SECRET_KEY replaced without rotation) is
-    skipped, not fatal: the next source is tried, and if none is left the requester is asked
-    for the key again with the reason."""
-    provider = settings.llm_provider
-    unreadable = False
-    for user_id, source in ((run.requester_id, "user"), (WORKSPACE_USER, "workspace")):
-        try:
-            value = await store.credentials.reveal(
-                Owner(run.workspace_id, user_id, provider), actor_id="runner", run_id=run.id
-            )
-        except CredentialError as exc:
-            log.warning("stored %s key unreadable (%s)", source, exc, extra={"run_id": run.id})
-            unreadable = unreadable or source == "user"
-            continue
-        if value:
-            return KeyLookup(value, source)
+    """The requester's own key, then a stored workspace key, then OPENROUTER_API_KEY; if
+    none is left the requester is asked for the key, with the reason."""
+    found = await stored_key(store, run, settings.llm_provider)
+    if found.value is not None:
+        return KeyLookup(found.value, found.source)
     if settings.openrouter_api_key is not None:
         return KeyLookup(settings.openrouter_api_key.get_secret_value(), "environment")
-    return KeyLookup(None, missing_reason=UNREADABLE_REASON if unreadable else MISSING_REASON)
+    return KeyLookup(None, missing_reason=UNREADABLE_REASON if found.unreadable else MISSING_REASON)
 
 
 class ProviderFailure(StrEnum):

@@ -25,6 +25,7 @@ from runner.housekeeping import expire_credential_requests, requeue_orphaned_run
 from runner.keys import KeyDesk
 from runner.llm import openai_verifier_factory
 from runner.outcome import closing_events
+from runner.providers import ProviderTable
 from runner.verifier import ClientFactory, Verifier
 from runner.writes import RunLost
 from store import Store
@@ -38,6 +39,8 @@ from store.settings import Settings
 from store.work import RUN_READY, looks_like_id
 
 log = logging.getLogger(__name__)
+
+MAX_NOTE_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class RunManager:
             store, settings, verifier, self.instance_id, auto_apply=self._actions.auto_apply
         )
         self.keys = KeyDesk(store)
+        self.providers = ProviderTable.from_settings(settings)
         self._poll_interval_s = poll_interval_s
         self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}
         self._wake = asyncio.Event()
@@ -220,15 +224,28 @@ class RunManager:
         if local is not None:
             local[1].cancel()
 
-    async def decide(self, action_id: str, *, user_id: str) -> Decision:
+    async def decide(self, action_id: str, *, user_id: str, note: str | None = None) -> Decision:
+        """Decide an offered action (once, by whom may) and apply it. `note`: the reason a
+        person gave, e.g. for denying a tool call."""
         if not looks_like_id(action_id):
             return Decision(DecisionOutcome.NOT_FOUND)
         decision = await self.store.actions.decide(
-            action_id, user_id=user_id, approvers=frozenset(self.settings.approvers)
+            action_id,
+            user_id=user_id,
+            approvers=frozenset(self.settings.approvers),
+            note=note.strip()[:MAX_NOTE_CHARS] if note and note.strip() else None,
         )
         if decision.outcome == DecisionOutcome.APPROVED and decision.action is not None:
             await self._actions.apply(decision.action, decided_by=user_id)
         return decision
+
+    async def may_decide(self, action_id: str, *, user_id: str) -> Decision:
+        """Whether `user_id` could decide the action now (nothing is decided)."""
+        if not looks_like_id(action_id):
+            return Decision(DecisionOutcome.NOT_FOUND)
+        return await self.store.actions.check_decider(
+            action_id, user_id=user_id, approvers=frozenset(self.settings.approvers)
+        )
 
     async def runs_for(self, *, workspace_id: str, user_id: str, limit: int = 10) -> list[Run]:
         return await self.store.runs.list_for_user(

@@ -8,13 +8,28 @@ was never written, and sees which credentials arrived since its last message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from runner.tool_calls import judged_text
 from store import events as ev
 from store.records import RunEvent
 
 VERIFIER_CONTEXT_MESSAGES = 8
 
 Message = tuple[str, str]  # (source, content)
+
+
+@dataclass(frozen=True)
+class ApprovedCall:
+    """A tool call a person approved whose result is not recorded yet."""
+
+    action_id: str
+    agent: str
+    tool: str
+    arguments: dict[str, Any]
+    call_id: str
+    decided_by: str
+    started: bool  # its start was recorded: it may have run before the process stopped
 
 
 @dataclass(frozen=True)
@@ -29,7 +44,10 @@ class RunLog:
         self._messages = [
             SpokenMessage(
                 e.seq,
-                (e.payload.get("source", "?"), e.payload.get("content", "")),
+                (
+                    e.payload.get("source", "?"),
+                    judged_text(e.payload.get("content", ""), e.payload.get("tool_calls")),
+                ),
                 bool(e.payload.get("ends_team")),
             )
             for e in events
@@ -42,6 +60,15 @@ class RunLog:
             for e in events
             if e.kind == ev.CREDENTIAL_RECEIVED and e.seq > last_spoken
         ]
+        self._approved = [
+            e.payload
+            for e in events
+            if e.kind == ev.ACTION_RESULT and e.payload.get("type") == "approve_tool"
+        ]
+        self._started = {
+            e.payload.get("action_id") for e in events if e.kind == ev.TOOL_CALL_STARTED
+        }
+        self._ran = {e.payload.get("action_id") for e in events if e.kind == ev.TOOL_RESULT}
 
     def recent(self) -> list[Message]:
         """The last few agent messages: the verifier's view of the conversation."""
@@ -60,3 +87,19 @@ class RunLog:
     def credentials_since_last_message(self) -> list[str]:
         """Providers whose key arrived after the team last spoke (each named once)."""
         return list(dict.fromkeys(self._arrived))
+
+    def approved_call(self) -> ApprovedCall | None:
+        """The latest approved tool call, unless its result is recorded already."""
+        if not self._approved or self._approved[-1].get("action_id") in self._ran:
+            return None
+        payload = self._approved[-1]
+        call = payload.get("tool_call") or {}
+        return ApprovedCall(
+            action_id=str(payload.get("action_id")),
+            agent=str(call.get("agent", "")),
+            tool=str(call.get("tool", "")),
+            arguments=dict(call.get("arguments") or {}),
+            call_id=str(call.get("call_id", "")),
+            decided_by=str(payload.get("decided_by", "")),
+            started=payload.get("action_id") in self._started,
+        )

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import Team
-from autogen_core.tools import BaseTool, StaticWorkbench
 
 from runner.model_info import model_info_for
 from runner.team_config import TeamConfigError, read_team_config
@@ -84,10 +81,9 @@ class LoadedTeam:
                 pass
 
 
-def load_team(
-    settings: Settings, *, api_key: str, tools: Sequence[BaseTool[Any, Any]] = ()
-) -> LoadedTeam:
-    """TEAM_CONFIG (or the default team) built with `api_key` and the runner's `tools`."""
+def load_team(settings: Settings, *, api_key: str) -> LoadedTeam:
+    """TEAM_CONFIG (or the default team) built with `api_key`; the claim's toolkit gives
+    its agents their tools afterwards (`Toolkit.equip`)."""
     config, termination = split_termination(read_team_config(settings))
     prepared = copy.deepcopy(config)
     configure_model_clients(prepared, settings=settings, api_key=api_key)
@@ -99,31 +95,20 @@ def load_team(
         raise TeamConfigError(
             f"the team configuration could not be loaded ({type(exc).__name__})"
         ) from None
-    for agent in _participants(team):
-        _attach_tools(agent, tools)
     return LoadedTeam(team, termination)
 
 
 async def check_team_config(settings: Settings) -> None:
-    """Load TEAM_CONFIG once at start-up (with a placeholder key), so a broken file stops
-    the app with one line instead of failing every run later."""
+    """Load TEAM_CONFIG once at start-up (with a placeholder key), and read MCP_CONFIG and
+    PROVIDERS_FILE, so a broken file stops the app with one line instead of failing every
+    run later."""
+    from runner.mcp_servers import read_mcp_config  # they import this module's neighbours
+    from runner.providers import ProviderTable
+
     await load_team(settings, api_key=STARTUP_CHECK_KEY).close()
+    read_mcp_config(settings)
+    ProviderTable.from_settings(settings)
 
 
 def _participants(team: Team) -> list[Any]:
     return list(getattr(team, "_participants", []))  # no public accessor in AutoGen 0.7
-
-
-def _attach_tools(agent: Any, tools: Sequence[BaseTool[Any, Any]]) -> None:
-    """Give assistant agents that can call functions the runner's own tools.
-
-    AssistantAgent keeps a list of workbenches; a further StaticWorkbench adds tools without
-    touching the ones the JSON declared. Agents whose model cannot call functions are left as
-    they are (AutoGen would refuse to build them with tools). AutoGen 0.7 has no public
-    accessor for either, hence the private attributes.
-    """
-    if not tools or not isinstance(agent, AssistantAgent):
-        return
-    if not agent._model_client.model_info.get("function_calling"):
-        return
-    agent._workbench = [*(agent._workbench or []), StaticWorkbench(list(tools))]

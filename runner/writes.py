@@ -10,6 +10,8 @@ import logging
 from datetime import timedelta
 
 from runner.outcome import closing_events
+from runner.redact import redact_tree
+from runner.tool_calls import PendingApproval
 from runner.verifier import VerifierResult, default_label
 from store import Store
 from store.actions import ActionSpec
@@ -133,6 +135,25 @@ class ClaimedRunWriter:
             raise RunLost()
         log.info("run waits for a decision (%s)", verdict.verdict, extra={"run_id": run.id})
         return offered[1]
+
+    async def wait_for_tool_approval(
+        self, run: Run, approval: PendingApproval, *, progress: RunChange
+    ) -> None:
+        """Park the run on a held tool call: Approve and Deny, both bound to exactly this
+        call (tool, arguments, agent) of this run, each usable once."""
+        call = redact_tree(approval.params())
+        specs = [ActionSpec("approve_tool", "Approve", call), ActionSpec("deny_tool", "Deny", call)]
+        offered = await self._store.actions.offer(
+            run.id,
+            specs,
+            reason=f"{approval.agent} wants to run {approval.tool}.",
+            guard=self._guard,
+            change=dataclasses.replace(progress, status=RunStatus.WAITING_APPROVAL),
+            extra={"tool_call": call},
+        )
+        if offered is None:
+            raise RunLost()
+        log.info("run waits for approval of %s", approval.tool, extra={"run_id": run.id})
 
     async def release(self, run: Run, pending_input: str | None) -> None:
         """Shutting down: hand the run back to the queue from its saved state."""

@@ -57,10 +57,12 @@ class ActionRepository(Repository):
         reason: str,
         guard: Guard,
         change: RunChange,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[RunEvent, list[OfferedAction]] | None:
-        """Store a set of buttons, the `actions_offered` event naming them, and the run's
-        change (usually to waiting_approval), all in one transaction; None (nothing written)
-        when the guard did not hold."""
+        """Store a set of buttons, the `actions_offered` event naming them (with `extra`
+        fields, such as the tool call a person is asked about), and the run's change
+        (usually to waiting_approval), all in one transaction; None (nothing written) when
+        the guard did not hold."""
         offer_id = new_id()
         rows = [
             OfferedActionRow(
@@ -81,6 +83,7 @@ class ActionRepository(Repository):
             "actions": [
                 {"id": a.id, "type": a.type, "label": a.label, "params": a.params} for a in actions
             ],
+            **(extra or {}),
         }
         async with self._db.work() as work:
             written = await work.write(
@@ -108,9 +111,17 @@ class ActionRepository(Repository):
             )
             return [_action(row) for row in rows]
 
-    async def decide(self, action_id: str, *, user_id: str, approvers: frozenset[str]) -> Decision:
+    async def decide(
+        self,
+        action_id: str,
+        *,
+        user_id: str,
+        approvers: frozenset[str],
+        note: str | None = None,
+    ) -> Decision:
         """Approve an offered action once. The run must be waiting for approval; the other
-        buttons of the same offer are superseded in the same transaction."""
+        buttons of the same offer are superseded in the same transaction. `note` (a reason
+        the person gave) is kept with the action's parameters."""
         async with self._db.work() as work:
             session = work.session
             row = await session.get(OfferedActionRow, action_id)
@@ -121,6 +132,8 @@ class ActionRepository(Repository):
                 return Decision(DecisionOutcome.NOT_FOUND)
             if not may_decide(user_id, requester_id=run.requester_id, approvers=approvers):
                 return Decision(DecisionOutcome.NOT_AUTHORISED, _action(row))
+            if RunStatus(run.status).finished:
+                return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row))
             if row.status != ActionStatus.OFFERED:
                 return Decision(DecisionOutcome.ALREADY_DECIDED, _action(row))
             if run.status != RunStatus.WAITING_APPROVAL:
@@ -132,7 +145,12 @@ class ActionRepository(Repository):
                     OfferedActionRow.id == action_id,
                     OfferedActionRow.status == ActionStatus.OFFERED,
                 )
-                .values(status=ActionStatus.APPROVED, decided_by=user_id, decided_at=now)
+                .values(
+                    status=ActionStatus.APPROVED,
+                    decided_by=user_id,
+                    decided_at=now,
+                    **({"params": {**row.params, "note": note}} if note else {}),
+                )
             )
             if result.rowcount != 1:
                 return Decision(DecisionOutcome.ALREADY_DECIDED, _action(row))
@@ -154,6 +172,26 @@ class ActionRepository(Repository):
                 detail={"action_id": row.id, "label": row.label},
             )
             await session.refresh(row)
+            return Decision(DecisionOutcome.APPROVED, _action(row))
+
+    async def check_decider(
+        self, action_id: str, *, user_id: str, approvers: frozenset[str]
+    ) -> Decision:
+        """What `decide` would answer, without deciding: lets a front end refuse at once
+        before it asks the person for more (a reason to deny, say)."""
+        async with self._db.reads() as session:
+            row = await session.get(OfferedActionRow, action_id)
+            run = await session.get(RunRow, row.run_id) if row is not None else None
+            if row is None or run is None:
+                return Decision(DecisionOutcome.NOT_FOUND)
+            if not may_decide(user_id, requester_id=run.requester_id, approvers=approvers):
+                return Decision(DecisionOutcome.NOT_AUTHORISED, _action(row))
+            if RunStatus(run.status).finished:
+                return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row))
+            if row.status != ActionStatus.OFFERED:
+                return Decision(DecisionOutcome.ALREADY_DECIDED, _action(row))
+            if run.status != RunStatus.WAITING_APPROVAL:
+                return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row))
             return Decision(DecisionOutcome.APPROVED, _action(row))
 
     async def has_newer_offer(self, run_id: str, offer_id: str) -> bool:

@@ -12,14 +12,21 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 RUN_STARTED: Final = "run_started"  # task, requester_id, queued_ahead
-AGENT_MESSAGE: Final = "agent_message"  # source, content, turn, message_type, ends_team?
+AGENT_MESSAGE: Final = "agent_message"  # source, content, turn, message_type, ends_team?,
+#                                          tool_calls?[{tool, arguments, outcome, size, detail?}]
 VERIFIER_RESULT: Final = "verifier_result"  # agent_seq, source, verdict, reason, suggested_actions
 CREDENTIAL_REQUEST: Final = "credential_request"  # request_id, user_id, provider, reason,
 #                                                   expires_at, rejected
 CREDENTIAL_RECEIVED: Final = "credential_received"  # request_id, provider, user_id
-ACTIONS_OFFERED: Final = "actions_offered"  # offer_id, actions[{id,type,label,params}], reason
-ACTION_RESULT: Final = "action_result"  # action_id, offer_id, type, label, decided_by, auto
+ACTIONS_OFFERED: Final = "actions_offered"  # offer_id, actions[{id,type,label,params}], reason,
+#                                              tool_call? {agent, tool, arguments, call_id}
+ACTION_RESULT: Final = "action_result"  # action_id, offer_id, type, label, decided_by, auto,
+#                                         tool_call?, note?
+TOOL_CALL_STARTED: Final = "tool_call_started"  # action_id, tool, arguments, decided_by
+TOOL_RESULT: Final = "tool_result"  # action_id, started_seq?, tool, arguments, outcome, size,
+#                                     detail?, decided_by
 INFO: Final = "info"  # text
+WARNING: Final = "warning"  # text (a tool or server that is not available, say)
 ERROR: Final = "error"  # text, code
 FINISHED: Final = "finished"  # status, outcome, turns, prompt_tokens, completion_tokens,
 #                              duration_s, working_s, cancelled_by

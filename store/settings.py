@@ -7,6 +7,8 @@ nothing above it. Nothing else in the project reads `os.environ`.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,10 +39,20 @@ _HINTS: dict[str, str] = {
     "APPROVERS": "list Slack user ids separated by commas, e.g. U012ABC,U034DEF",
     "AUTO_APPLY": "list action types separated by commas: revise, continue, stop, "
     "request_credential",
+    "TOOLS": "list built-in tools separated by commas: fetch_url, web_search (or leave empty)",
+    "TOOL_APPROVAL": "list tool name patterns separated by commas, e.g. github.*,fetch_url",
+    "TOOL_AUTO_APPROVE": "list tool name patterns separated by commas, e.g. github.get_*",
+    "MCP_CONFIG": "point it at a JSON file with an mcpServers object (see the README)",
+    "PROVIDERS_FILE": "point it at a JSON object of providers: "
+    '{"name": {"title": "...", "hint": "...", "url": "https://..."}}',
     "LLM_MODEL_INFO": "give a JSON object such as "
     '{"vision": false, "function_calling": true, "json_output": true, "family": "unknown", '
     '"structured_output": true}',
 }
+
+BuiltinTool = Literal["fetch_url", "web_search"]
+DEFAULT_WEB_SEARCH_URL = "https://api.tavily.com"
+_TOOL_PATTERN = r"^[A-Za-z0-9_.*?\[\]-]{1,128}$"
 
 ActionType = Literal["revise", "continue", "stop", "request_credential"]
 ACTION_TYPES: tuple[str, ...] = ("revise", "continue", "stop", "request_credential")
@@ -101,7 +113,24 @@ class Settings(BaseSettings):
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     auto_apply: Annotated[list[ActionType], NoDecode] = Field(default_factory=list)
 
-    @field_validator("approvers", "auto_apply", mode="before")
+    tools: Annotated[list[BuiltinTool], NoDecode] = Field(
+        default_factory=lambda: ["fetch_url", "web_search"]
+    )
+    tool_approval: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tool_auto_approve: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tool_timeout_s: float = Field(default=60.0, gt=0)
+    tool_result_max_chars: int = Field(default=20_000, ge=500, le=500_000)
+    mcp_config: Path | None = None
+    mcp_start_timeout_s: float = Field(default=30.0, gt=0)
+    providers_file: Path | None = None
+    web_search_url: str = DEFAULT_WEB_SEARCH_URL
+    fetch_allow_private: bool = False
+    fetch_max_bytes: int = Field(default=2_000_000, ge=1_000)
+    fetch_timeout_s: float = Field(default=20.0, gt=0)
+
+    @field_validator(
+        "approvers", "auto_apply", "tools", "tool_approval", "tool_auto_approve", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -112,6 +141,14 @@ class Settings(BaseSettings):
         for user_id in value:
             if user_id[:1] not in ("U", "W") or not user_id.isalnum():
                 raise ValueError(f"{user_id!r} is not a Slack user id")
+        return value
+
+    @field_validator("tool_approval", "tool_auto_approve")
+    @classmethod
+    def _tool_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not re.fullmatch(_TOOL_PATTERN, pattern):
+                raise ValueError(f"{pattern!r} is not a tool name pattern")
         return value
 
     @field_validator("llm_model_info", mode="before")
@@ -181,6 +218,12 @@ class Settings(BaseSettings):
             raise ConfigError(_line("SLACK_BOT_TOKEN", "is missing"))
         if not self.socket_mode and self.slack_signing_secret is None:
             raise ConfigError(_line("SLACK_SIGNING_SECRET", "is missing (HTTP mode)"))
+
+
+def environment_value(name: str) -> str | None:
+    """One environment variable, for `${env:NAME}` in MCP_CONFIG: the operator's file names
+    what it reads, so this is the one read outside the settings object."""
+    return os.environ.get(name)
 
 
 def _line(variable: str, problem: str) -> str:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -17,6 +18,7 @@ from slack_sdk.models.blocks import (
 
 from bot import ids
 from bot.ui.text import clip, escape, plain, split_text, to_mrkdwn
+from runner.tool_calls import shorten_arguments, size_label
 from store.records import FINISHED_STATUSES
 
 Message = tuple[str, list[dict[str, Any]]]
@@ -31,6 +33,23 @@ STATUS_LABELS = {
     "cancelled": ":no_entry_sign: Cancelled",
     "interrupted": ":warning: Interrupted",
 }
+OUTCOME_ICONS = {
+    "ok": ":hammer_and_wrench:",
+    "error": ":x:",
+    "needs_credential": ":key:",
+    "key_refused": ":key:",
+    "needs_approval": ":lock:",
+    "unknown": ":grey_question:",
+}
+OUTCOME_WORDS = {
+    "ok": "ok",
+    "error": "failed",
+    "needs_credential": "needs a credential",
+    "key_refused": "key refused",
+    "needs_approval": "waits for approval",
+    "unknown": "outcome unknown",
+}
+TOOL_OUTPUT_SHOWN = 600
 VERDICT_LABELS = {
     "pass": ":large_green_circle: Verifier: pass",
     "fail": ":red_circle: Verifier: fail",
@@ -76,10 +95,22 @@ def root_message(
 
 
 def agent_message(
-    *, source: str, content: str, turn: int, verdict: dict[str, Any] | None = None
+    *,
+    source: str,
+    content: str,
+    turn: int,
+    verdict: dict[str, Any] | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    results_only: bool = False,
 ) -> list[Message]:
-    """One message per chunk; the verdict (when known) rides on the last chunk. The content
-    is escaped before it is converted and split, so chunks and fallbacks show it inert."""
+    """One message per chunk; the tool calls and the verdict (when known) ride on the last
+    chunk. The content is escaped before it is converted and split, so chunks and
+    fallbacks show it inert. `results_only`: the message is the tools' raw output (an agent
+    that does not reflect on tool use), shown short instead of pasted whole."""
+    if results_only and len(content) > TOOL_OUTPUT_SHOWN:
+        content = content[:TOOL_OUTPUT_SHOWN].rstrip() + (
+            f"\n… ({len(content)} characters of tool output, not all shown)"
+        )
     chunks = split_text(to_mrkdwn(content))
     messages: list[Message] = []
     for index, chunk in enumerate(chunks):
@@ -88,10 +119,36 @@ def agent_message(
             header += f" · part {index + 1}/{len(chunks)}"
         blocks: list[Any] = [_context(header), _section(chunk)]
         last = index == len(chunks) - 1
+        if last and tool_calls:
+            blocks.append(tool_calls_context(tool_calls))
         if last and verdict is not None:
             blocks.append(verdict_context(verdict))
         messages.append((plain(f"{escape(source)}: {chunk}"), _dicts(*blocks)))
     return messages
+
+
+def tool_calls_context(calls: list[dict[str, Any]]) -> ContextBlock:
+    """Each call on one line: tool, shortened arguments, outcome and size (never a
+    result, never a credential: the runner scrubbed and shortened the arguments)."""
+    shown = [
+        f"{OUTCOME_ICONS.get(str(c.get('outcome')), ':grey_question:')} {_call(c)}"
+        for c in calls[:8]
+    ]
+    if len(calls) > 8:
+        shown.append(f"… and {len(calls) - 8} more calls")
+    return _context(clip("\n".join(shown), 2900))
+
+
+def _call(call: dict[str, Any]) -> str:
+    arguments = clip(escape(str(call.get("arguments") or "")), 200)
+    line = f"`{escape(str(call.get('tool')))}` {arguments}".rstrip()
+    outcome = str(call.get("outcome") or "")
+    line += f" → {OUTCOME_WORDS.get(outcome, escape(outcome))}"
+    if outcome == "ok":
+        line += f", {size_label(int(call.get('size') or 0))}"
+    if call.get("detail"):
+        line += f" ({clip(escape(str(call['detail'])), 150)})"
+    return line
 
 
 def verdict_context(verdict: dict[str, Any]) -> ContextBlock:
@@ -137,6 +194,89 @@ def credential_received(*, user_id: str, provider: str) -> Message:
 def credential_closed(*, provider: str, status: str) -> Message:
     text = f":lock: The request for a {escape(provider)} key is closed ({status})."
     return plain(text), _dicts(_section(text))
+
+
+def tool_approval(*, call: dict[str, Any], actions: list[dict[str, Any]]) -> Message:
+    """A held tool call: exactly what would run, with Approve and Deny."""
+    by_type = {str(a["type"]): a for a in actions}
+    arguments = json.dumps(call.get("arguments") or {}, indent=1, ensure_ascii=False)
+    tool, agent = escape(str(call.get("tool"))), escape(str(call.get("agent")))
+    blocks = [
+        _section(f":lock: *{agent}* wants to run `{tool}` with:"),
+        _section(f"```{clip(escape(arguments), 2800 - 8)}```"),
+        ActionsBlock(
+            block_id=ids.ACTIONS_BLOCK,
+            elements=[
+                ButtonElement(
+                    text="Approve",
+                    action_id=f"{ids.APPROVE_PREFIX}0",
+                    value=str(by_type["approve_tool"]["id"]),
+                    style="primary",
+                ),
+                ButtonElement(
+                    text="Deny…",
+                    action_id=ids.TOOL_DENY,
+                    value=str(by_type["deny_tool"]["id"]),
+                    style="danger",
+                ),
+            ],
+        ),
+        _context("The requester or an approver can decide. Approved, it runs once, as shown."),
+    ]
+    return plain(f"{agent} wants to run {tool}: approve or deny"), _dicts(*blocks)
+
+
+def tool_decided(*, call: dict[str, Any], decided_by: str, approved: bool, note: str) -> Message:
+    tool, agent = escape(str(call.get("tool"))), escape(str(call.get("agent")))
+    verdict = "approved" if approved else "denied"
+    who = (
+        f":white_check_mark: Approved by <@{decided_by}>"
+        if approved
+        else (f":no_entry: Denied by <@{decided_by}>")
+    )
+    if note:
+        who += f": {clip(escape(note), 500)}"
+    blocks = [
+        _section(
+            f":lock: *{agent}* wanted to run `{tool}` ({clip(escape(_arguments(call)), 500)})"
+        ),
+        _context(who),
+    ]
+    return plain(f"{tool} {verdict} by {decided_by}"), _dicts(*blocks)
+
+
+def tool_closed(*, call: dict[str, Any]) -> Message:
+    tool = escape(str(call.get("tool")))
+    blocks = [
+        _section(f":lock: `{tool}` ({clip(escape(_arguments(call)), 500)})"),
+        _context("Closed: the run ended before anyone decided."),
+    ]
+    return plain(f"{tool}: the run ended before anyone decided."), _dicts(*blocks)
+
+
+def _arguments(call: dict[str, Any]) -> str:
+    value = call.get("arguments")
+    return shorten_arguments(value) if isinstance(value, dict) else str(value or "")
+
+
+def tool_running(*, tool: str, arguments: str, decided_by: str) -> Message:
+    text = (
+        f":gear: Running `{escape(tool)}` {clip(escape(arguments), 300)} "
+        f"(approved by <@{decided_by}>)…"
+    )
+    return plain(f"Running {escape(tool)}"), _dicts(_context(text))
+
+
+def tool_ran(payload: dict[str, Any]) -> Message:
+    icon = OUTCOME_ICONS.get(str(payload.get("outcome")), ":grey_question:")
+    line = f"{icon} {_call(payload)}"
+    return plain(f"{escape(str(payload.get('tool')))}: {payload.get('outcome')}"), _dicts(
+        _context(line)
+    )
+
+
+def warning(text: str) -> Message:
+    return plain(f"Warning: {escape(text)}"), _dicts(_context(f":warning: {escape(text)}"))
 
 
 def actions_offered(*, reason: str, actions: list[dict[str, Any]]) -> Message:

@@ -20,6 +20,7 @@ from slack_sdk.models.views import View
 
 from bot import ids
 from bot.ui.text import clip, escape
+from runner.providers import Provider
 
 MIN_SECRET_CHARS = 8
 MAX_SECRET_CHARS = 512
@@ -61,7 +62,14 @@ def submitted_secret(view: dict[str, Any]) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def credential_modal(*, request_id: str, provider: str, reason: str) -> dict[str, Any]:
+def credential_modal(*, request_id: str, provider: Provider, reason: str) -> dict[str, Any]:
+    """The private key form: which provider, why the run needs it, what kind of key fits
+    and where one is made (from the provider table)."""
+    about = f"The run needs your *{escape(provider.title)}*.\n{clip(escape(reason), 500)}"
+    if provider.hint:
+        about += f"\n_{clip(escape(provider.hint), 300)}_"
+    if provider.url:
+        about += f"\n<{provider.url}|Make one here>"
     view = View(
         type="modal",
         callback_id=ids.CREDENTIAL_MODAL,
@@ -70,15 +78,10 @@ def credential_modal(*, request_id: str, provider: str, reason: str) -> dict[str
         submit=PlainTextObject(text="Save key"),
         close=PlainTextObject(text="Cancel"),
         blocks=[
-            SectionBlock(
-                text=MarkdownTextObject(
-                    text=f"The run needs your *{escape(provider)}* key.\n"
-                    f"{clip(escape(reason), 500)}"
-                )
-            ),
+            SectionBlock(text=MarkdownTextObject(text=about)),
             InputBlock(
                 block_id=ids.CREDENTIAL_INPUT_BLOCK,
-                label=PlainTextObject(text=f"{provider} API key"[:2000]),
+                label=PlainTextObject(text=provider.title[:2000]),
                 element=PlainTextInputElement(
                     action_id=ids.CREDENTIAL_INPUT,
                     placeholder=PlainTextObject(text="Paste the key"),

@@ -11,6 +11,7 @@ from bot.ui import blocks as ui
 from bot.ui import modals
 from bot.ui.credential_modal import credential_modal
 from bot.ui.text import split_text
+from runner.providers import ProviderTable
 from tests.fakes.slack_api import find_block_problems, find_message_problems, find_view_problems
 
 LONG = ("A paragraph of agent output with **bold** and `code`.\n\n" * 400).strip()
@@ -76,7 +77,9 @@ def test_every_builder_is_valid_with_hostile_input() -> None:
 
 
 def test_modal_and_ephemeral_blocks_are_valid() -> None:
-    view = credential_modal(request_id="q" * 32, provider="openrouter", reason=HOSTILE * 20)
+    view = credential_modal(
+        request_id="q" * 32, provider=ProviderTable().get("openrouter"), reason=HOSTILE * 20
+    )
     assert find_view_problems(view) == []
     assert "only on your screen" in str(view)
     assert find_block_problems(modals.help_blocks("problem")) == []

@@ -19,7 +19,7 @@ from bot.logs import install_secret_filter
 from runner.manager import RunManager
 from runner.redact import REDACTED, redact
 from runner.team import load_team
-from runner.tools import ToolRequests, credential_tool
+from runner.toolkit import Toolkit
 from store import Store
 from store import events as ev
 from store.db import sqlite_path
@@ -112,11 +112,13 @@ async def _assert_not_stored(store: Store, settings: Settings, run_id: str) -> N
     for entry in await audit_entries(store, "T1"):
         _assert_absent(json.dumps(entry["detail"]) + entry["subject"], "the audit trail")
     # A team built with the key, as the executor builds it, dumps without it.
-    team = load_team(
-        settings, api_key=CANARY, tools=[credential_tool(store, run, ToolRequests())]
-    ).team
-    _assert_absent(team.dump_component().model_dump_json(), "team.dump_component()")
-    _assert_absent(json.dumps(await team.save_state()), "team.save_state()")
+    team = load_team(settings, api_key=CANARY).team
+    with contextlib.ExitStack() as secrets:
+        toolkit = Toolkit(store, settings, run, secrets, [])
+        await toolkit.equip(team)
+        _assert_absent(team.dump_component().model_dump_json(), "team.dump_component()")
+        _assert_absent(json.dumps(await team.save_state()), "team.save_state()")
+        await toolkit.close()
     _assert_not_in_files(settings)  # while open: the WAL and shared-memory files included
 
 

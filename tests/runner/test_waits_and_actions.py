@@ -149,7 +149,7 @@ async def test_decision_after_cancel_is_refused_and_cancel_is_recorded(
         assert await runs.cancel(parked.id, user_id="UREQ") == CancelOutcome.CANCELLED
         assert await runs.cancel(parked.id, user_id="UREQ") == CancelOutcome.ALREADY_FINISHED
         late = await runs.decide(actions["continue"], user_id="UREQ")
-        assert late.outcome == DecisionOutcome.ALREADY_DECIDED
+        assert late.outcome == DecisionOutcome.RUN_NOT_WAITING  # the run is over
         run = await store.runs.get(parked.id)
         assert run.status == RunStatus.CANCELLED and run.cancelled_by == "UREQ"
         audit = await audit_entries(store, "T1")

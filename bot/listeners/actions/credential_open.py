@@ -39,7 +39,9 @@ async def credential_open_action(
     else:
         # The trigger is valid for 3 s and once: one try, never a retry after Retry-After.
         view = credential_modal(
-            request_id=request.id, provider=request.provider, reason=request.reason
+            request_id=request.id,
+            provider=services.runs.providers.get(request.provider),
+            reason=request.reason,
         )
         try:
             await services.trigger_client.views_open(trigger_id=body["trigger_id"], view=view)

@@ -1,0 +1,1 @@
+"""Tools that ship with the runner, each self-contained and free of Slack."""

@@ -17,7 +17,7 @@ import atexit
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,16 +106,17 @@ class McpSession:
     problem: str | None = None  # why it is not available, in words for the thread
     _workbench: McpWorkbench | None = None
 
-    async def start(self, credentials: RunCredentials, *, timeout_s: float) -> None:
+    async def start(
+        self, credentials: RunCredentials, *, timeout_s: float, call_timeout_s: float
+    ) -> None:
         missing = [p for p in self.spec.needs if await credentials.get(p) is None]
         if missing:
             self.entries = [_connect_entry(self.spec, missing)]
             return
         secrets = {p: value for p in self.spec.needs if (value := await credentials.get(p))}
         try:
-            params = _server_params(
-                fill(self.spec.config, credentials=secrets, environment=environment_value)
-            )
+            filled = fill(self.spec.config, credentials=secrets, environment=environment_value)
+            params = _server_params(filled, call_timeout_s=call_timeout_s)
         except PlaceholderError as exc:
             self.problem = f"The {self.spec.name} MCP server is not configured right ({exc})."
             return
@@ -179,8 +180,24 @@ class McpSession:
             atexit.unregister(actor._sync_shutdown)
 
 
-def _server_params(config: dict[str, Any]) -> StdioServerParams | StreamableHttpServerParams:
-    timeout = float(config.get("timeout_s", 30))
+def _reason(exc: BaseException, secrets: Iterable[str]) -> str:
+    """A failed start in a few words. The MCP client wraps the cause in task-group
+    exception groups (twice, for a server that exits at once): name the cause itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, TimeoutError):
+        return "it did not answer in time"
+    text = str(exc).strip()
+    summary = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return redact(summary, secrets)[:200]
+
+
+def _server_params(
+    config: dict[str, Any], *, call_timeout_s: float
+) -> StdioServerParams | StreamableHttpServerParams:
+    """autogen-ext's parameters; a stdio session's read timeout bounds every request,
+    tool calls included, so it is the tool timeout (TOOL_TIMEOUT_S) unless set here."""
+    timeout = float(config.get("timeout_s", call_timeout_s))
     if "command" in config:
         return StdioServerParams(
             command=config["command"],

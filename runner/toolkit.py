@@ -49,9 +49,15 @@ class Toolkit:
 
     async def open(self) -> list[str]:
         """Start the MCP servers at once; what to tell the thread about those that failed."""
-        timeout_s = self._settings.mcp_start_timeout_s
+        timeout_s, call_timeout_s = (
+            self._settings.mcp_start_timeout_s,
+            self._settings.tool_timeout_s,
+        )
         await asyncio.gather(
-            *(s.start(self.credentials, timeout_s=timeout_s) for s in self._sessions)
+            *(
+                session.start(self.credentials, timeout_s=timeout_s, call_timeout_s=call_timeout_s)
+                for session in self._sessions
+            )
         )
         return [session.problem for session in self._sessions if session.problem]
 

@@ -7,13 +7,7 @@ process (or this one) take over once the dead process's lease (RUN_LEASE_S=2) la
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +27,7 @@ from store.records import RequestStatus, RunStatus
 from store.settings import Settings
 from tests.db import pending_request_ids
 from tests.runner import crash_child
+from tests.runner.child_process import child
 from tests.runner.helpers import (
     FINISHED,
     REPLAY_MODEL_INFO,
@@ -77,79 +72,6 @@ def _settings(tmp_path: Path, secret_key: str, team: Path) -> Settings:
     return runner_settings(
         tmp_path, secret_key, team, "recovery.db", run_lease_s=crash_child.LEASE_S
     )
-
-
-@dataclass
-class Child:
-    process: asyncio.subprocess.Process
-    log: Path
-
-    async def expect(self, prefix: str, timeout: float = LINE_TIMEOUT_S) -> str:
-        """The next stdout line starting with `prefix` (other lines are skipped)."""
-        assert self.process.stdout is not None
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            left = deadline - asyncio.get_running_loop().time()
-            try:
-                raw = await asyncio.wait_for(self.process.stdout.readline(), max(left, 0.01))
-            except TimeoutError:
-                raise AssertionError(
-                    f"no {prefix!r} line in {timeout} s\n{self.stderr()}"
-                ) from None
-            if not raw:
-                raise AssertionError(f"the child exited before {prefix!r}\n{self.stderr()}")
-            line = raw.decode().strip()
-            if line.startswith(prefix):
-                return line
-
-    async def recovery_passes(self, count: int, *, started_after: float) -> None:
-        """Wait until `count` recovery passes that began after `started_after` (a
-        `time.time()` value) are done; `crash_child` prints a line after each pass."""
-        done = 0
-        while done < count:
-            _, _, started = (await self.expect("RECOVERY ")).split()
-            if float(started) > started_after:
-                done += 1
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()  # SIGKILL: no finally blocks, no graceful stop, no release
-            await self.process.wait()
-
-    def stderr(self) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "child stderr (tail):\n" + text[-4000:]
-
-
-@contextlib.asynccontextmanager
-async def child(settings: Settings, folder: Path, mode: str) -> AsyncIterator[Child]:
-    """Start `crash_child` in `mode`; always SIGKILLed on the way out."""
-    log = folder / f"child-{mode}-{len(list(folder.glob('child-*.log')))}.log"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(PROJECT_ROOT),
-        "PYTHONUNBUFFERED": "1",
-    }
-    assert settings.server_secret_key is not None
-    with log.open("wb") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.runner.crash_child",
-            settings.database_url,
-            settings.server_secret_key.get_secret_value(),
-            str(settings.team_config),
-            mode,
-            cwd=folder,  # not the project root: no .env there is read
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )
-        handle = Child(process, log)
-        try:
-            yield handle
-        finally:
-            await handle.kill()
 
 
 @pytest.mark.slow

@@ -201,6 +201,10 @@ class FakeOpenAI:
         if "You are the planner" in system:
             message = {"role": "assistant", "content": "1. Check the key. 2. Report."}
             return web.json_response(_completion(model, message, "stop"))
+        if "You are the worker" in system and body["messages"][-1]["role"] == "tool":
+            tool_said = body["messages"][-1]["content"]  # the reflection on the tool's answer
+            message = {"role": "assistant", "content": f"The tool said: {tool_said}"}
+            return web.json_response(_completion(model, message, "stop"))
         if "You are the worker" in system:
             arguments = json.dumps({"provider": "openrouter", "reason": "to call the API"})
             call = {"id": "call_1", "type": "function"}
@@ -257,12 +261,14 @@ async def test_default_team_run_keeps_the_key_out_of_state_events_files_and_logs
             agent = [e.payload for e in events if e.kind == ev.AGENT_MESSAGE]
             assert [m["source"] for m in agent] == ["planner", "worker", "reviewer"]
             assert "credential is available" in agent[1]["content"]  # the tool really ran
+            assert [c["tool"] for c in agent[1]["tool_calls"]] == ["request_credential"]
             await _assert_not_stored(store, settings, run.id)
         finally:
             await runs.stop()
             await store.close()
-    # Agents and verifier: 3 + 3 requests, each authorised with the canary, no body has it.
-    assert len(llm.authorizations) == 6
+    # Agents (the worker twice: its tool call, then its reflection on the result) and the
+    # verifier: 4 + 3 requests, each authorised with the canary, no body has it.
+    assert len(llm.authorizations) == 7
     assert set(llm.authorizations) == {f"Bearer {CANARY}"}
     for body in llm.bodies:
         _assert_absent(body, "a request body sent to the LLM")

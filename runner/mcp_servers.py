@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from autogen_core import CancellationToken
 from autogen_core.tools import ParametersSchema, ToolSchema
 from autogen_ext.tools.mcp import McpWorkbench, StdioServerParams, StreamableHttpServerParams
@@ -30,7 +31,7 @@ from runner.credential_source import RunCredentials
 from runner.placeholders import PlaceholderError, credentials_named, env_named, fill
 from runner.redact import redact
 from runner.team_config import TeamConfigError
-from runner.workbench import CredentialRefused, ToolEntry, ToolOutput
+from runner.workbench import CredentialRefused, ToolEntry, ToolOutput, call_workbench
 from store.settings import Settings, environment_value
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 TOOL_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 MAX_TOOL_NAME = 64  # OpenAI's limit on function names
+STOP_TIMEOUT_S = 5.0
 # How servers say a token is bad in a tool result (GitHub: "401 Bad credentials").
 REFUSED_KEY = re.compile(r"\b(401|403)\b|unauthori[sz]ed|bad credentials|invalid token", re.I)
 
@@ -126,12 +128,12 @@ class McpSession:
             async with asyncio.timeout(timeout_s):
                 tools = await workbench.list_tools()
         except Exception as exc:  # includes TimeoutError: a server that never answers
-            await self.stop()
-            reason = (
-                "it did not answer in time"
-                if isinstance(exc, TimeoutError)
-                else (redact(f"{type(exc).__name__}: {exc}", secrets.values())[:200])
-            )
+            await self.stop(force=True)
+            cause = _cause(exc)
+            if self.spec.needs and _refused_status(cause) is not None:
+                status = _refused_status(cause)
+                self.entries = [_connect_entry(self.spec, self.spec.needs, refused=status)]
+            reason = _reason(cause, secrets.values())
             self.problem = (
                 f"The {self.spec.name} MCP server could not be started, so its tools are not "
                 f"available in this run ({reason})."
@@ -151,7 +153,7 @@ class McpSession:
         ) -> ToolOutput:
             if workbench is None:
                 return ToolOutput(f"The {server} MCP server is not running.", is_error=True)
-            result = await workbench.call_tool(original, arguments, token)
+            result = await call_workbench(workbench, original, arguments, token)
             text = result.to_text()
             if result.is_error and needs and REFUSED_KEY.search(text):
                 raise CredentialRefused(needs[0], text.strip()[:120])
@@ -164,27 +166,49 @@ class McpSession:
         )
         return ToolEntry(schema, f"{server}.{original}", run)
 
-    async def stop(self) -> None:
-        """Stop the session (and its process); safe to call twice or after a failed start."""
+    async def stop(self, *, force: bool = False) -> None:
+        """Stop the session (and its process); safe to call twice or after a failed start.
+        `force`, or a session that does not stop within STOP_TIMEOUT_S (a server stuck in
+        its start never reads the polite shutdown): its task is cancelled, which still
+        closes the connection and ends the process."""
         workbench, self._workbench = self._workbench, None
         if workbench is None:
             return
         actor = getattr(workbench, "_actor", None)
-        try:
-            await workbench.stop()
-        except Exception as exc:
-            log.warning(
-                "MCP server %s did not stop cleanly (%s)", self.spec.name, type(exc).__name__
-            )
         if actor is not None:  # autogen-ext registers every session with atexit for good
             atexit.unregister(actor._sync_shutdown)
+        task = getattr(actor, "_actor_task", None)
+        if not force:
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await workbench.stop()
+                return
+            except TimeoutError:
+                log.warning("MCP server %s did not stop in time", self.spec.name)
+            except Exception as exc:
+                log.warning("MCP server %s stopped badly (%s)", self.spec.name, type(exc).__name__)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The MCP client wraps a failure in task-group exception groups (twice, for a server
+    that exits at once): the cause itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _refused_status(exc: BaseException) -> int | None:
+    """401 or 403 from an HTTP server: the key in its headers was refused."""
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (401, 403):
+        return exc.response.status_code
+    return None
 
 
 def _reason(exc: BaseException, secrets: Iterable[str]) -> str:
-    """A failed start in a few words. The MCP client wraps the cause in task-group
-    exception groups (twice, for a server that exits at once): name the cause itself."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    """A failed start in a few words, never a credential."""
     if isinstance(exc, TimeoutError):
         return "it did not answer in time"
     text = str(exc).strip()
@@ -216,22 +240,29 @@ def _tool_name(server: str, tool: str) -> str:
     return name[:MAX_TOOL_NAME]
 
 
-def _connect_entry(spec: McpServerSpec, missing: list[str]) -> ToolEntry:
-    """The stand-in for a server that cannot start without a credential nobody gave yet."""
+def _connect_entry(
+    spec: McpServerSpec, missing: list[str], refused: int | None = None
+) -> ToolEntry:
+    """The stand-in for a server that cannot start without a credential nobody gave yet
+    (`missing`: asked for when it is called), or whose credential it refused at start
+    (`refused`: the HTTP status; asked for again, as refused, when it is called)."""
     names = " and ".join(missing)
 
     async def run(
         _arguments: dict[str, Any], _token: CancellationToken, _secrets: Mapping[str, str]
     ) -> ToolOutput:
+        if refused is not None:
+            raise CredentialRefused(missing[0], f"the {spec.name} MCP server answered {refused}")
         return ToolOutput(f"The {spec.name} tools are connected from the next turn on.")
 
     schema = ToolSchema(
         name=_tool_name(spec.name, "connect"),
         description=(
             f"Connect the {spec.name} tools (an MCP server). They need the requester's {names} "
-            "credential, which is not stored yet: call this to ask for it privately. Once it "
-            f"is there, the {spec.name} tools themselves appear."
+            f"credential, which is {'not valid' if refused else 'not stored yet'}: call this to "
+            f"ask for it privately. Once it is there, the {spec.name} tools themselves appear."
         ),
         parameters=ParametersSchema(type="object", properties={}),
     )
-    return ToolEntry(schema, f"{spec.name}.connect", run, tuple(missing), gated=False)
+    needs = () if refused is not None else tuple(missing)
+    return ToolEntry(schema, f"{spec.name}.connect", run, needs, gated=False)

@@ -23,7 +23,7 @@ from runner.credential_source import RunCredentials
 from runner.http_tools import http_entry, needs_filling
 from runner.mcp_servers import McpServerSpec, McpSession
 from runner.tool_calls import ToolLedger
-from runner.workbench import RunWorkbench, ToolEntry, ToolOutput, ToolPolicy
+from runner.workbench import RunWorkbench, ToolEntry, ToolOutput, ToolPolicy, call_workbench
 from store import Store
 from store.records import Run
 from store.settings import Settings
@@ -114,7 +114,7 @@ def _through(workbench: Workbench, name: str) -> Any:
     async def run(
         arguments: dict[str, Any], token: CancellationToken, _secrets: Mapping[str, str]
     ) -> ToolOutput:
-        result = await workbench.call_tool(name, arguments, token)
+        result = await call_workbench(workbench, name, arguments, token)
         return ToolOutput(result.to_text(), is_error=result.is_error)
 
     return run

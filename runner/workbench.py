@@ -36,6 +36,10 @@ class ToolOutput:
     is_error: bool = False
 
 
+class _Cancelled(Exception):
+    """The run's token was cancelled during a tool call."""
+
+
 class CredentialRefused(Exception):
     """The service behind a tool refused the key it was given (HTTP 401/403 and alike)."""
 
@@ -167,8 +171,12 @@ class RunWorkbench(Workbench, Component[RunWorkbenchConfig]):
                 return self._missing(entry, record, provider), True
             secrets[provider] = value
         try:
-            async with asyncio.timeout(self._timeout_s):
-                output = await entry.run(record.arguments, token or CancellationToken(), secrets)
+            output = await self._until_cancelled(
+                entry, record, token or CancellationToken(), secrets
+            )
+        except _Cancelled:
+            record.outcome, record.detail = Outcome.ERROR, "cancelled: the run stopped"
+            return "The call was cancelled: the run is stopping.", True
         except CredentialRefused as refused:
             return self._refused(entry, record, refused), True
         except TimeoutError:
@@ -188,6 +196,39 @@ class RunWorkbench(Workbench, Component[RunWorkbenchConfig]):
         if output.is_error:
             record.outcome, record.detail = Outcome.ERROR, text[:120]
         return text, output.is_error
+
+    async def _until_cancelled(
+        self,
+        entry: ToolEntry,
+        record: ToolCallRecord,
+        token: CancellationToken,
+        secrets: dict[str, str],
+    ) -> ToolOutput:
+        """Run the tool until it answers, times out, or the run's token is cancelled.
+
+        A cancelled run must not raise CancelledError out of a tool: AutoGen 0.7.5 runs an
+        agent's tool calls in a task and waits for a sentinel that task puts last, so a call
+        raising CancelledError leaves the agent (and the turn) waiting forever. The call is
+        cancelled here instead and answers `_Cancelled`; the agent's next model call, tied
+        to the same token, then ends the turn."""
+        if token.is_cancelled():
+            raise _Cancelled()
+        call = asyncio.ensure_future(entry.run(record.arguments, CancellationToken(), secrets))
+        stopped = asyncio.get_running_loop().create_future()
+        token.add_callback(lambda: stopped.done() or stopped.set_result(None))
+        try:
+            done, _ = await asyncio.wait(
+                {call, stopped}, timeout=self._timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+            if not call.done():
+                call.cancel()
+        if call in done:
+            return call.result()
+        if token.is_cancelled():
+            raise _Cancelled()
+        raise TimeoutError()
 
     def _missing(self, entry: ToolEntry, record: ToolCallRecord, provider: str) -> str:
         record.outcome, record.detail = Outcome.NEEDS_CREDENTIAL, f"no {provider} credential"
@@ -233,6 +274,16 @@ class RunWorkbench(Workbench, Component[RunWorkbenchConfig]):
 
     async def load_state(self, state: Mapping[str, Any]) -> None:
         return None
+
+
+async def call_workbench(
+    workbench: Workbench, name: str, arguments: dict[str, Any], _token: CancellationToken
+) -> ToolResult:
+    """`workbench.call_tool` with a token of its own: autogen-ext 0.7.5's McpWorkbench links
+    a coroutine (not a future) to the token it is given, so cancelling that token would
+    raise AttributeError and skip the token's other callbacks. `RunWorkbench` cancels the
+    call's task when the run's token is cancelled."""
+    return await workbench.call_tool(name, arguments, CancellationToken())
 
 
 def _result(name: str, text: str, *, is_error: bool) -> ToolResult:

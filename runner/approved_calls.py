@@ -39,9 +39,7 @@ async def run_approved_call(
         iter(toolkit.workbenches.values()), None
     )
     entry = workbench.entry(call.tool) if workbench is not None else None
-    record = ToolCallRecord(
-        call.call_id, call.tool, call.arguments, detail=f"approved by {call.decided_by}"
-    )
+    record = ToolCallRecord(call.call_id, call.tool, call.arguments)
     if call.started:
         record.outcome, record.detail = Outcome.UNKNOWN, "the app restarted during the call"
         text = (

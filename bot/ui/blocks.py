@@ -270,6 +270,9 @@ def tool_running(*, tool: str, arguments: str, decided_by: str) -> Message:
 def tool_ran(payload: dict[str, Any]) -> Message:
     icon = OUTCOME_ICONS.get(str(payload.get("outcome")), ":grey_question:")
     line = f"{icon} {_call(payload)}"
+    decided_by = str(payload.get("decided_by") or "")
+    if SLACK_USER_ID.fullmatch(decided_by):
+        line += f" · approved by <@{decided_by}>"
     return plain(f"{escape(str(payload.get('tool')))}: {payload.get('outcome')}"), _dicts(
         _context(line)
     )

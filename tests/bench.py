@@ -3,7 +3,9 @@
 - what a waiting run costs in memory (100 runs parked on a credential request);
 - wall time per completed run with a replayed three-turn team and the verifier on;
 - event appends per second on SQLite (the outbox write path);
-- slash-command ack latency over HTTP against the Slack emulator.
+- slash-command ack latency over HTTP against the Slack emulator;
+- a tool call's round trip through the runner's workbench (credential, policy, scrubbing,
+  ledger) against the tests' MCP server over stdio, beside the same call made directly.
 """
 
 from __future__ import annotations
@@ -145,6 +147,71 @@ async def bench_ack_latency(folder: Path, count: int = 30) -> None:
     )
 
 
+async def bench_tool_round_trip(folder: Path, count: int = 200) -> None:
+    import contextlib
+    import json
+
+    from autogen_core import CancellationToken
+    from autogen_ext.tools.mcp import McpWorkbench, StdioServerParams
+
+    from runner.mcp_servers import read_mcp_config
+    from runner.team import load_team
+    from runner.toolkit import Toolkit
+    from tests.fakes.mcp_process import stdio_server_config
+    from tests.runner.tool_stack import tool_team_file
+
+    token = "bench-mcp-token-0000"
+    entry = stdio_server_config(folder / "calls.jsonl", folder / "pids.txt")
+    (folder / "mcp.json").write_text(json.dumps({"mcpServers": {"fakegit": entry}}))
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{folder}/tools.db",
+        server_secret_key=Fernet.generate_key().decode(),
+        team_config=str(tool_team_file(folder)),
+        mcp_config=str(folder / "mcp.json"),
+    )
+    store = await Store.open(settings)
+    await store.credentials.put(Owner("T1", "U1", "fakegit"), token, actor_id="bench")
+    run, _ = await store.runs.create(
+        workspace_id="T1", channel_id="C1", requester_id="U1", task="t"
+    )
+    args = {"repo": "acme/app"}
+
+    async def median_ms(call) -> float:
+        for _ in range(10):  # warm-up
+            await call()
+        timings = []
+        for _ in range(count):
+            started = time.perf_counter()
+            await call()
+            timings.append((time.perf_counter() - started) * 1000)
+        return statistics.median(timings)
+
+    with contextlib.ExitStack() as secrets:
+        toolkit = Toolkit(store, settings, run, secrets, read_mcp_config(settings))
+        await toolkit.open()
+        loaded = load_team(settings, api_key="bench")
+        await toolkit.equip(loaded.team)
+        workbench = toolkit.workbenches["worker"]
+        through = await median_ms(
+            lambda: workbench.call_tool("fakegit__list_issues", args, CancellationToken(), "c")
+        )
+        await toolkit.close()
+        await loaded.close()
+    env = {**entry["env"], "FAKE_MCP_TOKEN": token}
+    params = StdioServerParams(
+        command=entry["command"], args=entry["args"], env=env, cwd=entry["cwd"]
+    )
+    direct_workbench = McpWorkbench(params)
+    direct = await median_ms(lambda: direct_workbench.call_tool("list_issues", args))
+    await direct_workbench.stop()
+    await store.close()
+    print(
+        f"tool call round trip (MCP stdio, {count} calls): through the runner's workbench "
+        f"median {through:.2f} ms, the same call direct {direct:.2f} ms "
+        f"(runner's own share {through - direct:.2f} ms)"
+    )
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as raw:
         folder = Path(raw)
@@ -153,6 +220,7 @@ async def main() -> None:
         await bench_completed_runs(folder)
         await bench_event_appends(folder)
         await bench_ack_latency(folder)
+        await bench_tool_round_trip(folder)
 
 
 if __name__ == "__main__":

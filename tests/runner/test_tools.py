@@ -4,6 +4,7 @@ agent, and calls held for a person's approval (approve once, deny with a reason)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from runner.approved_calls import described
@@ -12,7 +13,7 @@ from store.actions import DecisionOutcome
 from store.records import RunStatus
 from tests.fakes.llm_server import ToolCall
 from tests.runner.helpers import FINISHED, offered_actions, start_run, wait_for_status
-from tests.runner.tool_stack import AGENT, last_user_text, tool_stack
+from tests.runner.tool_stack import AGENT, Pages, last_user_text, tool_stack
 
 TAVILY_KEY = "tvly-tools-test-key-8d2e"
 
@@ -219,3 +220,55 @@ def test_described_call_is_short_and_names_the_tool() -> None:
     )
     text = described(call)
     assert text.startswith('fetch_url(url="https://x/') and len(text) < 340
+
+
+def _http_tool(pages: Pages) -> list[dict]:
+    """TEAM_CONFIG's own HTTP tool (autogen-ext's declarative HttpTool) with a credential
+    placeholder in its Authorization header."""
+    port = int(pages.url.rsplit(":", 1)[1])
+    return [
+        {
+            "provider": "autogen_ext.tools.http.HttpTool",
+            "component_type": "tool",
+            "config": {
+                "name": "list_tracker_issues",
+                "description": "List the issues of the team's tracker.",
+                "scheme": "http",
+                "host": "127.0.0.1",
+                "port": port,
+                "path": "/api/issues",
+                "method": "GET",
+                "headers": {"Authorization": "Bearer ${credential:tracker}"},
+                "json_schema": {"type": "object", "properties": {"state": {"type": "string"}}},
+                "return_type": "json",
+            },
+        }
+    ]
+
+
+async def test_http_tool_header_is_filled_per_call_and_a_refusal_asks_again(
+    tmp_path: Path, secret_key: str
+) -> None:
+    tracker_key = "canary-tracker-key-5b7c-must-not-leak"
+    async with tool_stack(tmp_path, secret_key, team_tools=_http_tool) as stack:
+        await stack.give("tracker", tracker_key)
+        stack.llm.script(
+            AGENT,
+            [ToolCall("list_tracker_issues", {"state": "open"}), "Two open issues. TERMINATE"],
+        )
+        run = await wait_for_status(stack.store, await start_run(stack.runs), FINISHED)
+        assert run.status == RunStatus.COMPLETED
+        assert stack.pages.hits[-1]["headers"]["Authorization"] == f"Bearer {tracker_key}"
+        assert "Flaky deploy" in last_user_text(stack.llm.requests_for(AGENT)[-1].json)
+        assert not stack.llm.received(tracker_key)
+        verifier_prompt = last_user_text(stack.llm.requests_for("verifier-model")[-1].json)
+        assert "list_tracker_issues(state=" in verifier_prompt  # the verifier sees tool use
+
+        stack.pages.status = 401
+        stack.llm.script(AGENT, [ToolCall("list_tracker_issues", {}), "The key was refused."])
+        run_id = await start_run(stack.runs, "again")
+        await wait_for_status(stack.store, run_id, {RunStatus.WAITING_CREDENTIAL})
+        request = (await _events(stack, run_id, ev.CREDENTIAL_REQUEST))[-1]
+        assert request["provider"] == "tracker" and request["rejected"] is True
+        every = [e.payload for e in await stack.store.runs.events(run_id)]
+        assert tracker_key not in json.dumps(every)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,22 +104,32 @@ def stack_settings(
         "llm_max_retries": 0,
         "openrouter_api_key": LLM_KEY,
         "web_search_url": search.base_url,
-        "team_config": str(tool_team_file(tmp_path)),
     }
     values.update(overrides)
+    if "team_config" not in values:  # (setdefault would write the file anyway)
+        values["team_config"] = str(tool_team_file(tmp_path))
     return load_settings(**values)
 
 
 @contextlib.asynccontextmanager
 async def tool_stack(
-    tmp_path: Path, secret_key: str, *, search_keys: set[str] | None = None, **overrides: Any
+    tmp_path: Path,
+    secret_key: str,
+    *,
+    search_keys: set[str] | None = None,
+    team_tools: Callable[[Pages], list[dict[str, Any]]] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[ToolStack]:
+    """`team_tools`: the worker's own tools (component JSON), made once the page server's
+    address is known."""
     async with (
         FakeLLMServer(valid_keys={LLM_KEY}) as llm,
         FakeSearchAPI(valid_keys=search_keys or set()) as search,
         serving_pages() as pages,
     ):
         llm.default(VERIFIER, PASS)
+        if team_tools is not None:
+            overrides["team_config"] = str(tool_team_file(tmp_path, tools=team_tools(pages)))
         settings = stack_settings(tmp_path, secret_key, llm, search, **overrides)
         store = await Store.open(settings)
         runs = RunManager(

@@ -25,6 +25,11 @@ from store.events import NewEvent
 from store.key_requests import KeyWanted
 
 
+class CallInterrupted(Exception):
+    """The run was stopped (cancelled, or the app is shutting down) during the call: its
+    start is recorded and its result is not, so the next claim reports it unknown."""
+
+
 def described(call: ApprovedCall) -> str:
     return f"{call.tool}({shorten_arguments(call.arguments)})"
 
@@ -48,6 +53,10 @@ async def run_approved_call(
             "or ask for it again if it is still needed."
         )
         return await _finish(claimed, call, writer, record, text, started_seq=None)
+    server = call.tool.split(".", 1)[0]
+    stand_in = workbench.entry(f"{server}.connect") if workbench is not None else None
+    if entry is None and stand_in is not None and stand_in.needs:
+        entry = stand_in  # its server waits for a credential: ask for it, then make the call
     if workbench is None or entry is None:
         record.outcome, record.detail = Outcome.ERROR, "the tool is no longer available"
         text = (
@@ -74,13 +83,20 @@ async def run_approved_call(
         ],
     )
     output, is_error = await workbench.run_entry(entry, record, token)
-    toolkit.ledger.wanted.clear()  # a refused key shows in the result; the agent may ask again
+    if token.is_cancelled():
+        raise CallInterrupted()
     verb = "failed" if is_error else "ran"
     text = (
         f"A person ({call.decided_by}) approved your call {described(call)}. It {verb} and "
         f"returned:\n{output}"
     )
-    return await _finish(claimed, call, writer, record, text, started_seq=started[0].seq)
+    text = await _finish(claimed, call, writer, record, text, started_seq=started[0].seq)
+    if toolkit.ledger.wanted:  # the service refused the key: the call was not carried out
+        wanted = toolkit.ledger.wanted[0]
+        toolkit.ledger.wanted.clear()
+        await writer.wait_for_credential(claimed.run, wanted, progress=claimed.progress())
+        return None
+    return text
 
 
 async def _finish(

@@ -22,7 +22,7 @@ from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 from autogen_core import CancellationToken
 
-from runner.approved_calls import run_approved_call
+from runner.approved_calls import CallInterrupted, run_approved_call
 from runner.claimed import ClaimedRun
 from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
 from runner.mcp_servers import read_mcp_config
@@ -102,7 +102,8 @@ class RunExecutor:
                         await self._drive(claimed, token)
                     finally:
                         await claimed.loaded.close()
-                        await claimed.toolkit.close()
+                        # Shielded: a cancel at shutdown must not leave a server running.
+                        await asyncio.shield(claimed.toolkit.close())
             except RunLost:
                 log.info("run no longer held here", extra={"run_id": run.id})
             except asyncio.CancelledError:
@@ -188,7 +189,12 @@ class RunExecutor:
             return  # judged after a crash, and the verdict parked the run
         approved = claimed.log.approved_call()
         if approved is not None:
-            turn_input = await run_approved_call(claimed, approved, self._writer, token)
+            try:
+                turn_input = await run_approved_call(claimed, approved, self._writer, token)
+            except CallInterrupted:
+                if self.draining:  # its start is recorded: the next claim says "unknown"
+                    await self._writer.release(run, None)
+                raise RunLost() from None
             if turn_input is None:
                 return  # it waits for the credential the approved call needs
         else:
@@ -209,7 +215,11 @@ class RunExecutor:
             judged = await self._record(claimed, turn, ended=ended)
             if await self._wait_for_wanted_credential(claimed):
                 return  # its messages are judged when the run resumes
-            if await self._wait_for_tool_approval(claimed):
+            if claimed.toolkit.ledger.approval is not None:
+                # Judged now, without offering the verifier's own buttons: its verdict is
+                # shown beside the held call, for whoever decides it.
+                await self._judge(claimed, judged, may_park=False)
+                await self._wait_for_tool_approval(claimed)
                 return
             if await self._judge(claimed, judged) or await self._after_turn(claimed, ended):
                 return
@@ -305,15 +315,18 @@ class RunExecutor:
         appended = await self._writer.record(claimed.run, events, change)
         return [(e.seq, (s, c)) for e, (s, c, _) in zip(appended, spoken, strict=True)]
 
-    async def _judge(self, claimed: ClaimedRun, judged: list[tuple[int, Message]]) -> bool:
-        """Verify each new message; True when a failing verdict parked the run for approval."""
+    async def _judge(
+        self, claimed: ClaimedRun, judged: list[tuple[int, Message]], *, may_park: bool = True
+    ) -> bool:
+        """Verify each new message; True when a failing verdict parked the run for approval
+        (never when not `may_park`: the verdicts are only recorded)."""
         for seq, message in judged:
             history = claimed.history
             seen = bool(history) and history[-1] == message  # recovered after a crash
             verdict = await self._verify(claimed, seq, message, history[:-1] if seen else history)
             if not seen:
                 history.append(message)
-            if await self._after_verdict(claimed, verdict, judged_agent=message[0]):
+            if may_park and await self._after_verdict(claimed, verdict, judged_agent=message[0]):
                 return True
         return False
 

@@ -29,7 +29,7 @@ from autogen_ext.tools.mcp import McpWorkbench, StdioServerParams, StreamableHtt
 
 from runner.credential_source import RunCredentials
 from runner.placeholders import PlaceholderError, credentials_named, env_named, fill
-from runner.redact import redact
+from runner.redact import always_hide, redact
 from runner.team_config import TeamConfigError
 from runner.workbench import CredentialRefused, ToolEntry, ToolOutput, call_workbench
 from store.settings import Settings, environment_value
@@ -93,8 +93,16 @@ def _spec(path: Path, name: str, entry: Any) -> McpServerSpec:
     if "url" in entry and not entry["url"].startswith(("http://", "https://")):
         raise McpConfigError(f"{where}: url must be http:// or https://")
     for variable in env_named(entry):
-        if environment_value(variable) is None:
+        value = environment_value(variable)
+        if value is None:
             raise McpConfigError(f"{where}: environment variable {variable} is not set")
+        always_hide(value)  # it goes to the server only, like a stored credential
+    for key in ("command", "args", "cwd", "url"):  # argv and URLs show in ps and in logs
+        if credentials_named(entry.get(key)):
+            raise McpConfigError(f"{where}: ${{credential:...}} goes in env or headers, not {key}")
+    timeout = entry.get("timeout_s", 1)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise McpConfigError(f"{where}: timeout_s must be a positive number of seconds")
     known = {"command", "args", "env", "cwd", "url", "headers", "type", "timeout_s"}
     return McpServerSpec(name, {key: value for key, value in entry.items() if key in known})
 
@@ -119,7 +127,7 @@ class McpSession:
         try:
             filled = fill(self.spec.config, credentials=secrets, environment=environment_value)
             params = _server_params(filled, call_timeout_s=call_timeout_s)
-        except PlaceholderError as exc:
+        except (PlaceholderError, ValueError) as exc:  # pydantic's errors are ValueErrors
             self.problem = f"The {self.spec.name} MCP server is not configured right ({exc})."
             return
         workbench = McpWorkbench(params)
@@ -164,7 +172,7 @@ class McpSession:
             description=(tool.get("description") or "")[:1000],
             parameters=tool.get("parameters") or ParametersSchema(type="object", properties={}),
         )
-        return ToolEntry(schema, f"{server}.{original}", run)
+        return ToolEntry(schema, f"{server}.{original}", run, needs)
 
     async def stop(self, *, force: bool = False) -> None:
         """Stop the session (and its process); safe to call twice or after a failed start.

@@ -122,12 +122,13 @@ def _provider(path: Path, name: str, entry: Any) -> Provider:
     where = f"PROVIDERS_FILE {path}, provider {name!r}"
     if not PROVIDER_NAME.fullmatch(name):
         raise ProviderFileError(f"{where}: names are lower case letters, digits, . _ or -")
-    if not isinstance(entry, dict) or not isinstance(entry.get("title"), str):
+    title = entry.get("title") if isinstance(entry, dict) else None
+    if not isinstance(title, str) or not title.strip():
         raise ProviderFileError(f'{where}: needs at least a "title" string')
     url = entry.get("url")
-    if url is not None and not (isinstance(url, str) and url.startswith("https://")):
-        raise ProviderFileError(f'{where}: "url" must be an https:// address')
+    if url is not None and not (isinstance(url, str) and SAFE_URL.fullmatch(url)):
+        raise ProviderFileError(f'{where}: "url" must be a plain https:// address')
     hint = entry.get("hint", "")
     if not isinstance(hint, str):
         raise ProviderFileError(f'{where}: "hint" must be a string')
-    return Provider(name, entry["title"][:100], hint[:300], url)
+    return Provider(name, str(entry["title"]).strip()[:100], hint[:300], url)

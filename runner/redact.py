@@ -18,6 +18,15 @@ REDACTED = "[redacted]"
 
 # Keys of the runs this process is driving right now (with a count: two runs may share one).
 _in_use: dict[str, int] = {}
+# Values the operator's tool configuration sends with `${env:NAME}`: hidden for good.
+_configured: set[str] = set()
+
+
+def always_hide(secret: str) -> None:
+    """Hide `secret` from every `redact` from now on: a value from the environment that a
+    tool sends (an MCP server's token, say) is as secret as a stored key."""
+    if secret and len(secret) >= 4:
+        _configured.add(secret)
 
 
 @contextlib.contextmanager
@@ -35,7 +44,7 @@ def secret_in_use(secret: str) -> Iterator[None]:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in (*secrets, *_in_use):
+    for secret in (*secrets, *_in_use, *_configured):
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
     return _KEY_SHAPES.sub(REDACTED, text)

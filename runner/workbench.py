@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class ToolPolicy:
         return not any(fnmatch.fnmatchcase(name, pattern) for pattern in self._free)
 
 
+MAX_REVIEWED_CHARS = 8_000  # arguments a person is shown in full before approving
 HELD_FOR_APPROVAL = (
     "This call needs a person's approval before it runs. The run pauses after this turn and "
     "asks; you will be told the decision and, if approved, the result. Say briefly what "
@@ -118,7 +120,9 @@ class RunWorkbench(Workbench, Component[RunWorkbenchConfig]):
         self.agent = agent
         self._entries: dict[str, ToolEntry] = {}
         for entry in entries:  # the agent's own tools first: a later namesake does not win
-            self._entries.setdefault(entry.name, entry)
+            kept = self._entries.setdefault(entry.name, entry)
+            if kept is not entry:
+                log.warning("tool %s hides %s (same name)", kept.qualified, entry.qualified)
         self._ledger = ledger
         self._credentials = credentials
         self._policy = policy
@@ -150,6 +154,14 @@ class RunWorkbench(Workbench, Component[RunWorkbenchConfig]):
         return _result(name, text, is_error=is_error)
 
     def _hold(self, entry: ToolEntry, record: ToolCallRecord) -> ToolResult:
+        size = len(json.dumps(record.arguments, ensure_ascii=False))
+        if size > MAX_REVIEWED_CHARS:  # a person must be able to read all of what runs
+            record.outcome, record.detail = Outcome.ERROR, "arguments too long to review"
+            text = (
+                f"This call needs a person's approval, and its arguments ({size} characters) "
+                f"are too long to review (at most {MAX_REVIEWED_CHARS}). Make them shorter."
+            )
+            return _result(entry.name, text, is_error=True)
         record.outcome = Outcome.NEEDS_APPROVAL
         if self._ledger.approval is not None:
             record.detail = "another call was already waiting"
@@ -177,8 +189,9 @@ class RunWorkbench(Workbench, Component[RunWorkbenchConfig]):
         except _Cancelled:
             record.outcome, record.detail = Outcome.ERROR, "cancelled: the run stopped"
             return "The call was cancelled: the run is stopping.", True
-        except CredentialRefused as refused:
-            return self._refused(entry, record, refused), True
+        except CredentialRefused as refused:  # its detail quotes the service: scrub it
+            detail = redact(refused.detail, secrets.values())[:120]
+            return self._refused(entry, record, refused.provider, detail), True
         except TimeoutError:
             record.outcome, record.detail = Outcome.ERROR, f"no answer in {self._timeout_s:g} s"
             return f"The tool did not answer within {self._timeout_s:g} s.", True
@@ -239,14 +252,13 @@ class RunWorkbench(Workbench, Component[RunWorkbenchConfig]):
             "available, then call the tool again."
         )
 
-    def _refused(self, entry: ToolEntry, record: ToolCallRecord, refused: CredentialRefused) -> str:
-        provider = refused.provider
+    def _refused(self, entry: ToolEntry, record: ToolCallRecord, provider: str, detail: str) -> str:
         record.outcome, record.detail = Outcome.KEY_REFUSED, f"the {provider} key was refused"
         self._credentials.forget(provider)
         reason = f"The {entry.qualified} tool's service refused the {provider} key that was used"
-        self._ledger.want(KeyWanted(provider, f"{reason} ({refused.detail[:120]}).", rejected=True))
+        self._ledger.want(KeyWanted(provider, f"{reason} ({detail}).", rejected=True))
         return (
-            f"The service refused the {provider} key ({refused.detail[:120]}). The run pauses "
+            f"The service refused the {provider} key ({detail}). The run pauses "
             "after this turn and asks the requester for a valid one; you will be told when it "
             "is available, then call the tool again."
         )

@@ -50,6 +50,8 @@ OUTCOME_WORDS = {
     "unknown": "outcome unknown",
 }
 TOOL_OUTPUT_SHOWN = 600
+ARGUMENTS_PER_SECTION = 2700
+MAX_ARGUMENT_SECTIONS = 6  # 16k characters: the runner holds no call with more than 8k
 VERDICT_LABELS = {
     "pass": ":large_green_circle: Verifier: pass",
     "fail": ":red_circle: Verifier: fail",
@@ -201,9 +203,15 @@ def tool_approval(*, call: dict[str, Any], actions: list[dict[str, Any]]) -> Mes
     by_type = {str(a["type"]): a for a in actions}
     arguments = json.dumps(call.get("arguments") or {}, indent=1, ensure_ascii=False)
     tool, agent = escape(str(call.get("tool"))), escape(str(call.get("agent")))
+    # All of it is shown (the runner holds no call longer than a few sections), in code
+    # blocks a backtick in the arguments cannot close.
+    shown = escape(arguments).replace("`", "\u02cb")
+    parts = [
+        shown[i : i + ARGUMENTS_PER_SECTION] for i in range(0, len(shown), ARGUMENTS_PER_SECTION)
+    ]
     blocks = [
         _section(f":lock: *{agent}* wants to run `{tool}` with:"),
-        _section(f"```{clip(escape(arguments), 2800 - 8)}```"),
+        *(_section(f"```{part}```") for part in parts[:MAX_ARGUMENT_SECTIONS]),
         ActionsBlock(
             block_id=ids.ACTIONS_BLOCK,
             elements=[
@@ -260,10 +268,8 @@ def _arguments(call: dict[str, Any]) -> str:
 
 
 def tool_running(*, tool: str, arguments: str, decided_by: str) -> Message:
-    text = (
-        f":gear: Running `{escape(tool)}` {clip(escape(arguments), 300)} "
-        f"(approved by <@{decided_by}>)…"
-    )
+    who = f"<@{decided_by}>" if SLACK_USER_ID.fullmatch(decided_by) else escape(decided_by)
+    text = f":gear: Running `{escape(tool)}` {clip(escape(arguments), 300)} (approved by {who})…"
     return plain(f"Running {escape(tool)}"), _dicts(_context(text))
 
 

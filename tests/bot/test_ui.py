@@ -154,3 +154,59 @@ def test_the_summary_separates_working_time_from_a_long_wait() -> None:
     assert "41 s working, 2.0 h in all" in json.dumps(waited)
     _, old = ui.summary({**base, "duration_s": 9.0})  # events written before working_s
     assert "9 s" in json.dumps(old)
+
+
+def _call(arguments: dict) -> dict:
+    return {
+        "agent": "work<er>",
+        "tool": "github.create_issue",
+        "arguments": arguments,
+        "call_id": "c",
+    }
+
+
+TOOL_ACTIONS = [{"id": "a1", "type": "approve_tool"}, {"id": "a2", "type": "deny_tool"}]
+
+
+def test_a_held_call_shows_all_its_arguments_inert() -> None:
+    body = "x" * 7000 + " HIDDEN-TAIL"
+    text, blocks = ui.tool_approval(
+        call=_call({"title": "```*Approved by security*```", "body": body, "to": HOSTILE[:200]}),
+        actions=TOOL_ACTIONS,
+    )
+    _valid(text, blocks)
+    shown = json.dumps(blocks)
+    assert "HIDDEN-TAIL" in shown  # nothing a person approves is cut away
+    assert "```*Approved" not in shown  # a backtick in the arguments closes no code block
+    assert "<!channel>" not in shown and "work&lt;er&gt;" in shown
+    approve, deny = next(b for b in blocks if b["type"] == "actions")["elements"]
+    assert (approve["value"], deny["value"], deny["action_id"]) == ("a1", "a2", "tool_deny")
+
+
+def test_tool_call_lines_and_results_are_valid_and_inert() -> None:
+    calls = [
+        {"tool": "fetch_url", "arguments": HOSTILE[:300], "outcome": "ok", "size": 12_345},
+        {"tool": "web_search", "arguments": "q", "outcome": "needs_credential", "detail": HOSTILE},
+    ] * 6
+    parts = ui.agent_message(source="worker", content="Done.", turn=1, tool_calls=calls)
+    for text, blocks in parts:
+        _valid(text, blocks)
+    shown = json.dumps(parts[-1][1])
+    assert "12.3k chars" in shown and "and 4 more calls" in shown and "<!channel>" not in shown
+    summary = ui.agent_message(
+        source="worker", content="raw tool output " * 500, turn=1, results_only=True
+    )
+    assert "not all shown" in json.dumps(summary) and len(summary) == 1
+    for builder in (
+        ui.tool_decided(call=_call({"a": 1}), decided_by="U1", approved=False, note=HOSTILE),
+        ui.tool_closed(call=_call({"a": 1})),
+        ui.tool_running(tool="fetch_url", arguments=HOSTILE, decided_by="<!here>"),
+        ui.tool_ran(
+            {"tool": "fetch_url", "arguments": "x", "outcome": "unknown", "decided_by": "U1"}
+        ),
+        ui.warning(HOSTILE),
+    ):
+        _valid(*builder)
+        assert "<!channel>" not in json.dumps(builder[1]) and "<!here>" not in json.dumps(
+            builder[1]
+        )

@@ -72,8 +72,9 @@ def build_server(config: ServerConfig) -> FastMCP:
         record_call(config, tool, arguments)
         if not config.token_ok:
             # FastMCP turns this into an isError result, as github-mcp-server reports a
-            # token GitHub refused: "failed to ...: 401 Bad credentials".
-            raise PermissionError(BAD_CREDENTIALS)
+            # token GitHub refused: "failed to ...: 401 Bad credentials". Careless on
+            # purpose, as some servers are: it quotes the token it was given.
+            raise PermissionError(f"{BAD_CREDENTIALS} (token {config.token} is not valid)")
 
     @mcp.tool(structured_output=False)
     def list_issues(repo: str) -> str:

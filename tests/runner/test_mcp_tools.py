@@ -220,3 +220,69 @@ async def _until(condition: Any, timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.05)
+
+
+async def test_a_refused_token_echoed_by_the_server_goes_nowhere(
+    tmp_path: Path, secret_key: str
+) -> None:
+    wrong = "canary-wrong-mcp-token-91d2-must-not-leak"
+    config, calls, _ = _stdio(tmp_path)  # the server expects TOKEN and quotes what it got
+    async with tool_stack(tmp_path, secret_key, mcp_config=str(config)) as stack:
+        await stack.give("fakegit", wrong)
+        stack.llm.script(AGENT, [ToolCall("fakegit__list_issues", {"repo": "a/b"}), "Refused."])
+        run_id = await start_run(stack.runs)
+        await wait_for_status(stack.store, run_id, {RunStatus.WAITING_CREDENTIAL})
+        assert [c["token_ok"] for c in read_calls(calls)] == [False]
+        request = (await _events(stack, run_id, ev.CREDENTIAL_REQUEST))[-1]
+        assert request["rejected"] is True and "401 Bad credentials" in request["reason"]
+        assert wrong not in json.dumps(await _events(stack, run_id))
+        assert not stack.llm.received(wrong)
+    assert wrong.encode() not in _database_bytes(tmp_path)
+
+
+async def test_env_placeholders_are_hidden_like_credentials(
+    tmp_path: Path, secret_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    operator_token = "canary-operator-env-token-55ab"
+    monkeypatch.setenv("FAKEGIT_SERVICE_TOKEN", operator_token)
+    calls, pids = tmp_path / "calls.jsonl", tmp_path / "pids.txt"
+    entry = stdio_server_config(calls, pids, token_placeholder="${env:FAKEGIT_SERVICE_TOKEN}")
+    config = _config(tmp_path, {"fakegit": entry})
+    async with tool_stack(tmp_path, secret_key, mcp_config=str(config)) as stack:
+        stack.llm.script(AGENT, [ToolCall("fakegit__leak_token", {}), "Leaked? TERMINATE"])
+        run = await wait_for_status(stack.store, await start_run(stack.runs), FINISHED)
+        assert run.status == RunStatus.COMPLETED and len(read_calls(calls)) == 1
+        assert not stack.llm.received(operator_token)
+        assert operator_token not in json.dumps(await _events(stack, run.id))
+
+
+async def test_an_approved_mcp_call_waits_for_its_server_s_credential(
+    tmp_path: Path, secret_key: str
+) -> None:
+    config, calls, _ = _stdio(tmp_path)
+    overrides = {"mcp_config": str(config), "tool_approval": ["fakegit.*"]}
+    async with tool_stack(tmp_path, secret_key, **overrides) as stack:
+        await stack.give("fakegit", TOKEN)
+        stack.llm.script(
+            AGENT,
+            [
+                ToolCall("fakegit__create_issue", {"repo": "acme/app", "title": "Flaky CI"}),
+                "I asked to open the issue.",
+                "Opened it. TERMINATE",
+            ],
+        )
+        run_id = await start_run(stack.runs, "Open an issue")
+        await wait_for_status(stack.store, run_id, {RunStatus.WAITING_APPROVAL})
+        from store.crypto import Owner
+
+        await stack.store.credentials.delete(Owner("T1", "UREQ", "fakegit"), actor_id="UREQ")
+        offered = [e for e in await _events(stack, run_id, ev.ACTIONS_OFFERED)][-1]
+        approve = next(a["id"] for a in offered["actions"] if a["type"] == "approve_tool")
+        await stack.runs.decide(approve, user_id="UREQ")
+        await wait_for_status(stack.store, run_id, {RunStatus.WAITING_CREDENTIAL})
+        assert read_calls(calls) == []  # not made, not spent: it waits for the token
+        request = (await _events(stack, run_id, ev.CREDENTIAL_REQUEST))[-1]
+        await stack.runs.keys.submit(request["request_id"], user_id="UREQ", secret=TOKEN)
+        run = await wait_for_status(stack.store, run_id, FINISHED)
+        assert run.status == RunStatus.COMPLETED
+        assert [(c["tool"], c["token_ok"]) for c in read_calls(calls)] == [("create_issue", True)]

@@ -4,11 +4,13 @@ with the approval replayed); a process that died during the call does not repeat
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 
+from runner.llm import openai_verifier_factory
 from runner.manager import RunManager
 from store import Store
 from store import events as ev
@@ -119,3 +121,48 @@ async def test_a_call_that_may_have_run_before_a_crash_is_not_repeated(
         assert result[-1].payload["outcome"] == "unknown"
         told = last_user_text(stack.llm.requests_for(AGENT)[-1].json)
         assert "not repeated automatically" in told
+
+
+async def test_shutdown_during_an_approved_call_reports_it_unknown_not_failed(
+    tmp_path: Path, secret_key: str
+) -> None:
+    approval = {"tool_approval": ["fetch_url"], "fetch_allow_private": True}
+    async with tool_stack(tmp_path, secret_key, **approval) as stack:
+        stack.llm.script(
+            AGENT,
+            [
+                ToolCall("fetch_url", {"url": f"{stack.pages.url}/slow"}),
+                "I asked to read it.",
+                "I will check whether it was read. TERMINATE",
+            ],
+        )
+        started = await stack.runs.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="Read slowly"
+        )
+        run_id = started.run.id
+        await wait_for_status(stack.store, run_id, {RunStatus.WAITING_APPROVAL})
+        approve = (await offered_actions(stack.store, run_id))["approve_tool"]
+        await stack.runs.decide(approve, user_id="UREQ")
+        async with asyncio.timeout(10):
+            while not stack.pages.hits:  # the call is on its way
+                await asyncio.sleep(0.02)
+        await stack.runs.stop(grace_s=0.1)  # the app shuts down during the call
+        run = await stack.store.runs.get(run_id)
+        assert run is not None and run.status == RunStatus.QUEUED  # handed back
+        kinds = [e.kind for e in await stack.store.runs.events(run_id)]
+        assert ev.TOOL_CALL_STARTED in kinds and ev.TOOL_RESULT not in kinds
+        again = RunManager(
+            stack.store,
+            stack.settings,
+            verifier_client_factory=openai_verifier_factory(stack.settings),
+            poll_interval_s=0.05,
+        )
+        await again.start()
+        try:
+            run = await wait_for_status(stack.store, run_id, FINISHED)
+        finally:
+            await again.stop()
+        assert run.status == RunStatus.COMPLETED
+        assert len(stack.pages.hits) == 1  # not made a second time
+        result = [e for e in await stack.store.runs.events(run_id) if e.kind == ev.TOOL_RESULT]
+        assert [r.payload["outcome"] for r in result] == ["unknown"]

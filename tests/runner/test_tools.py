@@ -272,3 +272,39 @@ async def test_http_tool_header_is_filled_per_call_and_a_refusal_asks_again(
         assert request["provider"] == "tracker" and request["rejected"] is True
         every = [e.payload for e in await stack.store.runs.events(run_id)]
         assert tracker_key not in json.dumps(every)
+
+
+async def test_a_held_call_is_judged_but_only_its_own_buttons_are_offered(
+    tmp_path: Path, secret_key: str
+) -> None:
+    fail = json.dumps(
+        {
+            "verdict": "fail",
+            "reason": "Reading that page is off-task.",
+            "suggested_actions": [{"type": "revise", "params": {"feedback": "Stay on task."}}],
+        }
+    )
+    approval = {"tool_approval": ["fetch_url"], "fetch_allow_private": True}
+    async with tool_stack(tmp_path, secret_key, **approval) as stack:
+        stack.llm.script("verifier-model", [fail])
+        _script_fetch(stack, "Version 4.2 ships queues. TERMINATE")
+        run_id, actions = await _held_fetch(stack)
+        assert set(actions) == {"approve_tool", "deny_tool"}
+        verdicts = await _events(stack, run_id, ev.VERIFIER_RESULT)
+        assert [v["verdict"] for v in verdicts] == ["fail"]  # shown beside the held call
+        await stack.runs.decide(actions["approve_tool"], user_id="UREQ")
+        run = await wait_for_status(stack.store, run_id, FINISHED)
+        assert run.status == RunStatus.COMPLETED and len(stack.pages.hits) == 1
+        assert len(await _events(stack, run_id, ev.ACTIONS_OFFERED)) == 1
+
+
+async def test_arguments_too_long_to_review_are_not_held(tmp_path: Path, secret_key: str) -> None:
+    approval = {"tool_approval": ["fetch_url"], "fetch_allow_private": True}
+    async with tool_stack(tmp_path, secret_key, **approval) as stack:
+        long_url = f"{stack.pages.url}/notes?q=" + "x" * 9000
+        stack.llm.script(AGENT, [ToolCall("fetch_url", {"url": long_url}), "Too long. TERMINATE"])
+        run = await wait_for_status(stack.store, await start_run(stack.runs), FINISHED)
+        assert run.status == RunStatus.COMPLETED and stack.pages.hits == []
+        assert await _events(stack, run.id, ev.ACTIONS_OFFERED) == []
+        told = last_user_text(stack.llm.requests_for(AGENT)[-1].json)
+        assert "too long to review" in told

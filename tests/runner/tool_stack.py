@@ -3,6 +3,7 @@ server, a one-agent team on the OpenAI client, and the RunManager driving it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -55,6 +56,8 @@ class Pages:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.hits.append({"path": request.path, "headers": dict(request.headers)})
+        if request.path == "/slow":  # answers after the test has moved on
+            await asyncio.sleep(5)
         if self.status != 200:
             return web.json_response({"error": "no"}, status=self.status)
         if request.path.startswith("/api/"):

@@ -18,7 +18,9 @@ from bot.listeners.actions.approval import ANSWERS
 from bot.listeners.ephemeral import tell
 from bot.services import services_of
 from bot.ui.deny_modal import deny_reason_modal
-from store.actions import DecisionOutcome
+from store.actions import Decision, DecisionOutcome
+
+DENY = "deny_tool"
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,10 @@ async def tool_deny_action(
     services = services_of(context)
     action_id = str(action.get("value", ""))
     check = await services.runs.may_decide(action_id, user_id=body["user"]["id"])
+    if check.outcome == DecisionOutcome.APPROVED and (
+        check.action is None or check.action.type != DENY
+    ):
+        check = Decision(DecisionOutcome.NOT_FOUND)  # only a tool call's Deny opens this form
     if check.outcome != DecisionOutcome.APPROVED or check.action is None:
         await tell(client, body, ANSWERS[check.outcome])
         return

@@ -8,8 +8,9 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot import ids
 from bot.listeners.actions.approval import ANSWERS
+from bot.listeners.actions.tool_deny import DENY
 from bot.services import services_of
-from store.actions import DecisionOutcome
+from store.actions import Decision, DecisionOutcome
 
 
 async def tool_deny_submit_view(
@@ -18,9 +19,16 @@ async def tool_deny_submit_view(
     values = (view.get("state") or {}).get("values") or {}
     field = (values.get(ids.TOOL_DENY_REASON_BLOCK) or {}).get(ids.TOOL_DENY_REASON_INPUT) or {}
     reason = field.get("value") if isinstance(field.get("value"), str) else None
-    decision = await services_of(context).runs.decide(
-        str(view.get("private_metadata", "")), user_id=body["user"]["id"], note=reason
+    runs, action_id, user_id = (
+        services_of(context).runs,
+        str(view.get("private_metadata", "")),
+        body["user"]["id"],
     )
+    check = await runs.may_decide(action_id, user_id=user_id)
+    if check.action is None or check.action.type != DENY:  # this form denies a tool call only
+        decision = Decision(DecisionOutcome.NOT_FOUND)
+    else:
+        decision = await runs.decide(action_id, user_id=user_id, note=reason)
     if decision.outcome == DecisionOutcome.APPROVED:
         await ack()
     else:

@@ -368,10 +368,19 @@ class RunExecutor:
         ledger = claimed.toolkit.ledger
         if not ledger.wanted:
             return False
-        wanted = ledger.wanted[0]
+        wanted, held = ledger.wanted[0], ledger.approval
         ledger.wanted.clear()
-        ledger.approval = None  # asked for again once the key is there, if still wanted
-        await self._writer.wait_for_credential(claimed.run, wanted, progress=claimed.progress())
+        ledger.approval = None
+        notes = []
+        if held is not None:  # one wait at a time: the key first; the call is asked again
+            text = (
+                f"{held.agent}'s call to {held.tool} was not offered for approval: the run needs a "
+                f"{wanted.provider} key first. The agent can ask for the call again then."
+            )
+            notes.append(NewEvent(ev.WARNING, {"text": text}))
+        await self._writer.wait_for_credential(
+            claimed.run, wanted, progress=claimed.progress(), notes=notes
+        )
         return True
 
     async def _wait_for_tool_approval(self, claimed: ClaimedRun) -> bool:

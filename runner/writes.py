@@ -98,9 +98,11 @@ class ClaimedRunWriter:
         *,
         pending_input: str | None | Keep = KEEP,
         progress: RunChange = NO_CHANGE,
+        notes: list[NewEvent] | None = None,
     ) -> None:
         """Park the run on a credential request: from here it is only rows. `pending_input`
-        is an input the team has not been given yet (the cut-short turn's)."""
+        is an input the team has not been given yet (the cut-short turn's); `notes` are
+        events written just before the request, in the same transaction."""
         change = dataclasses.replace(
             progress, status=RunStatus.WAITING_CREDENTIAL, resume_input=pending_input
         )
@@ -110,6 +112,7 @@ class ClaimedRunWriter:
             expires_at=utcnow() + timedelta(seconds=self._settings.credential_timeout_s),
             guard=self._guard,
             change=change,
+            events_before=notes,
         )
         if request is None:
             raise RunLost()

@@ -308,3 +308,25 @@ async def test_arguments_too_long_to_review_are_not_held(tmp_path: Path, secret_
         assert await _events(stack, run.id, ev.ACTIONS_OFFERED) == []
         told = last_user_text(stack.llm.requests_for(AGENT)[-1].json)
         assert "too long to review" in told
+
+
+async def test_a_key_and_a_held_call_in_one_turn_ask_for_the_key_and_say_so(
+    tmp_path: Path, secret_key: str
+) -> None:
+    approval = {"tool_approval": ["fetch_url"], "fetch_allow_private": True}
+    async with tool_stack(tmp_path, secret_key, search_keys={TAVILY_KEY}, **approval) as stack:
+        stack.llm.script(
+            AGENT,
+            [
+                ToolCall("web_search", {"query": "release notes"}),
+                ToolCall("fetch_url", {"url": f"{stack.pages.url}/notes"}),
+                "I need a key and an approval.",
+            ],
+        )
+        run_id = await start_run(stack.runs, "Find and read the notes")
+        await wait_for_status(stack.store, run_id, {RunStatus.WAITING_CREDENTIAL})
+        warning = (await _events(stack, run_id, ev.WARNING))[-1]["text"]
+        assert "call to fetch_url was not offered for approval" in warning
+        assert "tavily key first" in warning
+        assert await _events(stack, run_id, ev.ACTIONS_OFFERED) == []
+        assert stack.pages.hits == [] and stack.search.requests == []

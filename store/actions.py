@@ -36,6 +36,12 @@ class Decision:
     action: OfferedAction | None = None
 
 
+def _answered(row: OfferedActionRow) -> DecisionOutcome:
+    """Why an action is no longer open: someone decided its offer, or (nobody did) its run
+    ended and closed it."""
+    return DecisionOutcome.ALREADY_DECIDED if row.decided_by else DecisionOutcome.RUN_NOT_WAITING
+
+
 def may_decide(user_id: str, *, requester_id: str, approvers: frozenset[str]) -> bool:
     """Fail closed: the requester, or someone named in APPROVERS; nobody else."""
     return bool(user_id) and (user_id == requester_id or user_id in approvers)
@@ -132,10 +138,8 @@ class ActionRepository(Repository):
                 return Decision(DecisionOutcome.NOT_FOUND)
             if not may_decide(user_id, requester_id=run.requester_id, approvers=approvers):
                 return Decision(DecisionOutcome.NOT_AUTHORISED, _action(row))
-            if RunStatus(run.status).finished:
-                return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row))
             if row.status != ActionStatus.OFFERED:
-                return Decision(DecisionOutcome.ALREADY_DECIDED, _action(row))
+                return Decision(_answered(row), _action(row))
             if run.status != RunStatus.WAITING_APPROVAL:
                 return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row))
             now = utcnow()
@@ -186,10 +190,8 @@ class ActionRepository(Repository):
                 return Decision(DecisionOutcome.NOT_FOUND)
             if not may_decide(user_id, requester_id=run.requester_id, approvers=approvers):
                 return Decision(DecisionOutcome.NOT_AUTHORISED, _action(row))
-            if RunStatus(run.status).finished:
-                return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row))
             if row.status != ActionStatus.OFFERED:
-                return Decision(DecisionOutcome.ALREADY_DECIDED, _action(row))
+                return Decision(_answered(row), _action(row))
             if run.status != RunStatus.WAITING_APPROVAL:
                 return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row))
             return Decision(DecisionOutcome.APPROVED, _action(row))

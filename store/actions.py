@@ -36,6 +36,23 @@ class Decision:
     action: OfferedAction | None = None
 
 
+async def _check(
+    session: AsyncSession, action_id: str, user_id: str, approvers: frozenset[str]
+) -> tuple[Decision | None, OfferedActionRow | None, RunRow | None]:
+    """The refusal `user_id` gets for deciding the action now, if any; the rows read."""
+    row = await session.get(OfferedActionRow, action_id)
+    run = await session.get(RunRow, row.run_id) if row is not None else None
+    if row is None or run is None:
+        return Decision(DecisionOutcome.NOT_FOUND), row, run
+    if not may_decide(user_id, requester_id=run.requester_id, approvers=approvers):
+        return Decision(DecisionOutcome.NOT_AUTHORISED, _action(row)), row, run
+    if row.status != ActionStatus.OFFERED:
+        return Decision(_answered(row), _action(row)), row, run
+    if run.status != RunStatus.WAITING_APPROVAL:
+        return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row)), row, run
+    return None, row, run
+
+
 def _answered(row: OfferedActionRow) -> DecisionOutcome:
     """Why an action is no longer open: someone decided its offer, or (nobody did) its run
     ended and closed it."""
@@ -130,18 +147,9 @@ class ActionRepository(Repository):
         the person gave) is kept with the action's parameters."""
         async with self._db.work() as work:
             session = work.session
-            row = await session.get(OfferedActionRow, action_id)
-            if row is None:
-                return Decision(DecisionOutcome.NOT_FOUND)
-            run = await session.get(RunRow, row.run_id)
-            if run is None:
-                return Decision(DecisionOutcome.NOT_FOUND)
-            if not may_decide(user_id, requester_id=run.requester_id, approvers=approvers):
-                return Decision(DecisionOutcome.NOT_AUTHORISED, _action(row))
-            if row.status != ActionStatus.OFFERED:
-                return Decision(_answered(row), _action(row))
-            if run.status != RunStatus.WAITING_APPROVAL:
-                return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row))
+            refused, row, run = await _check(session, action_id, user_id, approvers)
+            if refused is not None or row is None or run is None:
+                return refused or Decision(DecisionOutcome.NOT_FOUND)
             now = utcnow()
             result = await session.execute(
                 update(OfferedActionRow)
@@ -184,16 +192,9 @@ class ActionRepository(Repository):
         """What `decide` would answer, without deciding: lets a front end refuse at once
         before it asks the person for more (a reason to deny, say)."""
         async with self._db.reads() as session:
-            row = await session.get(OfferedActionRow, action_id)
-            run = await session.get(RunRow, row.run_id) if row is not None else None
-            if row is None or run is None:
-                return Decision(DecisionOutcome.NOT_FOUND)
-            if not may_decide(user_id, requester_id=run.requester_id, approvers=approvers):
-                return Decision(DecisionOutcome.NOT_AUTHORISED, _action(row))
-            if row.status != ActionStatus.OFFERED:
-                return Decision(_answered(row), _action(row))
-            if run.status != RunStatus.WAITING_APPROVAL:
-                return Decision(DecisionOutcome.RUN_NOT_WAITING, _action(row))
+            refused, row, _ = await _check(session, action_id, user_id, approvers)
+            if refused is not None or row is None:
+                return refused or Decision(DecisionOutcome.NOT_FOUND)
             return Decision(DecisionOutcome.APPROVED, _action(row))
 
     async def has_newer_offer(self, run_id: str, offer_id: str) -> bool:

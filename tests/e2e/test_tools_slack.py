@@ -4,8 +4,10 @@ thread, and a held call approved or denied with the buttons."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from bot import ids
 from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, Stack, button, running_stack, verdict
 from tests.fakes.llm_server import ToolCall
 from tests.fakes.mcp_process import alive_pids, read_calls, stdio_server_config
-from tests.runner.tool_stack import LLM_KEY, serving_pages, tool_team_file
+from tests.runner.tool_stack import LLM_KEY, Pages, serving_pages, tool_team_file
 
 TOKEN = "canary-slack-mcp-token-7e21c4-must-not-leak"
 
@@ -106,7 +108,9 @@ async def test_mcp_token_asked_in_the_modal_reaches_only_the_server(
         assert TOKEN.encode() not in path.read_bytes(), path.name
 
 
-async def test_held_call_is_decided_with_the_buttons(tmp_path: Path, secret_key: str) -> None:
+@contextlib.asynccontextmanager
+async def _held_fetch(tmp_path: Path, secret_key: str) -> AsyncIterator[tuple[Stack, Pages]]:
+    """The app with fetch_url held for approval (UBOSS approves) and a page to fetch."""
     async with serving_pages() as pages:
         overrides = {
             "team_config": str(tool_team_file(tmp_path)),
@@ -117,83 +121,78 @@ async def test_held_call_is_decided_with_the_buttons(tmp_path: Path, secret_key:
         }
         async with running_stack(tmp_path, secret_key, valid_keys={LLM_KEY}, **overrides) as stack:
             stack.llm.default(VERIFIER_MODEL, verdict())
-            stack.llm.script(
-                AGENT_MODEL,
-                [
-                    ToolCall("fetch_url", {"url": f"{pages.url}/notes"}),
-                    "I asked to read the notes.",
-                    "Understood, not reading them. TERMINATE",
-                ],
-            )
-            await stack.command("Read the release notes")
-            offer = await _message_with(stack, ids.TOOL_DENY)
-            assert "worker" in _blocks(offer) and "fetch_url" in _blocks(offer)
-            assert f"{pages.url}/notes" in _blocks(offer)  # exactly what would run
+            yield stack, pages
 
-            await stack.click(offer, ids.TOOL_DENY, user_id="U2")  # neither requester nor approver
-            refusal = await stack.slack.wait_for(
-                lambda s: [e for e in s.ephemerals if e["user"] == "U2"]
-            )
-            assert "Only the person who started this run" in refusal[-1]["text"]
-            assert stack.slack.views_opened == []
-            await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="U2")
-            await stack.slack.wait_for(
-                lambda s: len([e for e in s.ephemerals if e["user"] == "U2"]) == 2
-            )
 
-            await stack.click(offer, ids.TOOL_DENY, user_id="U1")
-            await stack.slack.wait_for(lambda s: s.views_opened)
-            deny_view = stack.slack.views_opened[-1]
-            assert deny_view["callback_id"] == ids.TOOL_DENY_MODAL
-            reason = {ids.TOOL_DENY_REASON_BLOCK: {ids.TOOL_DENY_REASON_INPUT: "Not today."}}
-            status, answer, _ = await stack.submit(deny_view, reason, "U1")
-            assert status == 200 and "errors" not in answer
-            denied = await _message_with(stack, "Denied by")
-            assert "Not today." in _blocks(denied) and button(denied, ids.TOOL_DENY) is None
-            await _message_with(stack, "Run finished", timeout=30)
-            assert pages.hits == []
-            told = json.dumps(stack.llm.requests_for(AGENT_MODEL)[-1].json)
-            assert "Not today." in told and "U1" in told
+async def test_held_call_is_decided_with_the_buttons(tmp_path: Path, secret_key: str) -> None:
+    async with _held_fetch(tmp_path, secret_key) as (stack, pages):
+        stack.llm.script(
+            AGENT_MODEL,
+            [
+                ToolCall("fetch_url", {"url": f"{pages.url}/notes"}),
+                "I asked to read the notes.",
+                "Understood, not reading them. TERMINATE",
+            ],
+        )
+        await stack.command("Read the release notes")
+        offer = await _message_with(stack, ids.TOOL_DENY)
+        assert "worker" in _blocks(offer) and "fetch_url" in _blocks(offer)
+        assert f"{pages.url}/notes" in _blocks(offer)  # exactly what would run
 
-            # The same form again, after the decision: refused inline, nothing changes.
-            status, answer, _ = await stack.submit(deny_view, reason, "U1")
-            assert status == 200 and "errors" in answer
+        await stack.click(offer, ids.TOOL_DENY, user_id="U2")  # neither requester nor approver
+        refusal = await stack.slack.wait_for(
+            lambda s: [e for e in s.ephemerals if e["user"] == "U2"]
+        )
+        assert "Only the person who started this run" in refusal[-1]["text"]
+        assert stack.slack.views_opened == []
+        await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="U2")
+        await stack.slack.wait_for(
+            lambda s: len([e for e in s.ephemerals if e["user"] == "U2"]) == 2
+        )
+
+        await stack.click(offer, ids.TOOL_DENY, user_id="U1")
+        await stack.slack.wait_for(lambda s: s.views_opened)
+        deny_view = stack.slack.views_opened[-1]
+        assert deny_view["callback_id"] == ids.TOOL_DENY_MODAL
+        reason = {ids.TOOL_DENY_REASON_BLOCK: {ids.TOOL_DENY_REASON_INPUT: "Not today."}}
+        status, answer, _ = await stack.submit(deny_view, reason, "U1")
+        assert status == 200 and "errors" not in answer
+        denied = await _message_with(stack, "Denied by")
+        assert "Not today." in _blocks(denied) and button(denied, ids.TOOL_DENY) is None
+        await _message_with(stack, "Run finished", timeout=30)
+        assert pages.hits == []
+        told = json.dumps(stack.llm.requests_for(AGENT_MODEL)[-1].json)
+        assert "Not today." in told and "U1" in told
+
+        # The same form again, after the decision: refused inline, nothing changes.
+        status, answer, _ = await stack.submit(deny_view, reason, "U1")
+        assert status == 200 and "errors" in answer
 
 
 async def test_approved_call_runs_once_and_shows_its_result(
     tmp_path: Path, secret_key: str
 ) -> None:
-    async with serving_pages() as pages:
-        overrides = {
-            "team_config": str(tool_team_file(tmp_path)),
-            "openrouter_api_key": LLM_KEY,
-            "tool_approval": ["fetch_url"],
-            "fetch_allow_private": True,
-            "approvers": ["UBOSS"],
-        }
-        async with running_stack(tmp_path, secret_key, valid_keys={LLM_KEY}, **overrides) as stack:
-            stack.llm.default(VERIFIER_MODEL, verdict())
-            stack.llm.script(
-                AGENT_MODEL,
-                [
-                    ToolCall("fetch_url", {"url": f"{pages.url}/notes"}),
-                    "I asked to read the notes.",
-                    "Version 4.2 ships queues. TERMINATE",
-                ],
-            )
-            await stack.command("Read the release notes")
-            offer = await _message_with(stack, ids.TOOL_DENY)
-            await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="UBOSS")
-            await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="UBOSS")  # replayed
-            await _message_with(stack, "Approved by")
-            ran = await _message_with(stack, "fetch_url` ", timeout=20)
-            await _message_with(stack, "Run finished", timeout=30)
-            assert [hit["path"] for hit in pages.hits] == ["/notes"]
-            ran = next(m for m in stack.thread() if ":hammer_and_wrench:" in _blocks(m))
-            assert "ok" in _blocks(ran) and "Version 4.2" not in _blocks(ran)
-            answers = [e for e in stack.slack.ephemerals if e["user"] == "UBOSS"]
-            assert answers and (  # decided already, or even finished by now
-                "already decided" in answers[-1]["text"]
-                or "no longer waiting" in answers[-1]["text"]
-            )
-            assert "approved by <@UBOSS>" in _blocks(ran)
+    async with _held_fetch(tmp_path, secret_key) as (stack, pages):
+        stack.llm.script(
+            AGENT_MODEL,
+            [
+                ToolCall("fetch_url", {"url": f"{pages.url}/notes"}),
+                "I asked to read the notes.",
+                "Version 4.2 ships queues. TERMINATE",
+            ],
+        )
+        await stack.command("Read the release notes")
+        offer = await _message_with(stack, ids.TOOL_DENY)
+        await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="UBOSS")
+        await stack.click(offer, f"{ids.APPROVE_PREFIX}0", user_id="UBOSS")  # replayed
+        await _message_with(stack, "Approved by")
+        ran = await _message_with(stack, "fetch_url` ", timeout=20)
+        await _message_with(stack, "Run finished", timeout=30)
+        assert [hit["path"] for hit in pages.hits] == ["/notes"]
+        ran = next(m for m in stack.thread() if ":hammer_and_wrench:" in _blocks(m))
+        assert "ok" in _blocks(ran) and "Version 4.2" not in _blocks(ran)
+        answers = [e for e in stack.slack.ephemerals if e["user"] == "UBOSS"]
+        assert answers and (  # decided already, or even finished by now
+            "already decided" in answers[-1]["text"] or "no longer waiting" in answers[-1]["text"]
+        )
+        assert "approved by <@UBOSS>" in _blocks(ran)

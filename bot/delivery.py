@@ -190,6 +190,7 @@ class RunDelivery:
             requester_id=run.requester_id,
             status=str(run.status),
             detail=f"{run.turns} turns" if run.turns else None,
+            team=run.team_name,
         )
 
     async def _post(self, text: str, blocks: list[dict[str, Any]]) -> str | None:

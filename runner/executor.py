@@ -30,6 +30,7 @@ from runner.redact import redact, redact_tree, secret_in_use
 from runner.resume import next_input
 from runner.run_log import VERIFIER_CONTEXT_MESSAGES, Message, RunLog
 from runner.team import TURN_BOUNDARY_REASON, LoadedTeam, load_team
+from runner.team_catalog import TeamCatalog
 from runner.team_config import TeamConfigError
 from runner.termination import USER
 from runner.tool_calls import judged_text, turn_tool_calls, without_tool_note
@@ -84,6 +85,7 @@ class RunExecutor:
         self._auto_apply = auto_apply
         self._writer = ClaimedRunWriter(store, settings, owner)
         self._servers = read_mcp_config(settings)
+        self._teams = TeamCatalog.from_settings(settings)
         self.draining = False
 
     async def execute(self, run: Run, token: CancellationToken) -> None:
@@ -155,8 +157,13 @@ class RunExecutor:
         """The team restored from the run's saved state, its agents given their tools (the
         MCP servers started for this claim); None (the run ended) when TEAM_CONFIG is
         broken or no longer fits the saved state."""
+        named = self._teams.get(run.team_name) if run.team_name else self._teams.default
+        if named is None:
+            text = f"The team {run.team_name} is no longer available (TEAMS_DIR)."
+            await self._writer.finish(run, RunStatus.INTERRUPTED, text, error=("team_config", text))
+            return None
         try:
-            loaded = load_team(self._settings, api_key=key)
+            loaded = load_team(self._settings, api_key=key, path=named.path)
         except (TeamConfigError, ValueError) as exc:
             detail = ("team_config", redact(str(exc), [key]))
             await self._writer.finish(

@@ -26,6 +26,7 @@ from runner.keys import KeyDesk
 from runner.llm import openai_verifier_factory
 from runner.outcome import closing_events
 from runner.providers import ProviderTable
+from runner.team_catalog import TeamCatalog
 from runner.verifier import ClientFactory, Verifier
 from runner.writes import RunLost
 from store import Store
@@ -78,6 +79,7 @@ class RunManager:
         )
         self.keys = KeyDesk(store)
         self.providers = ProviderTable.from_settings(settings)
+        self.teams = TeamCatalog.from_settings(settings)
         self._poll_interval_s = poll_interval_s
         self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}
         self._wake = asyncio.Event()
@@ -127,15 +129,19 @@ class RunManager:
         task: str,
         idempotency_key: str | None = None,
         hold_s: float | None = None,
+        team_name: str | None = None,
     ) -> StartResult:
         """Create a queued run. With `hold_s`, no replica claims it until `release_hold`
         (or `discard`) is called, or the hold lapses: the front end first makes the place
-        where the run will be shown, and a redelivered command finds the run already there."""
+        where the run will be shown, and a redelivered command finds the run already there.
+        `team_name`: a team of `self.teams` (the front end checked it); None: the default."""
         task = task.strip()[:MAX_TASK_CHARS]
         running = await self.store.runs.count_by_status(RunStatus.RUNNING)
         busy = running >= self.settings.max_concurrent_runs
         ahead = await self.store.runs.count_by_status(RunStatus.QUEUED) if busy else 0
         started = {"task": task, "requester_id": requester_id, "queued_ahead": ahead}
+        if team_name:
+            started["team"] = team_name
         events = [NewEvent(ev.RUN_STARTED, started)]
         if busy:
             events.append(NewEvent(ev.INFO, {"text": self._queued_note(running, ahead)}))
@@ -147,6 +153,7 @@ class RunManager:
             idempotency_key=idempotency_key,
             events=events,
             hold_until=utcnow() + timedelta(seconds=hold_s) if hold_s else None,
+            team_name=team_name,
         )
         if not created:
             return StartResult(run, False, 0)

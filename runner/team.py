@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from autogen_agentchat.base import Team
@@ -81,10 +82,10 @@ class LoadedTeam:
                 pass
 
 
-def load_team(settings: Settings, *, api_key: str) -> LoadedTeam:
-    """TEAM_CONFIG (or the default team) built with `api_key`; the claim's toolkit gives
-    its agents their tools afterwards (`Toolkit.equip`)."""
-    config, termination = split_termination(read_team_config(settings))
+def load_team(settings: Settings, *, api_key: str, path: Path | None = None) -> LoadedTeam:
+    """The team at `path` (a named team), else TEAM_CONFIG (or the default team), built
+    with `api_key`; the claim's toolkit gives its agents their tools afterwards."""
+    config, termination = split_termination(read_team_config(settings, path))
     prepared = copy.deepcopy(config)
     configure_model_clients(prepared, settings=settings, api_key=api_key)
     prepared.setdefault("config", {})["max_turns"] = 1
@@ -104,8 +105,11 @@ async def check_team_config(settings: Settings) -> None:
     run later."""
     from runner.mcp_servers import read_mcp_config  # they import this module's neighbours
     from runner.providers import ProviderTable
+    from runner.team_catalog import TeamCatalog
 
     await load_team(settings, api_key=STARTUP_CHECK_KEY).close()
+    for entry in TeamCatalog.from_settings(settings).named:
+        await load_team(settings, api_key=STARTUP_CHECK_KEY, path=entry.path).close()
     read_mcp_config(settings)
     ProviderTable.from_settings(settings)
 

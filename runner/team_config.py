@@ -16,8 +16,9 @@ class TeamConfigError(Exception):
     """The team JSON cannot be read or loaded; the message names the file, not secrets."""
 
 
-def read_team_config(settings: Settings) -> dict[str, Any]:
-    path = settings.team_config or DEFAULT_TEAM_PATH
+def read_team_config(settings: Settings, path: Path | None = None) -> dict[str, Any]:
+    """The team JSON at `path` (a named team's file), else TEAM_CONFIG's or the default's."""
+    path = path or settings.team_config or DEFAULT_TEAM_PATH
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

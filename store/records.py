@@ -84,6 +84,7 @@ class Run:
     lease_expires_at: datetime | None
     recoveries: int
     active_s: float = 0.0
+    team_name: str | None = None  # a team of TEAMS_DIR; None: the default team
 
     @property
     def totals(self) -> Totals:

@@ -28,6 +28,7 @@ class RunRepository(Repository):
         thread_ts: str | None = None,
         events: Sequence[NewEvent] = (),
         hold_until: datetime | None = None,
+        team_name: str | None = None,
     ) -> tuple[Run, bool]:
         """Create a queued run with its first events (so nobody can see it without them);
         the same idempotency key returns the first run and False. `hold_until` keeps
@@ -43,6 +44,7 @@ class RunRepository(Repository):
             lease_owner=FRONT_END_HOLD if hold_until else None,
             lease_expires_at=hold_until,
             idempotency_key=idempotency_key,
+            team_name=team_name,
             turns=0,
             prompt_tokens=0,
             completion_tokens=0,

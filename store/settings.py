@@ -45,6 +45,7 @@ _HINTS: dict[str, str] = {
     "MCP_CONFIG": "point it at a JSON file with an mcpServers object (see the README)",
     "PROVIDERS_FILE": "point it at a JSON object of providers: "
     '{"name": {"title": "...", "hint": "...", "url": "https://..."}}',
+    "TEAMS_DIR": "point it at a folder of team JSON files (name.json, as AutoGen Studio exports)",
     "LLM_MODEL_INFO": "give a JSON object such as "
     '{"vision": false, "function_calling": true, "json_output": true, "family": "unknown", '
     '"structured_output": true}',
@@ -103,6 +104,7 @@ class Settings(BaseSettings):
     openrouter_api_key: SecretStr | None = None
     llm_max_retries: int = Field(default=3, ge=0, le=10)
     team_config: Path | None = None
+    teams_dir: Path | None = None
 
     max_concurrent_runs: int = Field(default=4, ge=1, le=256)
     max_turns: int = Field(default=12, ge=1, le=500)

@@ -72,9 +72,17 @@ def _context(text: str) -> ContextBlock:
 
 
 def root_message(
-    *, run_id: str, task: str, requester_id: str, status: str, detail: str | None = None
+    *,
+    run_id: str,
+    task: str,
+    requester_id: str,
+    status: str,
+    detail: str | None = None,
+    team: str | None = None,
 ) -> Message:
     label = STATUS_LABELS.get(status, status)
+    if team:
+        label += f" · team `{escape(team)}`"
     task_text = split_text(escape(task), 2500)[0]
     blocks: list[Any] = [
         _section(

@@ -7,16 +7,20 @@ from typing import Any
 from slack_sdk.models.blocks import ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot import ids
-from bot.ui.text import escape
+from bot.ui.text import clip, escape
 
 HELP_TEXT = (
     "*AutoGen in Slack*\n"
     "• `/autogen &lt;task&gt;` — start a team run; it works in a thread under a new message\n"
+    "• `/autogen --team NAME &lt;task&gt;` — run it with another team (`/autogen teams`)\n"
     "• `/autogen status` — your recent runs and their states\n"
     "• `/autogen stop [run id]` — stop a run (your latest active one if no id)\n"
     "• `/autogen credentials` — list or delete your stored keys (values are never shown)\n"
     "• `/autogen help` — this message"
 )
+
+
+TEAMS_TEXT_LIMIT = 2900
 
 
 def help_blocks(prefix: str | None = None) -> list[dict[str, Any]]:
@@ -52,3 +56,21 @@ def credentials_list(providers: list[tuple[str, str]]) -> list[dict[str, Any]]:
 def status_blocks(rows: list[str]) -> list[dict[str, Any]]:
     text = "*Your recent runs*\n" + "\n".join(rows) if rows else "You have no runs yet."
     return [SectionBlock(text=MarkdownTextObject(text=text[:3000])).to_dict()]
+
+
+def teams_blocks(teams: list[tuple[str, str]], prefix: str | None = None) -> list[dict[str, Any]]:
+    """(name, description) rows: the teams `/autogen --team NAME` can pick. `prefix` is
+    the app's own mrkdwn (escape anything a user typed in it). As many rows as fit in one
+    section, then how many more there are."""
+    text = (f"{prefix}\n\n" if prefix else "") + "*Teams*"
+    for shown, (name, description) in enumerate(teams):
+        row = f"\n• `{escape(name)}` — {clip(escape(description), 200) or 'no description'}"
+        if len(text) + len(row) > TEAMS_TEXT_LIMIT:
+            text += f"\n… and {len(teams) - shown} more"
+            break
+        text += row
+    usage = "Pick one with `/autogen --team NAME &lt;task&gt;`; without `--team`, `default` runs."
+    return [
+        SectionBlock(text=MarkdownTextObject(text=text)).to_dict(),
+        ContextBlock(elements=[MarkdownTextObject(text=usage)]).to_dict(),
+    ]

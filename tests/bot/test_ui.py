@@ -210,3 +210,33 @@ def test_tool_call_lines_and_results_are_valid_and_inert() -> None:
         assert "<!channel>" not in json.dumps(builder[1]) and "<!here>" not in json.dumps(
             builder[1]
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "team", "task"),
+    [
+        ("teams", "teams", None, ""),
+        ("--team research find three sources", "start", "research", "find three sources"),
+        ("--team=Research find x", "start", "research", "find x"),
+        ("--TEAM `ops` restart the deploy", "start", "ops", "restart the deploy"),
+        ("--team research status", "start", "research", "status"),
+        ("--team research", "help", None, ""),
+        ("--team", "help", None, ""),
+        ("--teams are great", "help", None, ""),
+        ("plan with --team x later", "start", None, "plan with --team x later"),
+    ],
+)
+def test_team_option(text: str, kind: str, team: str | None, task: str) -> None:
+    parsed = parse(text)
+    assert (parsed.kind, parsed.team) == (kind, team)
+    if kind == "start":
+        assert parsed.argument == task
+
+
+def test_the_teams_list_is_valid_and_inert() -> None:
+    blocks = modals.teams_blocks(
+        [("default", HOSTILE), *((f"t{i}", "d" * 100) for i in range(60))], "No such team."
+    )
+    assert find_block_problems(blocks) == []
+    assert "<!channel>" not in json.dumps(blocks) and "more" in json.dumps(blocks)
+    assert "`t59`" in json.dumps(modals.teams_blocks([(f"t{i}", "d") for i in range(60)]))

@@ -269,3 +269,45 @@ async def test_a_task_that_mentions_payload_starts_its_run(tmp_path: Path, secre
         (run,) = await stack.stored_runs()
         assert run.task == "Explain this webhook payload"
         assert "webhook payload" in text_of(stack.root())
+
+
+async def test_named_teams_are_listed_and_picked_and_an_unknown_one_is_explained(
+    tmp_path: Path, secret_key: str
+) -> None:
+    import json
+
+    from runner.team_config import DEFAULT_TEAM_PATH
+
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    research = json.loads(DEFAULT_TEAM_PATH.read_text(encoding="utf-8"))
+    research["description"] = "Finds sources & cites them."
+    planner = research["config"]["participants"][0]["config"]
+    planner["system_message"] = "You are the research lead. Name three sources."
+    (teams / "research.json").write_text(json.dumps(research))
+    async with running_stack(
+        tmp_path, secret_key, valid_keys={KEY}, teams_dir=str(teams), openrouter_api_key=KEY
+    ) as stack:
+        status, body, _ = await stack.command("teams")
+        assert status == 200
+        listing = json.dumps(await stack.reply())
+        assert "`default`" in listing and "`research`" in listing
+        assert "Finds sources &amp; cites them." in listing
+
+        await stack.command("--team marketing write a slogan")
+        unknown = json.dumps(await stack.reply())
+        assert "I don't know a team called `marketing`" in unknown and "`research`" in unknown
+        assert stack.slack.channel_messages("C1") == []  # nothing started
+
+        stack.llm.script(AGENT_MODEL, ["1. Docs 2. Paper 3. Blog", "Done.", "Good. TERMINATE"])
+        status, body, _ = await stack.command("--team research find sources on queues")
+        assert (status, body) == (200, "")
+        await stack.slack.wait_for(
+            lambda s: any("Run finished" in text_of(m) for m in stack.thread()), timeout=30
+        )
+        assert "team `research`" in text_of(stack.root())
+        first_prompt = json.dumps(stack.llm.requests_for(AGENT_MODEL)[0].json)
+        assert "You are the research lead." in first_prompt
+        assert "find sources on queues" in first_prompt and "--team" not in first_prompt
+        runs = await stack.stored_runs()
+        assert [run.team_name for run in runs] == ["research"]

@@ -39,8 +39,19 @@ async def autogen_command(
     elif parsed.kind == "stop":
         text = await _stop(runs, team_id, user_id, parsed.argument)
         await respond(response_type="ephemeral", text=text)
+    elif parsed.kind == "teams":
+        await respond(response_type="ephemeral", text="Teams", blocks=_teams(runs))
+    elif parsed.team is not None and runs.teams.get(parsed.team) is None:
+        problem = f"I don't know a team called `{ui.escape(parsed.team[:40])}`."
+        await respond(response_type="ephemeral", text=problem, blocks=_teams(runs, problem))
     else:
-        await start_run(runs, client, respond, command, parsed.argument)
+        team = runs.teams.get(parsed.team) if parsed.team else None
+        name = team.name if team is not None and team.path is not None else None
+        await start_run(runs, client, respond, command, parsed.argument, team_name=name)
+
+
+def _teams(runs: RunManager, prefix: str | None = None) -> list[dict[str, Any]]:
+    return modals.teams_blocks([(t.name, t.description) for t in runs.teams.all], prefix)
 
 
 async def _status(runs: RunManager, team_id: str, user_id: str) -> list[dict[str, Any]]:

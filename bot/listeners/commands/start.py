@@ -47,6 +47,8 @@ async def start_run(
     respond: AsyncRespond,
     command: dict[str, Any],
     task: str,
+    *,
+    team_name: str | None = None,
 ) -> None:
     key = f"cmd:{command['team_id']}:{command.get('trigger_id') or command.get('response_url')}"
     started = await runs.start_run(
@@ -56,11 +58,16 @@ async def start_run(
         task=task,
         idempotency_key=key,
         hold_s=ROOT_POST_HOLD_S,
+        team_name=team_name,
     )
     if not started.created:
         return  # a redelivery of a command that already started its run
     text, blocks = ui.root_message(
-        run_id=started.run.id, task=task, requester_id=command["user_id"], status="queued"
+        run_id=started.run.id,
+        task=task,
+        requester_id=command["user_id"],
+        status="queued",
+        team=team_name,
     )
     try:
         root = await client.chat_postMessage(

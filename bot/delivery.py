@@ -24,10 +24,19 @@ log = logging.getLogger(__name__)
 
 
 class RunDelivery:
-    def __init__(self, store: Store, slack: SlackCaller, backlog: Backlog, *, owner: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        slack: SlackCaller,
+        backlog: Backlog,
+        *,
+        owner: str,
+        agent_identities: bool = False,
+    ) -> None:
         self._store = store
         self._slack = slack
         self._owner = owner
+        self._agent_identities = agent_identities  # the token has chat:write.customize
         self.run: Run = backlog.run
         self.events = backlog.events
         self._parts_done = backlog.parts_done
@@ -109,15 +118,19 @@ class RunDelivery:
         if rendering.annotates and earlier is not None:
             await self._update(earlier.ref, *messages[-1])
             return earlier.ref
-        return await self._post_parts(event, messages)
+        author = rendering.author(event.payload) if rendering.author else None
+        return await self._post_parts(event, messages, author)
 
-    async def _post_parts(self, event: RunEvent, parts: list[ui.Message]) -> str | None:
-        """Post each part; a long message resumes after the last part that went out."""
+    async def _post_parts(
+        self, event: RunEvent, parts: list[ui.Message], author: dict[str, str] | None = None
+    ) -> str | None:
+        """Post each part (as `author`, when the app may); a long message resumes after the
+        last part that went out."""
         done, ref = (self._parts_done, self._part_ref) if event is self.events[0] else (0, None)
         for number, (text, blocks) in enumerate(parts, start=1):
             if number <= done:
                 continue  # posted before a failure on a later part
-            ref = await self._post(text, blocks)
+            ref = await self._post(text, blocks, author)
             if number < len(parts) and ref:
                 recorded = await self._store.outbox.part_delivered(
                     self.run.id, owner=self._owner, ref=ref, parts=number
@@ -193,7 +206,9 @@ class RunDelivery:
             team=run.team_name,
         )
 
-    async def _post(self, text: str, blocks: list[dict[str, Any]]) -> str | None:
+    async def _post(
+        self, text: str, blocks: list[dict[str, Any]], author: dict[str, str] | None = None
+    ) -> str | None:
         response = await self._slack.call(
             "chat_postMessage",
             channel=self.run.channel_id,
@@ -202,8 +217,17 @@ class RunDelivery:
             blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,
+            **self._as(author),
         )
         return response.get("ts")
+
+    def _as(self, author: dict[str, str] | None) -> dict[str, str]:
+        """username / icon for an agent's message: only with chat:write.customize (without
+        it the message's header line names the agent)."""
+        if not self._agent_identities or not author or not author.get("name"):
+            return {}
+        icon = {k: author[k] for k in ("icon_url", "icon_emoji") if author.get(k)}
+        return {"username": author["name"], **dict(list(icon.items())[:1])}
 
     async def _update(self, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         await self._slack.call(

@@ -57,8 +57,10 @@ class Publisher:
         claim_s: float = 90.0,
         owner: str | None = None,
         on_unshowable: UnshowableHandler | None = None,
+        agent_identities: bool = False,
     ) -> None:
         self._store = store
+        self._agent_identities = agent_identities
         self._client = client
         self._policy = RetryPolicy(max_attempts, base_delay_s, max_delay_s)
         self._owner = owner or f"publisher-{uuid.uuid4().hex[:8]}"
@@ -167,7 +169,9 @@ class Publisher:
         if backlog is None:
             return True  # deleted meanwhile
         slack = SlackCaller(self._client, self._policy, before_attempt=lambda: self._renew(run_id))
-        delivery = RunDelivery(self._store, slack, backlog, owner=self._owner)
+        delivery = RunDelivery(
+            self._store, slack, backlog, owner=self._owner, agent_identities=self._agent_identities
+        )
         try:
             if not await delivery.ensure_thread():
                 return False  # its root message is not posted yet

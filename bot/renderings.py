@@ -37,6 +37,7 @@ class Rendering:
     answers: bool = False
     is_root: bool = False  # shown by the root message itself (no post)
     ends_run: bool = False  # close open prompts and finalise the root first
+    author: Callable[[Payload], dict[str, str] | None] | None = None  # who it is posted as
 
 
 def _agent_message(payload: Payload, _: Shown | None) -> list[ui.Message]:
@@ -106,7 +107,7 @@ def _decided(payload: Payload, offer: Shown | None) -> list[ui.Message]:
 
 RENDERINGS: dict[str, Rendering] = {
     ev.RUN_STARTED: Rendering(lambda _p, _s: [], is_root=True),
-    ev.AGENT_MESSAGE: Rendering(_agent_message),
+    ev.AGENT_MESSAGE: Rendering(_agent_message, author=lambda p: p.get("identity")),
     ev.VERIFIER_RESULT: Rendering(_verdict, annotates=lambda p: ("seq", int(p["agent_seq"]))),
     ev.CREDENTIAL_REQUEST: Rendering(_key_request, opens=lambda p: request_topic(p["request_id"])),
     ev.CREDENTIAL_RECEIVED: Rendering(

@@ -29,6 +29,9 @@ from store.settings import ConfigError, Settings
 log = logging.getLogger(__name__)
 
 
+CUSTOMIZE_SCOPE = "chat:write.customize"  # post as each agent (username, icon)
+
+
 async def check_token(settings: Settings) -> dict:
     client = web_client(settings)
     try:
@@ -45,7 +48,10 @@ async def check_token(settings: Settings) -> dict:
         ) from None
     if settings.socket_mode:
         await check_app_token(settings, client)
-    return dict(response.data)
+    headers = {str(k).lower(): v for k, v in (response.headers or {}).items()}
+    scopes = headers.get("x-oauth-scopes", "")
+    scopes = ",".join(scopes) if isinstance(scopes, list) else str(scopes)
+    return {**response.data, "scopes": {s.strip() for s in scopes.split(",") if s.strip()}}
 
 
 async def check_app_token(settings: Settings, client: AsyncWebClient) -> None:
@@ -83,6 +89,7 @@ async def serve(
         web_client(settings, retries=False),
         owner=runs.instance_id,
         on_unshowable=lambda run_id, reason: runs.abandon_unshowable(run_id, reason=reason),
+        agent_identities=CUSTOMIZE_SCOPE in identity["scopes"],
     )
     stop = _stopped_by_signals(stop or asyncio.Event())
     await runs.start()

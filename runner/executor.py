@@ -311,6 +311,9 @@ class RunExecutor:
                 **({"ends_team": True} if ended and last else {}),
                 **({"tool_calls": calls} if calls and last else {}),
             }
+            identity = claimed.loaded.identities.get(source)
+            if identity is not None:
+                payload["identity"] = identity
             events.append(NewEvent(ev.AGENT_MESSAGE, payload))
             if last and calls:  # the verifier sees which tools ran, and how
                 spoken[index] = (source, judged_text(content, calls), message)

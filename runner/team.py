@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autogen_agentchat.base import Team
 
+from runner.identities import team_identities
 from runner.model_info import model_info_for
 from runner.team_config import TeamConfigError, read_team_config
 from runner.termination import TeamTermination, split_termination
@@ -64,6 +65,7 @@ class LoadedTeam:
 
     team: Team
     termination: TeamTermination
+    identities: dict[str, dict[str, str]] = field(default_factory=dict)  # by agent name
 
     async def restore(self, team_state: str) -> None:
         """Continue from a saved state: the team's, and the condition's count so far."""
@@ -96,7 +98,7 @@ def load_team(settings: Settings, *, api_key: str, path: Path | None = None) -> 
         raise TeamConfigError(
             f"the team configuration could not be loaded ({type(exc).__name__})"
         ) from None
-    return LoadedTeam(team, termination)
+    return LoadedTeam(team, termination, team_identities(_participants(team)))
 
 
 async def check_team_config(settings: Settings) -> None:

@@ -13,7 +13,8 @@ from typing import Any, Final
 
 RUN_STARTED: Final = "run_started"  # task, requester_id, queued_ahead
 AGENT_MESSAGE: Final = "agent_message"  # source, content, turn, message_type, ends_team?,
-#                                          tool_calls?[{tool, arguments, outcome, size, detail?}]
+#                                          tool_calls?[{tool, arguments, outcome, size, detail?}],
+#                                          identity? {name, icon_emoji | icon_url}
 VERIFIER_RESULT: Final = "verifier_result"  # agent_seq, source, verdict, reason, suggested_actions
 CREDENTIAL_REQUEST: Final = "credential_request"  # request_id, user_id, provider, reason,
 #                                                   expires_at, rejected

@@ -24,8 +24,9 @@ MANIFEST = ROOT / "manifest.yml"
 SCHEMA_DIR = Path(__file__).resolve().parent / "manifest_schema"
 
 # commands: /autogen. chat:write: chat.postMessage, chat.update, chat.postEphemeral.
+# chat:write.customize: each agent posts under its own name and icon.
 # views.open and response_url need no scope. No chat:write.public: users invite the bot.
-MINIMAL_BOT_SCOPES = {"commands", "chat:write"}
+MINIMAL_BOT_SCOPES = {"commands", "chat:write", "chat:write.customize"}
 
 Manifest = dict[str, Any]
 

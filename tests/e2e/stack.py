@@ -9,7 +9,7 @@ import json
 import os
 import random
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from store.settings import Settings, load_settings
 from tests.db import all_runs
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_api import SlackApiEmulator
+from tests.fakes.slack_emulator_base import DEFAULT_SCOPES
 from tests.fakes.slack_signing import (
     SlackRequestSender,
     block_actions,
@@ -216,10 +217,17 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    tmp_path: Path, secret_key: str, *, valid_keys: set[str], **settings_overrides: Any
+    tmp_path: Path,
+    secret_key: str,
+    *,
+    valid_keys: set[str],
+    slack_scopes: Iterable[str] = DEFAULT_SCOPES,
+    **settings_overrides: Any,
 ) -> AsyncIterator[Stack]:
+    """The app in HTTP mode against the emulator (its bot token has `slack_scopes`) and the
+    fake LLM, with test settings."""
     async with (
-        SlackApiEmulator(member_channels={"C1"}) as slack,
+        SlackApiEmulator(member_channels={"C1"}, scopes=slack_scopes) as slack,
         FakeLLMServer(valid_keys=valid_keys) as llm,
         SlackRequestSender() as sender,
     ):

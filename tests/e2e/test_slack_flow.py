@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import ids
+from runner.identities import identity_for
 from tests.e2e.stack import (
     AGENT_MODEL,
     VERIFIER_MODEL,
@@ -217,3 +218,39 @@ async def test_help_and_unknown_input(tmp_path: Path, secret_key: str) -> None:
         assert "Invite me first" in (await stack.reply())["text"]
         await assert_refused_not_in_channel(stack, "C999")
         assert stack.slack.problems == []
+
+
+async def test_each_agent_posts_as_itself_and_the_header_names_it_without_the_scope(
+    tmp_path: Path, secret_key: str
+) -> None:
+    script = ["1. Pick a theme.", "Queues wait in line", "Good. TERMINATE"]
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        stack.llm.script(AGENT_MODEL, script)
+        stack.llm.default(VERIFIER_MODEL, verdict())
+        await _start_and_add_key(stack)
+        await stack.slack.wait_for(
+            lambda s: any("Run finished" in text_of(m) for m in stack.thread()), timeout=30
+        )
+        agents = [m for m in stack.thread() if "turn " in text_of(m)]
+        assert [m.get("username") for m in agents] == ["Planner", "Worker", "Reviewer"]
+        expected = [
+            identity_for(name, {})["icon_emoji"] for name in ("planner", "worker", "reviewer")
+        ]
+        assert [m["icons"]["emoji"] for m in agents] == expected  # stable per agent name
+        # The verdict rides on each agent's message, visibly the verifier's.
+        assert all("Verifier: pass" in text_of(m) for m in agents)
+        others = [m for m in stack.thread() if m not in agents]
+        assert all("username" not in m for m in others)  # the app's own messages are its own
+    async with running_stack(
+        tmp_path / "no-scope", secret_key, valid_keys={KEY}, slack_scopes={"commands", "chat:write"}
+    ) as stack:
+        stack.llm.script(AGENT_MODEL, script)
+        stack.llm.default(VERIFIER_MODEL, verdict())
+        await _start_and_add_key(stack)
+        await stack.slack.wait_for(
+            lambda s: any("Run finished" in text_of(m) for m in stack.thread()), timeout=30
+        )
+        agents = [m for m in stack.thread() if "turn " in text_of(m)]
+        assert [m.get("username") for m in agents] == [None, None, None]
+        assert "*planner* · turn 1" in json.dumps(agents[0]["blocks"], ensure_ascii=False)
+        assert stack.slack.ignored_customizations == []  # the app did not even try

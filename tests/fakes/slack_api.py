@@ -251,7 +251,8 @@ class SlackApiEmulator(SocketModeMixin, ResponseUrlsMixin, ViewsMixin, MessagesM
         path: str,
     ) -> web.Response:
         self._record(method, params, headers, status, body, path)
-        return web.json_response(body, status=status, headers=extra_headers)
+        scopes = {"X-OAuth-Scopes": ",".join(sorted(self.scopes))}
+        return web.json_response(body, status=status, headers={**scopes, **extra_headers})
 
     def _auth_test(self, params: JsonDict) -> JsonDict:
         return {

@@ -28,6 +28,7 @@ from tests.fakes.slack_records import (
 from tests.fakes.slack_wire import ApiError
 
 __all__ = ["DEFAULT_BOT_TOKEN", "EmulatorBase"]
+DEFAULT_SCOPES = ("commands", "chat:write", "chat:write.customize")
 
 DEFAULT_BOT_TOKEN = "xoxb-test"
 _FIRST_TS_MICROS = 1_700_000_000_000_000
@@ -50,6 +51,7 @@ class EmulatorBase:
         member_channels: Iterable[str] = ("C1",),
         channel_names: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
+        scopes: Iterable[str] = DEFAULT_SCOPES,
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
@@ -61,12 +63,17 @@ class EmulatorBase:
         self.member_channels: set[str] = set(member_channels)
         self.channel_names: dict[str, str] = dict(channel_names or {})
         self.host = host
+        # The bot token's scopes: Slack names them in every Web API answer's
+        # X-OAuth-Scopes header, and some methods' arguments depend on them.
+        self.scopes: set[str] = set(scopes)
 
         self.calls: list[RecordedCall] = []
         self.problems: list[str] = []
         self.messages: dict[tuple[str, str], JsonDict] = {}
         self.deleted_messages: dict[tuple[str, str], JsonDict] = {}
         self.ephemerals: list[JsonDict] = []
+        # username / icon arguments Slack ignored (no chat:write.customize), as sent.
+        self.ignored_customizations: list[JsonDict] = []
         self.deleted: list[JsonDict] = []
         self.views: dict[str, JsonDict] = {}
         self.views_opened: list[JsonDict] = []

@@ -176,7 +176,30 @@ class MessagesMixin(EmulatorBase):
         for key in ("blocks", "attachments", "metadata"):
             if params.get(key) is not None:
                 message[key] = params[key]
+        self._customize(message, params)
         return message
+
+    def _customize(self, message: JsonDict, params: JsonDict) -> None:
+        """`username` and `icon_emoji` / `icon_url` change how a bot message is shown, but
+        only for a token with chat:write.customize; without it Slack posts as the app."""
+        wanted = [key for key in ("username", "icon_emoji", "icon_url") if params.get(key)]
+        if not wanted:
+            return
+        if "chat:write.customize" not in self.scopes:
+            self.ignored_customizations.append({key: params[key] for key in wanted})
+            return
+        username = str(params.get("username") or "")
+        if len(username) > 80:
+            self._problem("chat.postMessage", "invalid_arguments", ["username over 80 characters"])
+        if username:
+            message["username"] = username
+        emoji, url = params.get("icon_emoji"), params.get("icon_url")
+        if emoji and not (str(emoji).startswith(":") and str(emoji).endswith(":")):
+            self._problem("chat.postMessage", "invalid_arguments", [f"icon_emoji {emoji!r}"])
+        if emoji:
+            message["icons"] = {"emoji": emoji}
+        elif url:
+            message["icons"] = {"image_48": url}
 
     def _store_message(self, channel: str, message: JsonDict, thread_ts: str | None) -> None:
         """Save a message, attaching it to its thread parent the way Slack threads work."""

@@ -14,6 +14,7 @@ APPROVE_PREFIX = "approve:"
 APPROVE_PATTERN = re.compile(r"^approve:\d+$")
 ACTIONS_BLOCK = "run_actions"
 TOOL_DENY = "tool_deny"
+RUN_FEEDBACK = "run_feedback"
 TOOL_DENY_MODAL = "tool_deny_modal"
 TOOL_DENY_REASON_BLOCK = "deny_reason"
 TOOL_DENY_REASON_INPUT = "deny_reason_input"
@@ -22,9 +23,13 @@ COMMAND = "/autogen"
 
 def handles_action(action_id: str) -> bool:
     """Whether a listener is registered for a button with this action_id."""
-    return action_id in (STOP_RUN, CREDENTIAL_OPEN, CREDENTIAL_DELETE, TOOL_DENY) or bool(
-        APPROVE_PATTERN.match(action_id)
-    )
+    return action_id in (
+        STOP_RUN,
+        CREDENTIAL_OPEN,
+        CREDENTIAL_DELETE,
+        TOOL_DENY,
+        RUN_FEEDBACK,
+    ) or bool(APPROVE_PATTERN.match(action_id))
 
 
 def handles_view(callback_id: str) -> bool:

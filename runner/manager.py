@@ -34,6 +34,7 @@ from store import events as ev
 from store.actions import Decision, DecisionOutcome, may_decide
 from store.changes import Guard, RunChange
 from store.events import NewEvent
+from store.feedback import FeedbackOutcome
 from store.models import utcnow
 from store.records import FINISHED_STATUSES, MAX_TASK_CHARS, Run, RunStatus
 from store.settings import Settings
@@ -253,6 +254,14 @@ class RunManager:
         return await self.store.actions.check_decider(
             action_id, user_id=user_id, approvers=frozenset(self.settings.approvers)
         )
+
+    async def feedback(self, value: str, *, user_id: str) -> FeedbackOutcome:
+        """A click on a summary's feedback buttons: `value` is "good:<run id>" or
+        "bad:<run id>"; counted once per person and run."""
+        rating, _, run_id = value.partition(":")
+        if not looks_like_id(run_id) or not user_id:
+            return FeedbackOutcome.NOT_FOUND
+        return await self.store.feedback.record(run_id, user_id=user_id, rating=rating)
 
     async def runs_for(self, *, workspace_id: str, user_id: str, limit: int = 10) -> list[Run]:
         return await self.store.runs.list_for_user(

@@ -27,6 +27,7 @@ def closing_events(
         NewEvent(
             ev.FINISHED,
             {
+                "run_id": run.id,
                 "status": str(status),
                 "outcome": outcome,
                 "turns": totals.turns,

@@ -15,6 +15,7 @@ from store.actions import ActionRepository
 from store.credentials import CredentialRepository
 from store.crypto import CredentialCipher
 from store.db import READ_ONLY, create_engine, migrate
+from store.feedback import FeedbackRepository
 from store.key_requests import KeyRequestRepository
 from store.keys import resolve_secret_keys
 from store.outbox import OutboxRepository
@@ -37,6 +38,7 @@ class Store:
         self.credentials = CredentialRepository(self._db, cipher)
         self.requests = KeyRequestRepository(self._db, self.credentials)
         self.actions = ActionRepository(self._db)
+        self.feedback = FeedbackRepository(self._db)
         self._db.on_finish.extend(
             [self.requests.close_for_finished_run, self.actions.close_for_finished_run]
         )

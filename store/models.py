@@ -191,6 +191,17 @@ class OfferedActionRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class FeedbackRow(Base):
+    """One person's good / bad on one run's summary (one per person and run)."""
+
+    __tablename__ = "run_feedback"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rating: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AuditRow(Base):
     """Who stored, used or deleted a credential, who decided an action, who cancelled a run."""
 

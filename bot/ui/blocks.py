@@ -11,7 +11,10 @@ from typing import Any
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
+    ContextActionsBlock,
     ContextBlock,
+    FeedbackButtonObject,
+    FeedbackButtonsElement,
     MarkdownTextObject,
     SectionBlock,
 )
@@ -375,5 +378,28 @@ def summary(payload: dict[str, Any]) -> Message:
         outcome = f"Cancelled by <@{cancelled_by}>."  # the app's words: a real mention
     else:
         outcome = to_mrkdwn(str(payload.get("outcome") or ""))
-    blocks = [_section(f"*Run finished.*\n{split_text(outcome, 2500)[0]}"), _context(facts)]
+    blocks: list[Any] = [
+        _section(f"*Run finished.*\n{split_text(outcome, 2500)[0]}"),
+        _context(facts),
+    ]
+    run_id = str(payload.get("run_id") or "")
+    if run_id:  # Slack's own thumbs up / down, answered by anyone, counted once per person
+        blocks.append(feedback_buttons(run_id))
     return plain(f"Run finished ({status}): {outcome}"), _dicts(*blocks)
+
+
+def feedback_buttons(run_id: str) -> ContextActionsBlock:
+    return ContextActionsBlock(
+        block_id="run_feedback",
+        elements=[
+            FeedbackButtonsElement(
+                action_id=ids.RUN_FEEDBACK,
+                positive_button=FeedbackButtonObject(
+                    text="Good result", value=f"good:{run_id}", accessibility_label="Good result"
+                ),
+                negative_button=FeedbackButtonObject(
+                    text="Bad result", value=f"bad:{run_id}", accessibility_label="Bad result"
+                ),
+            )
+        ],
+    )

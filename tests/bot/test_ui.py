@@ -240,3 +240,13 @@ def test_the_teams_list_is_valid_and_inert() -> None:
     assert find_block_problems(blocks) == []
     assert "<!channel>" not in json.dumps(blocks) and "more" in json.dumps(blocks)
     assert "`t59`" in json.dumps(modals.teams_blocks([(f"t{i}", "d") for i in range(60)]))
+
+
+def test_the_summary_carries_feedback_buttons_for_its_run() -> None:
+    text, blocks = ui.summary({"run_id": "0123456789abcdef" * 2, "status": "completed", "turns": 1})
+    _valid(text, blocks)
+    feedback = blocks[-1]["elements"][0]
+    assert blocks[-1]["type"] == "context_actions" and feedback["type"] == "feedback_buttons"
+    assert feedback["positive_button"]["value"] == "good:" + "0123456789abcdef" * 2
+    assert feedback["negative_button"]["value"].startswith("bad:")
+    assert "context_actions" not in json.dumps(ui.summary({"status": "completed"})[1])

@@ -57,6 +57,7 @@ TABLES = (
     "run_events",
     "outbox",
     "outbox_messages",
+    "run_feedback",
     "credentials",
     "credential_requests",
     "offered_actions",

@@ -10,6 +10,7 @@ from typing import Any
 
 from bot import ids
 from runner.identities import identity_for
+from store import Store
 from tests.e2e.stack import (
     AGENT_MODEL,
     VERIFIER_MODEL,
@@ -254,3 +255,33 @@ async def test_each_agent_posts_as_itself_and_the_header_names_it_without_the_sc
         assert [m.get("username") for m in agents] == [None, None, None]
         assert "*planner* · turn 1" in json.dumps(agents[0]["blocks"], ensure_ascii=False)
         assert stack.slack.ignored_customizations == []  # the app did not even try
+
+
+async def test_feedback_on_the_result_counts_once_per_person(
+    tmp_path: Path, secret_key: str
+) -> None:
+    async with running_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        stack.llm.script(AGENT_MODEL, ["1. Plan.", "Done.", "Good. TERMINATE"])
+        stack.llm.default(VERIFIER_MODEL, verdict())
+        await _start_and_add_key(stack)
+        summary = await stack.slack.wait_for(
+            lambda s: next((m for m in stack.thread() if "Run finished" in text_of(m)), None),
+            timeout=30,
+        )
+        assert "feedback_buttons" in json.dumps(summary["blocks"])
+        for user, thumb in (("U2", "positive"), ("U2", "negative"), ("U3", "negative")):
+            await stack.click(summary, ids.RUN_FEEDBACK, user_id=user, value=thumb)
+        answers = await stack.slack.wait_for(
+            lambda s: (
+                len([e for e in s.ephemerals if e["user"] in ("U2", "U3")]) == 3 and s.ephemerals
+            )
+        )
+        said = {(e["user"], e["text"].split(",")[0]) for e in answers}
+        assert ("U2", "Thanks") in said and ("U3", "Thanks") in said
+        assert any(e["user"] == "U2" and "already gave feedback" in e["text"] for e in answers)
+        run = (await stack.stored_runs())[0]
+        store = await Store.open(stack.settings)
+        try:
+            assert await store.feedback.tally(run.id) == {"good": 1, "bad": 1}
+        finally:
+            await store.close()

@@ -264,6 +264,9 @@ def _action(
             action["value"] = chosen
         if element.get("style"):
             action["style"] = element["style"]
+    elif action["type"] == "feedback_buttons" and value in ("positive", "negative"):
+        # Slack sends the value of the button that was clicked, thumbs up or down.
+        action["value"] = (element.get(f"{value}_button") or {}).get("value", "")
     elif value is not None:
         action["value"] = value
     action.update(extra or {})

@@ -17,6 +17,7 @@ EXPECTED_TABLES = {
     "audit_log",
     "outbox",
     "outbox_messages",
+    "run_feedback",
     "alembic_version",
 }
 

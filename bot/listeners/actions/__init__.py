@@ -6,6 +6,7 @@ from bot import ids
 from bot.listeners.actions.approval import approve_action
 from bot.listeners.actions.credential_delete import credential_delete_action
 from bot.listeners.actions.credential_open import credential_open_action
+from bot.listeners.actions.feedback import feedback_action
 from bot.listeners.actions.stop_run import stop_run_action
 from bot.listeners.actions.tool_deny import tool_deny_action
 
@@ -16,3 +17,4 @@ def register(app: AsyncApp) -> None:
     app.action(ids.CREDENTIAL_DELETE)(credential_delete_action)
     app.action(ids.STOP_RUN)(stop_run_action)
     app.action(ids.TOOL_DENY)(tool_deny_action)
+    app.action(ids.RUN_FEEDBACK)(feedback_action)

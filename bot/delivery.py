@@ -108,7 +108,7 @@ class RunDelivery:
         self, event: RunEvent, rendering: Rendering, earlier: Shown | None
     ) -> str | None:
         if rendering.is_root:
-            return self.run.thread_ts
+            return self.run.root_message_ts
         if rendering.ends_run:
             # Buttons closed and root final before the summary: if Slack is unavailable,
             # the whole event is retried (updates repeat harmlessly; the summary posts once).
@@ -177,14 +177,15 @@ class RunDelivery:
     async def refresh_root(self, *, strict: bool = False) -> None:
         """Show the run's status on its root message. A failure is logged and left to the
         next change, unless `strict` (the final state, which no later change would fix)."""
-        if not (self._root_stale or strict) or self.run.thread_ts is None:
+        root = self.run.root_message_ts
+        if not (self._root_stale or strict) or root is None:
             return
         shown = (str(self.run.status), self.run.turns)
         if self._root_shown == shown:
             return
         text, blocks = self._root_message()
         try:
-            await self._update(self.run.thread_ts, text, blocks)
+            await self._update(root, text, blocks)
         except SlackUnavailable:
             if strict:
                 raise

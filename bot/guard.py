@@ -110,6 +110,9 @@ def handled(payload: dict[str, Any]) -> bool:
         return all(ids.handles_action(action["action_id"]) for action in payload["actions"])
     if kind == "view_submission":
         return ids.handles_view(payload["view"]["callback_id"])
+    if kind == "event_callback":
+        event = payload.get("event")
+        return isinstance(event, dict) and ids.handles_event(str(event.get("type", "")))
     return kind == "url_verification"  # Bolt answers the challenge itself
 
 
@@ -165,10 +168,28 @@ def payload_problem(payload: dict[str, Any]) -> str | None:
         return _block_actions_problem(payload)
     if kind == "view_submission":
         return _view_submission_problem(payload)
-    if kind == "event_callback" and not isinstance(payload.get("event", {}).get("type"), str):
-        return "event without a type"
+    if kind == "event_callback":
+        return _event_problem(payload)
     if kind == "url_verification" and not isinstance(payload.get("challenge"), str):
         return "url_verification without a challenge"
+    return None
+
+
+def _event_problem(payload: dict[str, Any]) -> str | None:
+    """An event callback the app reads: a typed event; an @mention's fields are strings."""
+    event = payload.get("event") or {}
+    if not isinstance(event.get("type"), str):
+        return "event without a type"
+    if event["type"] != "app_mention":
+        return None
+    for key in ("user", "channel", "ts", "text"):
+        if not isinstance(event.get(key), str) or not event[key]:
+            return f"app_mention without a {key}"
+    for key in ("thread_ts", "bot_id", "subtype", "team"):
+        if key in event and not isinstance(event[key], str):
+            return f"app_mention {key} is not a string"
+    if not isinstance(payload.get("team_id"), str) or not _SLACK_ID.fullmatch(payload["team_id"]):
+        return "event without a team id"
     return None
 
 

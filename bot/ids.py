@@ -19,6 +19,7 @@ TOOL_DENY_MODAL = "tool_deny_modal"
 TOOL_DENY_REASON_BLOCK = "deny_reason"
 TOOL_DENY_REASON_INPUT = "deny_reason_input"
 COMMAND = "/autogen"
+EVENTS = frozenset({"app_mention"})  # the Events API events a listener answers
 
 
 def handles_action(action_id: str) -> bool:
@@ -35,3 +36,8 @@ def handles_action(action_id: str) -> bool:
 def handles_view(callback_id: str) -> bool:
     """Whether a listener is registered for the submission of this view."""
     return callback_id in (CREDENTIAL_MODAL, TOOL_DENY_MODAL)
+
+
+def handles_event(event_type: str) -> bool:
+    """Whether a listener is registered for this Events API event type."""
+    return event_type in EVENTS

@@ -174,8 +174,10 @@ class RunManager:
             f"={self.settings.max_concurrent_runs} per replica)."
         )
 
-    async def release_hold(self, run_id: str, *, thread_ts: str | None) -> bool:
-        return await self.store.runs.release_hold(run_id, thread_ts=thread_ts)
+    async def release_hold(
+        self, run_id: str, *, thread_ts: str | None, root_ts: str | None = None
+    ) -> bool:
+        return await self.store.runs.release_hold(run_id, thread_ts=thread_ts, root_ts=root_ts)
 
     async def discard(self, run_id: str) -> bool:
         return await self.store.runs.discard(run_id)

@@ -79,6 +79,7 @@ class RunRow(Base):
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     active_s: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
     team_name: Mapped[str | None] = mapped_column(String(32))  # None: the default team
+    root_ts: Mapped[str | None] = mapped_column(String(32))  # None: the thread's parent
 
 
 class RunEventRow(Base):

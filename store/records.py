@@ -85,6 +85,12 @@ class Run:
     recoveries: int
     active_s: float = 0.0
     team_name: str | None = None  # a team of TEAMS_DIR; None: the default team
+    root_ts: str | None = None  # the root message when it is a reply (an @mention's run)
+
+    @property
+    def root_message_ts(self) -> str | None:
+        """The message that shows the run's status: the thread's parent, or its own."""
+        return self.root_ts or self.thread_ts
 
     @property
     def totals(self) -> Totals:

@@ -79,12 +79,17 @@ class RunRepository(Repository):
         async with self._db.work() as work:
             return await work.write(run_id, change, guard, events)
 
-    async def release_hold(self, run_id: str, *, thread_ts: str | None) -> bool:
-        """The front end is done: attach its root message as the run's thread and let
-        replicas claim the run. False when the run already has another thread (the hold
-        lapsed and the publisher posted a root of its own) or no longer exists."""
+    async def release_hold(
+        self, run_id: str, *, thread_ts: str | None, root_ts: str | None = None
+    ) -> bool:
+        """The front end is done: attach its root message as the run's thread (or, with
+        `root_ts`, the thread its root is a reply in) and let replicas claim the run. False
+        when the run already has another thread (the hold lapsed and the publisher posted a
+        root of its own) or no longer exists."""
         async with self._db.work() as work:
-            attached = thread_ts is not None and await self._attach(work.session, run_id, thread_ts)
+            attached = thread_ts is not None and await self._attach(
+                work.session, run_id, thread_ts, root_ts
+            )
             await work.change(
                 run_id,
                 RunChange(status=RunStatus.QUEUED),
@@ -107,11 +112,13 @@ class RunRepository(Repository):
             return await self._attach(work.session, run_id, thread_ts)
 
     @staticmethod
-    async def _attach(session: AsyncSession, run_id: str, thread_ts: str) -> bool:
+    async def _attach(
+        session: AsyncSession, run_id: str, thread_ts: str, root_ts: str | None = None
+    ) -> bool:
         result = await session.execute(
             update(RunRow)
             .where(RunRow.id == run_id, RunRow.thread_ts.is_(None))
-            .values(thread_ts=thread_ts)
+            .values(thread_ts=thread_ts, root_ts=root_ts)
         )
         return result.rowcount == 1
 

@@ -19,6 +19,8 @@ import yaml
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
+from bot.ids import EVENTS
+
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "manifest.yml"
 SCHEMA_DIR = Path(__file__).resolve().parent / "manifest_schema"
@@ -26,7 +28,8 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "manifest_schema"
 # commands: /autogen. chat:write: chat.postMessage, chat.update, chat.postEphemeral.
 # chat:write.customize: each agent posts under its own name and icon.
 # views.open and response_url need no scope. No chat:write.public: users invite the bot.
-MINIMAL_BOT_SCOPES = {"commands", "chat:write", "chat:write.customize"}
+# app_mentions:read: the app_mention event (`@AutoGen <task>`).
+MINIMAL_BOT_SCOPES = {"commands", "chat:write", "chat:write.customize", "app_mentions:read"}
 
 Manifest = dict[str, Any]
 
@@ -126,7 +129,9 @@ def test_socket_mode_and_interactivity(manifest: Manifest) -> None:
     assert "request_url" not in settings["interactivity"]
     assert settings["org_deploy_enabled"] is False
     assert settings["token_rotation_enabled"] is False
-    assert "event_subscriptions" not in settings
+    # Only the events a listener answers (bot.ids.EVENTS), over the socket: no request_url.
+    events = settings["event_subscriptions"]
+    assert set(events["bot_events"]) == set(EVENTS) and "request_url" not in events
 
 
 def test_app_home_is_off(manifest: Manifest) -> None:

@@ -8,7 +8,15 @@ from urllib.parse import urlencode
 import pytest
 
 from bot.guard import DECLINED, Checked, Refusal, check_request, payload_problem
-from tests.fakes.slack_signing import block_actions, sign, slash_command, view_submission
+from tests.fakes.slack_signing import (
+    app_mention,
+    block_actions,
+    event_callback,
+    json_payload,
+    sign,
+    slash_command,
+    view_submission,
+)
 
 SECRET = "guard-signing-secret"
 
@@ -34,6 +42,7 @@ def _check(body: bytes, content_type: str, **override: str):
         block_actions(action_id="approve:3", value="a1"),
         view_submission(callback_id="credential_modal", private_metadata="q1"),
         (b'{"type": "url_verification", "challenge": "c", "token": "t"}', "application/json"),
+        json_payload(event_callback(app_mention(text="<@UBOT> do it", ts="1700000000.1"))),
     ],
 )
 def test_what_slack_sends_for_the_app_passes(request_: tuple[bytes, str]) -> None:
@@ -99,6 +108,17 @@ def test_refusals_name_the_problem_without_quoting_the_request() -> None:
     assert isinstance(refused, Refusal) and refused.status == 400
 
 
+def _mention(**fields: object) -> dict:
+    return {
+        "type": "app_mention",
+        "user": "U1",
+        "channel": "C1",
+        "ts": "1.2",
+        "text": "x",
+        **fields,
+    }
+
+
 @pytest.mark.parametrize(
     ("payload", "problem"),
     [
@@ -122,6 +142,18 @@ def test_refusals_name_the_problem_without_quoting_the_request() -> None:
             "command without a valid user_id",
         ),
         ({"type": "event_callback", "event": {}}, "event without a type"),
+        (
+            {"type": "event_callback", "team_id": "T1", "event": {"type": "app_mention"}},
+            "app_mention without a user",
+        ),
+        (
+            {"type": "event_callback", "team_id": "T1", "event": _mention(thread_ts=1.5)},
+            "app_mention thread_ts is not a string",
+        ),
+        (
+            {"type": "event_callback", "team_id": "t 1", "event": _mention()},
+            "event without a team id",
+        ),
         ({"team": 3}, "team is not an object"),
     ],
 )

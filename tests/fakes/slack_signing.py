@@ -380,3 +380,49 @@ class SlackRequestSender:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
+
+
+def event_callback(
+    event: Mapping[str, Any],
+    *,
+    team_id: str = "T1",
+    api_app_id: str = "AAPP",
+    event_id: str | None = None,
+    bot_user_id: str = "UBOT",
+) -> JsonDict:
+    """An Events API callback as Slack sends it (over HTTP as JSON, or as a Socket Mode
+    envelope's payload): the event, its id and time, and whom it is authorised for."""
+    return {
+        "token": DEFAULT_VERIFICATION_TOKEN,
+        "team_id": team_id,
+        "api_app_id": api_app_id,
+        "event": dict(event),
+        "type": "event_callback",
+        "event_id": event_id or f"Ev{int(time.time() * 1000):013d}",
+        "event_time": int(time.time()),
+        "authorizations": [
+            {"team_id": team_id, "user_id": bot_user_id, "is_bot": True, "enterprise_id": None}
+        ],
+        "is_ext_shared_channel": False,
+    }
+
+
+def app_mention(
+    *, text: str, ts: str, user: str = "U1", channel: str = "C1", **fields: Any
+) -> JsonDict:
+    """The `app_mention` event of a message that mentions the app."""
+    return {
+        "type": "app_mention",
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "channel": channel,
+        "event_ts": ts,
+        "client_msg_id": f"msg-{ts}",
+        **fields,
+    }
+
+
+def json_payload(payload: JsonDict) -> Payload:
+    """Events arrive as a JSON body."""
+    return json.dumps(payload, separators=(",", ":")).encode(), "application/json"

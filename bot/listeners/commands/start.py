@@ -1,4 +1,4 @@
-"""`/autogen <task>`: make the run's root message, then let the run go.
+"""`/autogen <task>` (and an @mention): make the run's root message, then let the run go.
 
 The run is created held (no replica claims it), the root message is posted, and the hold is
 released with the root's `ts` as the run's thread. A redelivered command finds its run by
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncRespond
@@ -51,44 +52,74 @@ async def start_run(
     team_name: str | None = None,
 ) -> None:
     key = f"cmd:{command['team_id']}:{command.get('trigger_id') or command.get('response_url')}"
+    where = Where(command["team_id"], command["channel_id"], command["user_id"])
+    error = await start_shown(runs, client, where, task, key=key, team_name=team_name)
+    if error is not None:
+        await respond(response_type="ephemeral", text=_refused_answer(error, command))
+
+
+@dataclass(frozen=True)
+class Where:
+    """Who starts a run, in which channel, and (for an @mention) in which thread."""
+
+    workspace_id: str
+    channel_id: str
+    requester_id: str
+    thread_ts: str | None = None  # the root is a reply in this thread; None: a new thread
+
+
+async def start_shown(
+    runs: RunManager,
+    client: AsyncWebClient,
+    where: Where,
+    task: str,
+    *,
+    key: str,
+    team_name: str | None = None,
+) -> str | None:
+    """Create the run held, post its root message (a new thread, or a reply in
+    `where.thread_ts`), then let it go; Slack's error when the root could not be posted
+    (no run is left behind then). A redelivery (same `key`) starts nothing twice."""
     started = await runs.start_run(
-        workspace_id=command["team_id"],
-        channel_id=command["channel_id"],
-        requester_id=command["user_id"],
+        workspace_id=where.workspace_id,
+        channel_id=where.channel_id,
+        requester_id=where.requester_id,
         task=task,
         idempotency_key=key,
         hold_s=ROOT_POST_HOLD_S,
         team_name=team_name,
     )
     if not started.created:
-        return  # a redelivery of a command that already started its run
+        return None  # a redelivery of a request that already started its run
     text, blocks = ui.root_message(
         run_id=started.run.id,
         task=task,
-        requester_id=command["user_id"],
+        requester_id=where.requester_id,
         status="queued",
         team=team_name,
     )
     try:
         root = await client.chat_postMessage(
-            channel=command["channel_id"],
+            channel=where.channel_id,
             text=text,
             blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,
+            **({"thread_ts": where.thread_ts} if where.thread_ts else {}),
         )
     except SlackApiError as exc:
         await runs.discard(started.run.id)
         error = str(exc.response.get("error", ""))
         if error not in CHANNEL_GONE:
             log.warning("root message failed: %s", error)
-        await respond(response_type="ephemeral", text=_refused_answer(error, command))
-        return
-    if not await runs.release_hold(started.run.id, thread_ts=root["ts"]):
+        return error
+    thread, root_ts = (where.thread_ts, root["ts"]) if where.thread_ts else (root["ts"], None)
+    if not await runs.release_hold(started.run.id, thread_ts=thread, root_ts=root_ts):
         # Slack held this post past the hold and the publisher gave the run a root of its
         # own; ours would be a second, silent copy.
         with contextlib.suppress(SlackApiError):
             await client.chat_delete(channel=root["channel"], ts=root["ts"])
+    return None
 
 
 def _refused_answer(error: str, command: dict[str, Any]) -> str:

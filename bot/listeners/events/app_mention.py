@@ -1,0 +1,78 @@
+"""`@AutoGen <task>` in a channel: a run whose root is a reply to the mention, in its thread.
+
+The text after the mention is read like `/autogen`'s (`--team NAME` included); anything but
+a task (help, an unknown team) is answered privately in the same thread. Slack retries an
+event it thinks was not received; the mention's own ts makes the run's idempotency key, so
+a retry or a duplicate starts nothing twice. Mentions by bots (the app's own included) and
+edited messages are ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.commands import parse
+from bot.listeners.commands.start import Where, start_shown
+from bot.services import services_of
+from bot.ui import modals
+from bot.ui.text import escape
+
+log = logging.getLogger(__name__)
+LEADING_MENTIONS = re.compile(r"^(\s*<@[A-Z0-9]+(?:\|[^>]*)?>\s*)+")
+
+
+async def app_mention_event(
+    event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+) -> None:
+    if event.get("bot_id") or event.get("subtype"):
+        return  # a bot's message, an edit, a broadcast: not a person asking
+    runs = services_of(context).runs
+    thread = str(event.get("thread_ts") or event["ts"])
+    text = LEADING_MENTIONS.sub("", str(event.get("text", ""))).strip()
+    parsed = parse(text)
+    answer = _not_a_start(parsed, runs)
+    if answer is not None:
+        await _tell(client, event, thread, answer)
+        return
+    team = runs.teams.get(parsed.team) if parsed.team else None
+    name = team.name if team is not None and team.path is not None else None
+    where = Where(str(body["team_id"]), str(event["channel"]), str(event["user"]), thread)
+    key = f"mention:{body['team_id']}:{event['channel']}:{event['ts']}"
+    error = await start_shown(runs, client, where, parsed.argument, key=key, team_name=name)
+    if error is not None:
+        await _tell(client, event, thread, f"I could not start a run here ({escape(error)}).")
+
+
+def _not_a_start(parsed: Any, runs: Any) -> list[dict[str, Any]] | None:
+    """What to answer instead of starting a run, if anything."""
+    if parsed.kind == "start" and parsed.team is not None and runs.teams.get(parsed.team) is None:
+        problem = f"I don't know a team called `{escape(parsed.team[:40])}`."
+        return modals.teams_blocks([(t.name, t.description) for t in runs.teams.all], problem)
+    if parsed.kind == "start":
+        return None
+    if parsed.kind == "teams":
+        return modals.teams_blocks([(t.name, t.description) for t in runs.teams.all])
+    return modals.help_blocks(
+        parsed.problem
+        or "Mention me with a task: `@AutoGen summarise this thread`. "
+        "Status, stop and keys are in `/autogen`."
+    )
+
+
+async def _tell(
+    client: AsyncWebClient, event: dict[str, Any], thread: str, answer: list[dict[str, Any]] | str
+) -> None:
+    """A private answer to the person who mentioned the app, in the mention's thread."""
+    content = {"text": answer} if isinstance(answer, str) else {"text": "AutoGen", "blocks": answer}
+    try:
+        await client.chat_postEphemeral(
+            channel=event["channel"], user=event["user"], thread_ts=thread, **content
+        )
+    except SlackApiError as exc:
+        log.warning("mention answer not delivered (%s)", exc.response.get("error"))

@@ -180,6 +180,10 @@ def _event_problem(payload: dict[str, Any]) -> str | None:
     event = payload.get("event") or {}
     if not isinstance(event.get("type"), str):
         return "event without a type"
+    if event["type"] == "app_home_opened":
+        if not isinstance(event.get("user"), str) or not isinstance(event.get("tab", ""), str):
+            return "app_home_opened without a user"
+        return _team_problem(payload)
     if event["type"] != "app_mention":
         return None
     for key in ("user", "channel", "ts", "text"):
@@ -188,6 +192,10 @@ def _event_problem(payload: dict[str, Any]) -> str | None:
     for key in ("thread_ts", "bot_id", "subtype", "team"):
         if key in event and not isinstance(event[key], str):
             return f"app_mention {key} is not a string"
+    return _team_problem(payload)
+
+
+def _team_problem(payload: dict[str, Any]) -> str | None:
     if not isinstance(payload.get("team_id"), str) or not _SLACK_ID.fullmatch(payload["team_id"]):
         return "event without a team id"
     return None

@@ -15,27 +15,26 @@ APPROVE_PATTERN = re.compile(r"^approve:\d+$")
 ACTIONS_BLOCK = "run_actions"
 TOOL_DENY = "tool_deny"
 RUN_FEEDBACK = "run_feedback"
+CREDENTIAL_ADD = "credential_add"
+CREDENTIAL_ADD_MODAL = "credential_add_modal"
+CREDENTIAL_PROVIDER_BLOCK = "credential_provider"
+CREDENTIAL_PROVIDER_INPUT = "credential_provider_input"
 TOOL_DENY_MODAL = "tool_deny_modal"
 TOOL_DENY_REASON_BLOCK = "deny_reason"
 TOOL_DENY_REASON_INPUT = "deny_reason_input"
 COMMAND = "/autogen"
-EVENTS = frozenset({"app_mention"})  # the Events API events a listener answers
+EVENTS = frozenset({"app_mention", "app_home_opened"})  # the events a listener answers
 
 
 def handles_action(action_id: str) -> bool:
     """Whether a listener is registered for a button with this action_id."""
-    return action_id in (
-        STOP_RUN,
-        CREDENTIAL_OPEN,
-        CREDENTIAL_DELETE,
-        TOOL_DENY,
-        RUN_FEEDBACK,
-    ) or bool(APPROVE_PATTERN.match(action_id))
+    named = (STOP_RUN, CREDENTIAL_OPEN, CREDENTIAL_DELETE, CREDENTIAL_ADD, TOOL_DENY, RUN_FEEDBACK)
+    return action_id in named or bool(APPROVE_PATTERN.match(action_id))
 
 
 def handles_view(callback_id: str) -> bool:
     """Whether a listener is registered for the submission of this view."""
-    return callback_id in (CREDENTIAL_MODAL, TOOL_DENY_MODAL)
+    return callback_id in (CREDENTIAL_MODAL, TOOL_DENY_MODAL, CREDENTIAL_ADD_MODAL)
 
 
 def handles_event(event_type: str) -> bool:

@@ -82,7 +82,12 @@ async def serve(
     identity = await check_token(settings)
     store = await Store.open(settings)
     runs = RunManager(store, settings)
-    services = Services(settings, runs, trigger_client=web_client(settings, retries=False))
+    services = Services(
+        settings,
+        runs,
+        trigger_client=web_client(settings, retries=False),
+        workspace_url=str(identity.get("url") or "") or None,
+    )
     app = create_app(services, web_client(settings))
     publisher = Publisher(
         store,

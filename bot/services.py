@@ -23,6 +23,7 @@ class Services:
     settings: Settings
     runs: RunManager
     trigger_client: AsyncWebClient
+    workspace_url: str | None = None  # auth.test's url, for links to threads
 
 
 def services_of(context: AsyncBoltContext) -> Services:

@@ -25,6 +25,11 @@ class KeyDesk:
         owner = Owner(workspace_id, user_id, provider[:64])
         return await self._store.credentials.delete(owner, actor_id=user_id)
 
+    async def put(self, *, workspace_id: str, user_id: str, provider: str, secret: str) -> None:
+        """Store one of the person's own keys (no run asked for it; audited as theirs)."""
+        owner = Owner(workspace_id, user_id, provider[:64])
+        await self._store.credentials.put(owner, secret, actor_id=user_id)
+
     async def request(self, request_id: str) -> CredentialRequest | None:
         if not looks_like_id(request_id):
             return None

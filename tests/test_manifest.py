@@ -134,9 +134,9 @@ def test_socket_mode_and_interactivity(manifest: Manifest) -> None:
     assert set(events["bot_events"]) == set(EVENTS) and "request_url" not in events
 
 
-def test_app_home_is_off(manifest: Manifest) -> None:
+def test_the_home_tab_is_on_and_the_messages_tab_off(manifest: Manifest) -> None:
     app_home = manifest["features"]["app_home"]
-    assert app_home["home_tab_enabled"] is False
+    assert app_home["home_tab_enabled"] is True
     assert app_home["messages_tab_enabled"] is False
 
 

@@ -12,9 +12,11 @@ from typing import Any
 from slack_sdk.models.blocks import (
     InputBlock,
     MarkdownTextObject,
+    Option,
     PlainTextInputElement,
     PlainTextObject,
     SectionBlock,
+    StaticSelectElement,
 )
 from slack_sdk.models.views import View
 
@@ -95,3 +97,50 @@ def credential_modal(*, request_id: str, provider: Provider, reason: str) -> dic
         ],
     )
     return view.to_dict()
+
+
+def add_key_modal(providers: list[Provider]) -> dict[str, Any]:
+    """Add a key without a run asking for it (from the Home tab): which provider, and the key."""
+    options = [Option(text=f"{p.title} ({p.name})"[:75], value=p.name) for p in providers[:100]]
+    view = View(
+        type="modal",
+        callback_id=ids.CREDENTIAL_ADD_MODAL,
+        title=PlainTextObject(text="Add an API key"),
+        submit=PlainTextObject(text="Save key"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            InputBlock(
+                block_id=ids.CREDENTIAL_PROVIDER_BLOCK,
+                label=PlainTextObject(text="Provider"),
+                element=StaticSelectElement(
+                    action_id=ids.CREDENTIAL_PROVIDER_INPUT,
+                    placeholder=PlainTextObject(text="Choose the provider"),
+                    options=options,
+                ),
+            ),
+            InputBlock(
+                block_id=ids.CREDENTIAL_INPUT_BLOCK,
+                label=PlainTextObject(text="API key"),
+                element=PlainTextInputElement(
+                    action_id=ids.CREDENTIAL_INPUT,
+                    placeholder=PlainTextObject(text="Paste the key"),
+                    max_length=MAX_SECRET_CHARS,
+                ),
+                hint=PlainTextObject(
+                    text="Stored encrypted for you alone and never posted, logged or shown to "
+                    "the agents. It replaces a key you stored before for the same provider."
+                ),
+            ),
+        ],
+    )
+    return view.to_dict()
+
+
+def submitted_provider(view: dict[str, Any]) -> str:
+    values = (view.get("state") or {}).get("values") or {}
+    field = (values.get(ids.CREDENTIAL_PROVIDER_BLOCK) or {}).get(
+        ids.CREDENTIAL_PROVIDER_INPUT
+    ) or {}
+    selected = field.get("selected_option") or {}
+    value = selected.get("value") if isinstance(selected, dict) else None
+    return value if isinstance(value, str) else ""

@@ -250,3 +250,24 @@ def test_the_summary_carries_feedback_buttons_for_its_run() -> None:
     assert feedback["positive_button"]["value"] == "good:" + "0123456789abcdef" * 2
     assert feedback["negative_button"]["value"].startswith("bad:")
     assert "context_actions" not in json.dumps(ui.summary({"status": "completed"})[1])
+
+
+def test_the_home_tab_and_the_add_key_form_are_valid_with_hostile_input() -> None:
+    from bot.ui.credential_modal import add_key_modal
+    from bot.ui.home import HomeRun, home_view
+
+    runs = [
+        HomeRun(f"r{i}", "running", HOSTILE, "C1", "https://w.slack.com/archives/C1/p1")
+        for i in range(30)
+    ]
+    view = home_view(
+        runs=runs,
+        keys=[(f"p{i}", HOSTILE[:60]) for i in range(40)],
+        teams=[(f"t{i}", HOSTILE) for i in range(40)],
+    )
+    assert find_block_problems(view["blocks"], "modal") == [] and len(view["blocks"]) <= 100
+    assert "<!channel>" not in json.dumps(view)
+    empty = home_view(runs=[], keys=[], teams=[("default", "")])
+    assert "No runs yet" in json.dumps(empty) and "No stored keys" in json.dumps(empty)
+    form = add_key_modal([ProviderTable().get(name) for name in ProviderTable().names])
+    assert find_view_problems(form) == []

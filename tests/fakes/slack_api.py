@@ -99,6 +99,7 @@ class SlackApiEmulator(SocketModeMixin, ResponseUrlsMixin, ViewsMixin, MessagesM
             "views.open": self._views_open,
             "views.push": self._views_push,
             "views.update": self._views_update,
+            "views.publish": self._views_publish,
             "apps.connections.open": self._apps_connections_open,
         }
 

@@ -78,6 +78,7 @@ class EmulatorBase:
         self.views: dict[str, JsonDict] = {}
         self.views_opened: list[JsonDict] = []
         self.views_pushed: list[JsonDict] = []
+        self.home_views: dict[str, JsonDict] = {}  # each user's Home tab, as last published
         self.responses: dict[str, list[JsonDict]] = {}
         # Calls ``slow`` is holding right now, by method, and every method whose call it
         # started holding (in order): a test waits on these to know a call is in flight.

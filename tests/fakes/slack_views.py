@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fakes.block_kit_rules import find_view_problems
+from tests.fakes.block_kit_rules import find_block_problems, find_view_problems
 from tests.fakes.slack_emulator_base import EmulatorBase
 from tests.fakes.slack_records import JsonDict
 from tests.fakes.slack_wire import ApiError
@@ -42,6 +42,25 @@ class ViewsMixin(EmulatorBase):
         stored = self._stored_view(params["view"], view_id, version=1)
         self.views[view_id] = stored
         return stored
+
+    def _views_publish(self, params: JsonDict) -> JsonDict:
+        """A user's Home tab: a `home` view, up to 100 blocks, replaced whole each time."""
+        self._require(params, "user_id", "view")
+        view = params["view"]
+        if not isinstance(view, dict) or view.get("type") != "home":
+            self._problem("views.publish", "invalid_arguments", ["view.type must be home"])
+            raise ApiError("invalid_arguments")
+        problems = find_block_problems(view.get("blocks"), "modal")  # a Home allows 100 too
+        if problems:
+            self._problem("views.publish", "invalid_blocks", problems)
+            raise ApiError("invalid_blocks")
+        user = str(params["user_id"])
+        previous = self.home_views.get(user)
+        view_id = previous["id"] if previous else f"V{next(self._view_counter):04d}"
+        stored = {**view, "id": view_id, "team_id": self.team_id, "app_id": self.app_id}
+        self.home_views[user] = stored
+        self.views[view_id] = stored
+        return {"view": stored}
 
     def _views_update(self, params: JsonDict) -> JsonDict:
         self._require(params, "view")

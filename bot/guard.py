@@ -135,7 +135,7 @@ def _signature_problem(
 # Keys Bolt and the listeners read, by the JSON type each must have when present.
 _OBJECTS = ("user", "container", "view", "message", "event", "state")
 _OBJECTS_OR_NULL = ("team", "channel")
-_LISTS_OF_OBJECTS = ("actions", "authorizations")
+_LISTS_OF_OBJECTS = ("actions", "authorizations", "response_urls")
 _STRINGS = (
     "type",
     "team_id",
@@ -186,6 +186,8 @@ def _event_problem(payload: dict[str, Any]) -> str | None:
         return _team_problem(payload)
     if event["type"] != "app_mention":
         return None
+    if isinstance(event.get("bot_id"), str) and event["bot_id"]:
+        return None  # a bot's (or a webhook's) mention: the listener declines it, with a 200
     for key in ("user", "channel", "ts", "text"):
         if not isinstance(event.get(key), str) or not event[key]:
             return f"app_mention without a {key}"

@@ -15,6 +15,7 @@ APPROVE_PATTERN = re.compile(r"^approve:\d+$")
 ACTIONS_BLOCK = "run_actions"
 TOOL_DENY = "tool_deny"
 RUN_FEEDBACK = "run_feedback"
+FEEDBACK_BLOCK = "run_feedback_block"
 CREDENTIAL_ADD = "credential_add"
 CREDENTIAL_ADD_MODAL = "credential_add_modal"
 CREDENTIAL_PROVIDER_BLOCK = "credential_provider"

@@ -131,11 +131,13 @@ class RunManager:
         idempotency_key: str | None = None,
         hold_s: float | None = None,
         team_name: str | None = None,
+        thread_ts: str | None = None,
     ) -> StartResult:
         """Create a queued run. With `hold_s`, no replica claims it until `release_hold`
         (or `discard`) is called, or the hold lapses: the front end first makes the place
         where the run will be shown, and a redelivered command finds the run already there.
-        `team_name`: a team of `self.teams` (the front end checked it); None: the default."""
+        `team_name`: a team of `self.teams` (the front end checked it); None: the default.
+        `thread_ts`: the run works in this existing thread (an @mention's), its root a reply."""
         task = task.strip()[:MAX_TASK_CHARS]
         running = await self.store.runs.count_by_status(RunStatus.RUNNING)
         busy = running >= self.settings.max_concurrent_runs
@@ -155,6 +157,7 @@ class RunManager:
             events=events,
             hold_until=utcnow() + timedelta(seconds=hold_s) if hold_s else None,
             team_name=team_name,
+            thread_ts=thread_ts,
         )
         if not created:
             return StartResult(run, False, 0)

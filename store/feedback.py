@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -16,14 +16,16 @@ RATINGS = ("good", "bad")
 
 class FeedbackOutcome(StrEnum):
     RECORDED = "recorded"
+    CHANGED = "changed"  # the person switched between good and bad, as Slack's buttons allow
     ALREADY_GIVEN = "already_given"
     NOT_FOUND = "not_found"
 
 
 class FeedbackRepository(Repository):
     async def record(self, run_id: str, *, user_id: str, rating: str) -> FeedbackOutcome:
-        """Keep `user_id`'s first rating of the run; a second click (or a replay, or two
-        replicas at once) changes nothing: one insert that does nothing on a conflict."""
+        """One rating per person and run: the first click inserts it, a click on the other
+        button changes it (Slack's buttons show the latest choice), the same click again (or
+        a replay, or two replicas at once) changes nothing."""
         if rating not in RATINGS:
             return FeedbackOutcome.NOT_FOUND
         async with self._db.work() as work:
@@ -42,8 +44,20 @@ class FeedbackRepository(Repository):
             result = await session.execute(
                 insert(FeedbackRow).values(**values).on_conflict_do_nothing()
             )
+            outcome = FeedbackOutcome.RECORDED
             if result.rowcount != 1:
-                return FeedbackOutcome.ALREADY_GIVEN
+                changed = await session.execute(
+                    update(FeedbackRow)
+                    .where(
+                        FeedbackRow.run_id == run_id,
+                        FeedbackRow.user_id == user_id,
+                        FeedbackRow.rating != rating,
+                    )
+                    .values(rating=rating, created_at=utcnow())
+                )
+                if changed.rowcount != 1:
+                    return FeedbackOutcome.ALREADY_GIVEN
+                outcome = FeedbackOutcome.CHANGED
             work.audit(
                 workspace_id=run.workspace_id,
                 actor_id=user_id,
@@ -51,7 +65,7 @@ class FeedbackRepository(Repository):
                 subject=rating,
                 run_id=run_id,
             )
-            return FeedbackOutcome.RECORDED
+            return outcome
 
     async def tally(self, run_id: str) -> dict[str, int]:
         """How many people said good and bad about the run."""

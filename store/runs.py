@@ -83,13 +83,16 @@ class RunRepository(Repository):
         self, run_id: str, *, thread_ts: str | None, root_ts: str | None = None
     ) -> bool:
         """The front end is done: attach its root message as the run's thread (or, with
-        `root_ts`, the thread its root is a reply in) and let replicas claim the run. False
-        when the run already has another thread (the hold lapsed and the publisher posted a
-        root of its own) or no longer exists."""
+        `root_ts`, its root posted as a reply in the thread the run was created in) and let
+        replicas claim the run. False when the run already has another thread (the hold
+        lapsed and the publisher posted a root of its own) or no longer exists."""
         async with self._db.work() as work:
-            attached = thread_ts is not None and await self._attach(
-                work.session, run_id, thread_ts, root_ts
-            )
+            if root_ts is not None:  # a reply root in a thread the run had from the start
+                attached = await self._attach_root(work.session, run_id, root_ts)
+            else:
+                attached = thread_ts is not None and await self._attach(
+                    work.session, run_id, thread_ts
+                )
             await work.change(
                 run_id,
                 RunChange(status=RunStatus.QUEUED),
@@ -112,13 +115,20 @@ class RunRepository(Repository):
             return await self._attach(work.session, run_id, thread_ts)
 
     @staticmethod
-    async def _attach(
-        session: AsyncSession, run_id: str, thread_ts: str, root_ts: str | None = None
-    ) -> bool:
+    async def _attach(session: AsyncSession, run_id: str, thread_ts: str) -> bool:
         result = await session.execute(
             update(RunRow)
             .where(RunRow.id == run_id, RunRow.thread_ts.is_(None))
-            .values(thread_ts=thread_ts, root_ts=root_ts)
+            .values(thread_ts=thread_ts)
+        )
+        return result.rowcount == 1
+
+    @staticmethod
+    async def _attach_root(session: AsyncSession, run_id: str, root_ts: str) -> bool:
+        result = await session.execute(
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.root_ts.is_(None))
+            .values(root_ts=root_ts)
         )
         return result.rowcount == 1
 

@@ -383,14 +383,14 @@ def summary(payload: dict[str, Any]) -> Message:
         _context(facts),
     ]
     run_id = str(payload.get("run_id") or "")
-    if run_id:  # Slack's own thumbs up / down, answered by anyone, counted once per person
+    if run_id:  # Slack's own thumbs up / down, answered by anyone, one rating per person
         blocks.append(feedback_buttons(run_id))
     return plain(f"Run finished ({status}): {outcome}"), _dicts(*blocks)
 
 
 def feedback_buttons(run_id: str) -> ContextActionsBlock:
     return ContextActionsBlock(
-        block_id="run_feedback",
+        block_id=ids.FEEDBACK_BLOCK,
         elements=[
             FeedbackButtonsElement(
                 action_id=ids.RUN_FEEDBACK,

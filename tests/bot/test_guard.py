@@ -168,3 +168,16 @@ def test_a_json_body_that_is_not_an_object_is_refused() -> None:
     form = urlencode({"payload": "not json"}).encode()
     refused = _check(form, "application/x-www-form-urlencoded")
     assert isinstance(refused, Refusal) and refused.reason == "body does not parse"
+
+
+def test_event_payloads_bolt_would_choke_on_are_refused() -> None:
+    mention = {"type": "event_callback", "team_id": "T1", "event": _mention()}
+    assert (
+        payload_problem({**mention, "response_urls": 5}) == "response_urls is not a list of objects"
+    )
+    assert (
+        payload_problem({**mention, "response_urls": [1]})
+        == "response_urls is not a list of objects"
+    )
+    by_bot = {"type": "app_mention", "bot_id": "B1", "text": "x", "ts": "1", "channel": "C1"}
+    assert payload_problem({"type": "event_callback", "team_id": "T1", "event": by_bot}) is None

@@ -71,7 +71,8 @@ async def test_mentions_that_are_not_tasks_start_nothing(tmp_path: Path, secret_
             )
             assert status == 200
         answers = await stack.slack.wait_for(lambda s: len(s.ephemerals) == 2 and s.ephemerals)
-        assert all(e["user"] == "U1" and e.get("thread_ts") == help_ts for e in answers)
+        # Answered beside the mention, where the person is looking (it has no thread).
+        assert all(e["user"] == "U1" and not e.get("thread_ts") for e in answers)
         shown = json.dumps(answers)
         assert "Mention me with a task" in shown and "I don't know a team called `nope`" in shown
         assert await stack.stored_runs() == []
@@ -91,3 +92,33 @@ async def test_a_mention_over_socket_mode(tmp_path: Path, secret_key: str) -> No
         await stack.slack.wait_for(_finished_in(stack.slack, mention_ts), timeout=30)
         root = next(m for m in stack.slack.thread("C1", mention_ts) if "AutoGen run" in text_of(m))
         assert "Completed" in text_of(root)
+
+
+async def test_mentions_in_a_thread_broadcast_edited_and_by_webhooks(
+    tmp_path: Path, secret_key: str
+) -> None:
+    async with running_stack(
+        tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY
+    ) as stack:
+        stack.llm.script(AGENT_MODEL, SCRIPT)
+        stack.llm.default(VERIFIER_MODEL, verdict())
+        parent = stack.slack.add_user_message("C1", "Our queue keeps growing", user="U2")
+        text = "<@UBOT> what should we do?"
+        reply = stack.slack.add_user_message("C1", text, user="U1", thread_ts=parent)
+        webhook = {"type": "app_mention", "text": text, "ts": "1.1", "channel": "C1"}
+        events = [
+            # An edit of some mention, and a webhook's mention (no user): nothing, and a 200.
+            app_mention(text=text, ts=reply, edited={"user": "U1", "ts": "9.9"}),
+            {**webhook, "bot_id": "BHOOK", "subtype": "bot_message"},
+            # Sent to the channel too ("Also send to channel"): a person asking, in a thread.
+            app_mention(text=text, ts=reply, thread_ts=parent, subtype="thread_broadcast"),
+        ]
+        for event in events:
+            status, _, _ = await stack.sender.post(
+                stack.url, *json_payload(event_callback(event)), SIGNING_SECRET
+            )
+            assert status == 200
+        await stack.slack.wait_for(_finished_in(stack.slack, parent), timeout=30)
+        runs = await stack.stored_runs()
+        assert len(runs) == 1 and runs[0].thread_ts == parent  # the thread it was asked in
+        assert runs[0].task == "what should we do?"

@@ -9,7 +9,7 @@ from store.feedback import FeedbackOutcome
 from tests.db import audit_actions
 
 
-async def test_feedback_counts_once_per_person_even_all_at_once(store: Store) -> None:
+async def test_one_rating_per_person_even_all_at_once(store: Store) -> None:
     run, _ = await store.runs.create(
         workspace_id="T1", channel_id="C1", requester_id="U1", task="t"
     )
@@ -18,15 +18,15 @@ async def test_feedback_counts_once_per_person_even_all_at_once(store: Store) ->
     assert sorted(outcomes) == sorted(
         [FeedbackOutcome.RECORDED] + [FeedbackOutcome.ALREADY_GIVEN] * 5
     )
-    assert (
-        await store.feedback.record(run.id, user_id="U2", rating="bad")
-        == FeedbackOutcome.ALREADY_GIVEN
-    )
-    assert (
-        await store.feedback.record(run.id, user_id="U3", rating="bad") == FeedbackOutcome.RECORDED
-    )
+    u3 = await store.feedback.record(run.id, user_id="U3", rating="bad")
+    assert u3 == FeedbackOutcome.RECORDED
     assert await store.feedback.tally(run.id) == {"good": 1, "bad": 1}
-    assert (await audit_actions(store, "T1")).count("run_feedback") == 2
+    # Switching, as Slack's buttons let a person do: still one rating each.
+    switched = await store.feedback.record(run.id, user_id="U2", rating="bad")
+    again = await store.feedback.record(run.id, user_id="U2", rating="bad")
+    assert (switched, again) == (FeedbackOutcome.CHANGED, FeedbackOutcome.ALREADY_GIVEN)
+    assert await store.feedback.tally(run.id) == {"good": 0, "bad": 2}
+    assert (await audit_actions(store, "T1")).count("run_feedback") == 3
 
 
 async def test_feedback_on_nothing_is_refused(store: Store) -> None:

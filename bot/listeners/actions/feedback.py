@@ -1,4 +1,5 @@
-"""A click on a run summary's feedback buttons: kept once per person, answered privately."""
+"""A click on a run summary's feedback buttons: one rating per person (the latest click, as
+Slack's buttons show it), answered privately."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from store.feedback import FeedbackOutcome
 
 ANSWERS = {
     FeedbackOutcome.RECORDED: "Thanks, your feedback on this run is recorded.",
-    FeedbackOutcome.ALREADY_GIVEN: "You already gave feedback on this run; the first one counts.",
+    FeedbackOutcome.CHANGED: "Thanks, your feedback on this run is changed.",
+    FeedbackOutcome.ALREADY_GIVEN: "Your feedback on this run is already recorded.",
     FeedbackOutcome.NOT_FOUND: "I can't find that run any more.",
 }
 

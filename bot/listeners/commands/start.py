@@ -55,7 +55,7 @@ async def start_run(
     where = Where(command["team_id"], command["channel_id"], command["user_id"])
     error = await start_shown(runs, client, where, task, key=key, team_name=team_name)
     if error is not None:
-        await respond(response_type="ephemeral", text=_refused_answer(error, command))
+        await respond(response_type="ephemeral", text=refused_answer(error, command))
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ async def start_shown(
         idempotency_key=key,
         hold_s=ROOT_POST_HOLD_S,
         team_name=team_name,
+        thread_ts=where.thread_ts,  # known from the start: the publisher posts there too
     )
     if not started.created:
         return None  # a redelivery of a request that already started its run
@@ -122,7 +123,7 @@ async def start_shown(
     return None
 
 
-def _refused_answer(error: str, command: dict[str, Any]) -> str:
+def refused_answer(error: str, command: dict[str, Any]) -> str:
     """Why nothing started, in words that say what to do about it."""
     if error == "restricted_action":
         return RESTRICTED

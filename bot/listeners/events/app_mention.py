@@ -4,7 +4,7 @@ The text after the mention is read like `/autogen`'s (`--team NAME` included); a
 a task (help, an unknown team) is answered privately in the same thread. Slack retries an
 event it thinks was not received; the mention's own ts makes the run's idempotency key, so
 a retry or a duplicate starts nothing twice. Mentions by bots (the app's own included) and
-edited messages are ignored.
+edits of a mention are ignored; a mention also sent to the channel counts.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import parse
-from bot.listeners.commands.start import Where, start_shown
+from bot.listeners.commands.start import Where, refused_answer, start_shown
 from bot.services import services_of
 from bot.ui import modals
 from bot.ui.text import escape
@@ -30,15 +30,16 @@ LEADING_MENTIONS = re.compile(r"^(\s*<@[A-Z0-9]+(?:\|[^>]*)?>\s*)+")
 async def app_mention_event(
     event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
 ) -> None:
-    if event.get("bot_id") or event.get("subtype"):
-        return  # a bot's message, an edit, a broadcast: not a person asking
+    if event.get("bot_id") or event.get("edited"):
+        return  # a bot's message, or an edit of a mention already answered
     runs = services_of(context).runs
-    thread = str(event.get("thread_ts") or event["ts"])
+    thread = str(event.get("thread_ts") or event["ts"])  # where the run works
+    asked_in = event.get("thread_ts")  # where a private answer shows: beside, or in a thread
     text = LEADING_MENTIONS.sub("", str(event.get("text", ""))).strip()
     parsed = parse(text)
     answer = _not_a_start(parsed, runs)
     if answer is not None:
-        await _tell(client, event, thread, answer)
+        await _tell(client, event, asked_in, answer)
         return
     team = runs.teams.get(parsed.team) if parsed.team else None
     name = team.name if team is not None and team.path is not None else None
@@ -46,7 +47,9 @@ async def app_mention_event(
     key = f"mention:{body['team_id']}:{event['channel']}:{event['ts']}"
     error = await start_shown(runs, client, where, parsed.argument, key=key, team_name=name)
     if error is not None:
-        await _tell(client, event, thread, f"I could not start a run here ({escape(error)}).")
+        await _tell(
+            client, event, asked_in, refused_answer(error, {"channel_id": event["channel"]})
+        )
 
 
 def _not_a_start(parsed: Any, runs: Any) -> list[dict[str, Any]] | None:
@@ -66,13 +69,19 @@ def _not_a_start(parsed: Any, runs: Any) -> list[dict[str, Any]] | None:
 
 
 async def _tell(
-    client: AsyncWebClient, event: dict[str, Any], thread: str, answer: list[dict[str, Any]] | str
+    client: AsyncWebClient,
+    event: dict[str, Any],
+    thread: str | None,
+    answer: list[dict[str, Any]] | str,
 ) -> None:
-    """A private answer to the person who mentioned the app, in the mention's thread."""
+    """A private answer to the person who mentioned the app, where they wrote it."""
     content = {"text": answer} if isinstance(answer, str) else {"text": "AutoGen", "blocks": answer}
     try:
         await client.chat_postEphemeral(
-            channel=event["channel"], user=event["user"], thread_ts=thread, **content
+            channel=event["channel"],
+            user=event["user"],
+            **({"thread_ts": thread} if thread else {}),
+            **content,
         )
     except SlackApiError as exc:
         log.warning("mention answer not delivered (%s)", exc.response.get("error"))

@@ -9,6 +9,7 @@ from bot.ui import modals
 from bot.ui.text import escape
 from runner.keys import KeyDesk
 from runner.manager import CancelOutcome
+from store.records import CredentialInfo
 
 _CANCEL_ANSWERS = {
     CancelOutcome.CANCELLED: "Stopping run `{id}`.",
@@ -25,18 +26,14 @@ def cancel_answer(outcome: CancelOutcome, run_id: str) -> str:
     return _CANCEL_ANSWERS[outcome].format(id=escape(run_id[:40]))
 
 
+def key_facts(info: CredentialInfo) -> str:
+    """When a stored key was added and last used: all a person is ever shown of it."""
+    used = (
+        f"last used {info.last_used_at:%Y-%m-%d %H:%M} UTC" if info.last_used_at else "never used"
+    )
+    return f"added {info.created_at:%Y-%m-%d}, {used}"
+
+
 async def credential_rows(keys: KeyDesk, team_id: str, user_id: str) -> list[dict[str, Any]]:
     stored = await keys.listed(workspace_id=team_id, user_id=user_id)
-    rows = [
-        (
-            info.provider,
-            f"added {info.created_at:%Y-%m-%d}"
-            + (
-                f", last used {info.last_used_at:%Y-%m-%d %H:%M} UTC"
-                if info.last_used_at
-                else ", never used"
-            ),
-        )
-        for info in stored
-    ]
-    return modals.credentials_list(rows)
+    return modals.credentials_list([(info.provider, key_facts(info)) for info in stored])

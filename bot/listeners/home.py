@@ -7,6 +7,7 @@ import logging
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.listeners.answers import key_facts
 from bot.services import Services
 from bot.ui.home import HomeRun, home_view
 
@@ -37,18 +38,7 @@ async def publish_home(
             )
             for run in recent
         ],
-        keys=[
-            (
-                info.provider,
-                f"added {info.created_at:%Y-%m-%d}"
-                + (
-                    f", last used {info.last_used_at:%Y-%m-%d}"
-                    if info.last_used_at
-                    else ", never used"
-                ),
-            )
-            for info in stored
-        ],
+        keys=[(info.provider, key_facts(info)) for info in stored],
         teams=[(team.name, team.description) for team in runs.teams.all],
     )
     try:

@@ -18,6 +18,7 @@ from slack_sdk.models.blocks import (
 
 from bot import ids
 from bot.ui.blocks import STATUS_LABELS
+from bot.ui.modals import key_row
 from bot.ui.text import clip, escape
 
 MAX_RUNS = 10
@@ -55,18 +56,7 @@ def home_view(
     blocks += [DividerBlock(), HeaderBlock(text="Your keys")]
     if not keys:
         blocks.append(_text("No stored keys. A run asks for one when it needs it."))
-    for provider, facts in keys[:MAX_KEYS]:
-        blocks.append(
-            SectionBlock(
-                text=MarkdownTextObject(text=f"*{escape(provider)}* — {escape(facts)}"),
-                accessory=ButtonElement(
-                    text="Delete",
-                    action_id=ids.CREDENTIAL_DELETE,
-                    value=provider[:64],
-                    style="danger",
-                ),
-            )
-        )
+    blocks.extend(key_row(provider, facts) for provider, facts in keys[:MAX_KEYS])
     blocks.append(
         ActionsBlock(
             block_id="home_keys",

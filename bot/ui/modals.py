@@ -28,6 +28,16 @@ def help_blocks(prefix: str | None = None) -> list[dict[str, Any]]:
     return [SectionBlock(text=MarkdownTextObject(text=text)).to_dict()]
 
 
+def key_row(provider: str, facts: str) -> SectionBlock:
+    """One stored key (never its value) with its Delete button."""
+    return SectionBlock(
+        text=MarkdownTextObject(text=f"*{escape(provider)}* — {escape(facts)}"),
+        accessory=ButtonElement(
+            text="Delete", action_id=ids.CREDENTIAL_DELETE, value=provider[:64], style="danger"
+        ),
+    )
+
+
 def credentials_list(providers: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """(provider, 'added … / last used …') rows, each with a Delete button."""
     if not providers:
@@ -35,18 +45,7 @@ def credentials_list(providers: list[tuple[str, str]]) -> list[dict[str, Any]]:
     blocks: list[Any] = [
         SectionBlock(text=MarkdownTextObject(text="*Your stored keys* (values are never shown)"))
     ]
-    for provider, facts in providers[:45]:
-        blocks.append(
-            SectionBlock(
-                text=MarkdownTextObject(text=f"*{escape(provider)}* — {facts}"),
-                accessory=ButtonElement(
-                    text="Delete",
-                    action_id=ids.CREDENTIAL_DELETE,
-                    value=provider,
-                    style="danger",
-                ),
-            )
-        )
+    blocks.extend(key_row(provider, facts) for provider, facts in providers[:45])
     blocks.append(
         ContextBlock(elements=[MarkdownTextObject(text="A deleted key is gone for good.")])
     )

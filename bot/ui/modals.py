@@ -13,6 +13,7 @@ HELP_TEXT = (
     "*AutoGen in Slack*\n"
     "• `/autogen &lt;task&gt;` — start a team run; it works in a thread under a new message\n"
     "• `/autogen --team NAME &lt;task&gt;` — run it with another team (`/autogen teams`)\n"
+    "• `@AutoGen &lt;task&gt;` in a channel — a run in that message's thread\n"
     "• `/autogen status` — your recent runs and their states\n"
     "• `/autogen stop [run id]` — stop a run (your latest active one if no id)\n"
     "• `/autogen credentials` — list or delete your stored keys (values are never shown)\n"

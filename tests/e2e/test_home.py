@@ -93,3 +93,14 @@ async def test_home_shows_runs_and_keys_and_manages_keys(tmp_path: Path, secret_
             await store.close()
         assert held == NEW_KEY
         assert stack.slack.problems == []
+
+
+async def test_home_over_socket_mode(tmp_path: Path, secret_key: str) -> None:
+    from tests.e2e.test_socket_mode import running_socket_stack
+
+    async with running_socket_stack(tmp_path, secret_key, valid_keys={KEY}) as stack:
+        event = {"type": "app_home_opened", "user": "U7", "channel": "D7", "tab": "home"}
+        ack = await stack.slack.socket_send("events_api", event_callback(event))
+        assert ack == {"envelope_id": ack["envelope_id"]}
+        home = await stack.slack.wait_for(lambda s: s.home_views.get("U7"))
+        assert "No runs yet" in json.dumps(home) and "Add a key" in json.dumps(home)

@@ -78,6 +78,7 @@ class RunExecutor:
         verifier: Verifier | None,
         owner: str,
         auto_apply: Callable[[OfferedAction], Awaitable[None]] | None = None,
+        teams: TeamCatalog | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -85,7 +86,7 @@ class RunExecutor:
         self._auto_apply = auto_apply
         self._writer = ClaimedRunWriter(store, settings, owner)
         self._servers = read_mcp_config(settings)
-        self._teams = TeamCatalog.from_settings(settings)
+        self._teams = teams or TeamCatalog.from_settings(settings)
         self.draining = False
 
     async def execute(self, run: Run, token: CancellationToken) -> None:

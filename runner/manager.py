@@ -75,12 +75,17 @@ class RunManager:
         factory = verifier_client_factory or openai_verifier_factory(settings)
         verifier = Verifier(factory, timeout_s=settings.verifier_timeout_s)
         self._actions = ActionApplier(store, settings)
-        self._executor = RunExecutor(
-            store, settings, verifier, self.instance_id, auto_apply=self._actions.auto_apply
-        )
         self.keys = KeyDesk(store)
         self.providers = ProviderTable.from_settings(settings)
-        self.teams = TeamCatalog.from_settings(settings)
+        self.teams = TeamCatalog.from_settings(settings)  # TEAMS_DIR read once, shared
+        self._executor = RunExecutor(
+            store,
+            settings,
+            verifier,
+            self.instance_id,
+            auto_apply=self._actions.auto_apply,
+            teams=self.teams,
+        )
         self._poll_interval_s = poll_interval_s
         self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}
         self._wake = asyncio.Event()

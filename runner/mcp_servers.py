@@ -161,7 +161,7 @@ class McpSession:
         ) -> ToolOutput:
             if workbench is None:
                 return ToolOutput(f"The {server} MCP server is not running.", is_error=True)
-            result = await call_workbench(workbench, original, arguments, token)
+            result = await call_workbench(workbench, original, arguments)
             text = result.to_text()
             if result.is_error and needs and REFUSED_KEY.search(text):
                 raise CredentialRefused(needs[0], text.strip()[:120])

@@ -52,6 +52,17 @@ class TeamCatalog:
     def all(self) -> list[TeamEntry]:
         return [self.default, *self.named]
 
+    @property
+    def listing(self) -> list[tuple[str, str]]:
+        """(name, description) of every team, the default first: what people are shown."""
+        return [(entry.name, entry.description) for entry in self.all]
+
+    def run_name(self, name: str | None) -> str | None:
+        """What a run started with the team `name` records: the named team's name; None for
+        the default team (or no name), which every run without one uses."""
+        entry = self.get(name) if name else None
+        return entry.name if entry is not None and entry.path is not None else None
+
 
 def _entry(settings: Settings, path: Path) -> TeamEntry:
     name = path.stem.lower()

@@ -114,7 +114,7 @@ def _through(workbench: Workbench, name: str) -> Any:
     async def run(
         arguments: dict[str, Any], token: CancellationToken, _secrets: Mapping[str, str]
     ) -> ToolOutput:
-        result = await call_workbench(workbench, name, arguments, token)
+        result = await call_workbench(workbench, name, arguments)
         return ToolOutput(result.to_text(), is_error=result.is_error)
 
     return run

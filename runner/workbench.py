@@ -288,9 +288,7 @@ class RunWorkbench(Workbench, Component[RunWorkbenchConfig]):
         return None
 
 
-async def call_workbench(
-    workbench: Workbench, name: str, arguments: dict[str, Any], _token: CancellationToken
-) -> ToolResult:
+async def call_workbench(workbench: Workbench, name: str, arguments: dict[str, Any]) -> ToolResult:
     """`workbench.call_tool` with a token of its own: autogen-ext 0.7.5's McpWorkbench links
     a coroutine (not a future) to the token it is given, so cancelling that token would
     raise AttributeError and skip the token's other callbacks. `RunWorkbench` cancels the

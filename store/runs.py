@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -116,21 +117,11 @@ class RunRepository(Repository):
 
     @staticmethod
     async def _attach(session: AsyncSession, run_id: str, thread_ts: str) -> bool:
-        result = await session.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.thread_ts.is_(None))
-            .values(thread_ts=thread_ts)
-        )
-        return result.rowcount == 1
+        return await _set_once(session, run_id, RunRow.thread_ts, thread_ts)
 
     @staticmethod
     async def _attach_root(session: AsyncSession, run_id: str, root_ts: str) -> bool:
-        result = await session.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.root_ts.is_(None))
-            .values(root_ts=root_ts)
-        )
-        return result.rowcount == 1
+        return await _set_once(session, run_id, RunRow.root_ts, root_ts)
 
     async def claim_next(self, *, owner: str, lease_s: float) -> Run | None:
         """Take the oldest queued run for this replica, or None. Safe across replicas."""
@@ -217,3 +208,11 @@ class RunRepository(Repository):
                 .order_by(RunEventRow.seq)
             )
             return [to_event(row) for row in rows]
+
+
+async def _set_once(session: AsyncSession, run_id: str, column: Any, value: str) -> bool:
+    """Set a run's column if nobody has yet: of two writers, the second learns it lost."""
+    result = await session.execute(
+        update(RunRow).where(RunRow.id == run_id, column.is_(None)).values({column: value})
+    )
+    return result.rowcount == 1

@@ -39,7 +39,7 @@ async def publish_home(
             for run in recent
         ],
         keys=[(info.provider, key_facts(info)) for info in stored],
-        teams=[(team.name, team.description) for team in runs.teams.all],
+        teams=runs.teams.listing,
     )
     try:
         await client.views_publish(user_id=user_id, view=view)

@@ -81,22 +81,29 @@ def credential_modal(*, request_id: str, provider: Provider, reason: str) -> dic
         close=PlainTextObject(text="Cancel"),
         blocks=[
             SectionBlock(text=MarkdownTextObject(text=about)),
-            InputBlock(
-                block_id=ids.CREDENTIAL_INPUT_BLOCK,
-                label=PlainTextObject(text=provider.title[:2000]),
-                element=PlainTextInputElement(
-                    action_id=ids.CREDENTIAL_INPUT,
-                    placeholder=PlainTextObject(text="Paste the key"),
-                    max_length=MAX_SECRET_CHARS,
-                ),
-                hint=PlainTextObject(
-                    text="Visible only on your screen while you type. It is stored encrypted "
-                    "and never posted, logged or shown to the agents."
-                ),
+            _key_input(
+                provider.title,
+                "Visible only on your screen while you type. It is stored encrypted and never "
+                "posted, logged or shown to the agents.",
             ),
         ],
     )
     return view.to_dict()
+
+
+def _key_input(label: str, hint: str) -> InputBlock:
+    """The field a key is typed into: the same block and limits in every key form, so one
+    reader (`submitted_secret`) and one set of checks serve them all."""
+    return InputBlock(
+        block_id=ids.CREDENTIAL_INPUT_BLOCK,
+        label=PlainTextObject(text=label[:2000]),
+        element=PlainTextInputElement(
+            action_id=ids.CREDENTIAL_INPUT,
+            placeholder=PlainTextObject(text="Paste the key"),
+            max_length=MAX_SECRET_CHARS,
+        ),
+        hint=PlainTextObject(text=hint),
+    )
 
 
 def add_key_modal(providers: list[Provider]) -> dict[str, Any]:
@@ -118,18 +125,10 @@ def add_key_modal(providers: list[Provider]) -> dict[str, Any]:
                     options=options,
                 ),
             ),
-            InputBlock(
-                block_id=ids.CREDENTIAL_INPUT_BLOCK,
-                label=PlainTextObject(text="API key"),
-                element=PlainTextInputElement(
-                    action_id=ids.CREDENTIAL_INPUT,
-                    placeholder=PlainTextObject(text="Paste the key"),
-                    max_length=MAX_SECRET_CHARS,
-                ),
-                hint=PlainTextObject(
-                    text="Stored encrypted for you alone and never posted, logged or shown to "
-                    "the agents. It replaces a key you stored before for the same provider."
-                ),
+            _key_input(
+                "API key",
+                "Stored encrypted for you alone and never posted, logged or shown to the "
+                "agents. It replaces a key you stored before for the same provider.",
             ),
         ],
     )

@@ -8,7 +8,7 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import parse
-from bot.listeners.answers import cancel_answer, credential_rows
+from bot.listeners.answers import cancel_answer, credential_rows, teams_answer, unknown_team
 from bot.listeners.commands.start import start_run
 from bot.services import services_of
 from bot.ui import blocks as ui
@@ -40,18 +40,13 @@ async def autogen_command(
         text = await _stop(runs, team_id, user_id, parsed.argument)
         await respond(response_type="ephemeral", text=text)
     elif parsed.kind == "teams":
-        await respond(response_type="ephemeral", text="Teams", blocks=_teams(runs))
-    elif parsed.team is not None and runs.teams.get(parsed.team) is None:
-        problem = f"I don't know a team called `{ui.escape(parsed.team[:40])}`."
-        await respond(response_type="ephemeral", text=problem, blocks=_teams(runs, problem))
+        await respond(response_type="ephemeral", text="Teams", blocks=teams_answer(runs.teams))
+    elif (problem := unknown_team(runs.teams, parsed.team)) is not None:
+        blocks = teams_answer(runs.teams, problem)
+        await respond(response_type="ephemeral", text=problem, blocks=blocks)
     else:
-        team = runs.teams.get(parsed.team) if parsed.team else None
-        name = team.name if team is not None and team.path is not None else None
+        name = runs.teams.run_name(parsed.team)
         await start_run(runs, client, respond, command, parsed.argument, team_name=name)
-
-
-def _teams(runs: RunManager, prefix: str | None = None) -> list[dict[str, Any]]:
-    return modals.teams_blocks([(t.name, t.description) for t in runs.teams.all], prefix)
 
 
 async def _status(runs: RunManager, team_id: str, user_id: str) -> list[dict[str, Any]]:

@@ -17,11 +17,12 @@ from slack_bolt.async_app import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.commands import parse
+from bot.commands import Command, parse
+from bot.listeners.answers import teams_answer, unknown_team
 from bot.listeners.commands.start import Where, refused_answer, start_shown
 from bot.services import services_of
 from bot.ui import modals
-from bot.ui.text import escape
+from runner.team_catalog import TeamCatalog
 
 log = logging.getLogger(__name__)
 LEADING_MENTIONS = re.compile(r"^(\s*<@[A-Z0-9]+(?:\|[^>]*)?>\s*)+")
@@ -37,12 +38,11 @@ async def app_mention_event(
     asked_in = event.get("thread_ts")  # where a private answer shows: beside, or in a thread
     text = LEADING_MENTIONS.sub("", str(event.get("text", ""))).strip()
     parsed = parse(text)
-    answer = _not_a_start(parsed, runs)
+    answer = _not_a_start(parsed, runs.teams)
     if answer is not None:
         await _tell(client, event, asked_in, answer)
         return
-    team = runs.teams.get(parsed.team) if parsed.team else None
-    name = team.name if team is not None and team.path is not None else None
+    name = runs.teams.run_name(parsed.team)
     where = Where(str(body["team_id"]), str(event["channel"]), str(event["user"]), thread)
     key = f"mention:{body['team_id']}:{event['channel']}:{event['ts']}"
     error = await start_shown(runs, client, where, parsed.argument, key=key, team_name=name)
@@ -52,15 +52,13 @@ async def app_mention_event(
         )
 
 
-def _not_a_start(parsed: Any, runs: Any) -> list[dict[str, Any]] | None:
+def _not_a_start(parsed: Command, teams: TeamCatalog) -> list[dict[str, Any]] | None:
     """What to answer instead of starting a run, if anything."""
-    if parsed.kind == "start" and parsed.team is not None and runs.teams.get(parsed.team) is None:
-        problem = f"I don't know a team called `{escape(parsed.team[:40])}`."
-        return modals.teams_blocks([(t.name, t.description) for t in runs.teams.all], problem)
     if parsed.kind == "start":
-        return None
+        problem = unknown_team(teams, parsed.team)
+        return teams_answer(teams, problem) if problem is not None else None
     if parsed.kind == "teams":
-        return modals.teams_blocks([(t.name, t.description) for t in runs.teams.all])
+        return teams_answer(teams)
     return modals.help_blocks(
         parsed.problem
         or "Mention me with a task: `@AutoGen summarise this thread`. "

@@ -12,10 +12,12 @@ import contextlib
 import logging
 from typing import Any
 
+from bot.live_replies import LiveBudgets, LiveReply
 from bot.renderings import RENDERINGS, ROOT_REFRESH_KINDS, Lookup, Rendering, closed_prompt
 from bot.slack_calls import ClaimLost, SlackCaller, SlackRefused, SlackUnavailable
 from bot.ui import blocks as ui
 from store import Store
+from store import events as ev
 from store.models import utcnow
 from store.outbox import Backlog, Shown
 from store.records import Run, RunEvent
@@ -32,12 +34,25 @@ class RunDelivery:
         *,
         owner: str,
         agent_identities: bool = False,
+        quick: SlackCaller | None = None,
+        budgets: LiveBudgets | None = None,
     ) -> None:
         self._store = store
         self._slack = slack
         self._owner = owner
         self._agent_identities = agent_identities  # the token has chat:write.customize
         self.run: Run = backlog.run
+        self.live = LiveReply(
+            store,
+            slack,
+            quick or slack,
+            backlog.run,
+            owner=owner,
+            live=backlog.live,
+            budgets=budgets or LiveBudgets(),
+            as_author=self._as,
+        )
+        self._took_live: set[int] = set()  # events shown in the live message
         self.events = backlog.events
         self._parts_done = backlog.parts_done
         self._part_ref = backlog.part_ref
@@ -72,7 +87,7 @@ class RunDelivery:
         current = await self._store.runs.get(run.id)
         if current is None or current.thread_ts is None:
             return False
-        self.run = current
+        self.run = self.live.run = current
         return True
 
     async def deliver(self, event: RunEvent) -> None:
@@ -119,25 +134,68 @@ class RunDelivery:
             await self._update(earlier.ref, *messages[-1])
             return earlier.ref
         author = rendering.author(event.payload) if rendering.author else None
-        return await self._post_parts(event, messages, author)
+        into = None
+        if self.live.message is not None:
+            if self._is_live_reply(event):
+                into = await self.live.stop()
+                self._took_live.add(event.seq)
+            else:
+                await self.live.remove()  # shown before its reply came: removed, not left
+        return await self._post_parts(event, messages, author, into=into)
+
+    def _is_live_reply(self, event: RunEvent) -> bool:
+        """The recorded reply the live message has been showing: its agent's message."""
+        live = self.live.message
+        return (
+            live is not None
+            and event.kind == ev.AGENT_MESSAGE
+            and event.payload.get("source") == live.source
+        )
 
     async def _post_parts(
-        self, event: RunEvent, parts: list[ui.Message], author: dict[str, str] | None = None
+        self,
+        event: RunEvent,
+        parts: list[ui.Message],
+        author: dict[str, str] | None = None,
+        *,
+        into: str | None = None,
     ) -> str | None:
         """Post each part (as `author`, when the app may); a long message resumes after the
-        last part that went out."""
+        last part that went out. With `into` (the live message) the first part replaces
+        that message's content instead of being posted."""
         done, ref = (self._parts_done, self._part_ref) if event is self.events[0] else (0, None)
         for number, (text, blocks) in enumerate(parts, start=1):
             if number <= done:
                 continue  # posted before a failure on a later part
-            ref = await self._post(text, blocks, author)
+            if number == 1 and into is not None:
+                ref = await self._into_live(into, text, blocks, author)
+            else:
+                ref = await self._post(text, blocks, author)
             if number < len(parts) and ref:
                 recorded = await self._store.outbox.part_delivered(
-                    self.run.id, owner=self._owner, ref=ref, parts=number
+                    self.run.id,
+                    owner=self._owner,
+                    ref=ref,
+                    parts=number,
+                    took_live=event.seq in self._took_live,
                 )
                 if not recorded:
                     raise ClaimLost(self.run.id)
         return ref
+
+    async def _into_live(
+        self, ts: str, text: str, blocks: list[dict[str, Any]], author: dict[str, str] | None
+    ) -> str | None:
+        try:
+            await self._update(ts, text, blocks)
+        except SlackRefused as exc:  # deleted by someone meanwhile: posted after all
+            if exc.channel_gone:
+                raise
+            log.info(
+                "live message gone (%s); posting the reply", exc, extra={"run_id": self.run.id}
+            )
+            return await self._post(text, blocks, author)
+        return ts
 
     async def _earlier(self, lookup: Lookup) -> Shown | None:
         if lookup in self._shown:
@@ -151,10 +209,18 @@ class RunDelivery:
         self, event: RunEvent, ref: str | None, opens: str | None, closes: str | None
     ) -> None:
         recorded = await self._store.outbox.delivered(
-            self.run.id, event.seq, owner=self._owner, ref=ref, opens=opens, closes=closes
+            self.run.id,
+            event.seq,
+            owner=self._owner,
+            ref=ref,
+            opens=opens,
+            closes=closes,
+            took_live=event.seq in self._took_live,
         )
         if not recorded:  # another replica holds the claim, or recorded this event already
             raise ClaimLost(self.run.id)
+        if event.seq in self._took_live:
+            self.live.message = None
         if ref is not None:
             shown = Shown(ref, event, opens)
             self._shown[("seq", event.seq)] = shown

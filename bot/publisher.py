@@ -32,8 +32,11 @@ from collections.abc import Awaitable, Callable
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.delivery import RunDelivery
+from bot.live_replies import LiveBudgets
 from bot.slack_calls import ClaimLost, RetryPolicy, SlackCaller, SlackRefused, SlackUnavailable
+from runner.drafts import Drafts
 from store import Store
+from store.outbox import Backlog
 from store.work import EVENT
 
 # Called with (run id, Slack's error) when Slack refuses to show a run at all.
@@ -42,6 +45,8 @@ UnshowableHandler = Callable[[str, str], Awaitable[object]]
 log = logging.getLogger(__name__)
 
 PARALLEL_RUNS = 8  # runs posted at once, well inside the database pool (5 + 10 overflow)
+LIVE_IDLE_CHECK_S = 5.0  # a live reply with nothing new is looked at again this often
+QUICK_POLICY = RetryPolicy(max_attempts=2, base_delay_s=0.2, max_delay_s=2.0)  # live calls
 
 
 class Publisher:
@@ -58,8 +63,16 @@ class Publisher:
         owner: str | None = None,
         on_unshowable: UnshowableHandler | None = None,
         agent_identities: bool = False,
+        drafts: Drafts | None = None,
     ) -> None:
         self._store = store
+        self._drafts = drafts  # replies being written in this process (None: not shown live)
+        self._live_budgets = LiveBudgets()
+        self._changed: dict[str, asyncio.Event] = {}  # a followed run's draft or events moved
+        self._new_events: set[str] = set()
+        self._again: set[str] = set()  # runs that changed while a pass held them
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._scheduled: set[str] = set()  # runs a pass was started for by their draft
         self._agent_identities = agent_identities
         self._client = client
         self._policy = RetryPolicy(max_attempts, base_delay_s, max_delay_s)
@@ -75,10 +88,32 @@ class Publisher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         store.subscribe(self._on_store_change)
+        if drafts is not None:
+            drafts.subscribe(self._on_draft)
 
-    def _on_store_change(self, topic: str, _run_id: str) -> None:
+    def _on_store_change(self, topic: str, run_id: str) -> None:
         if topic == EVENT:
+            self._new_events.add(run_id)
+            self._poke(run_id)
             self._wake.set()
+
+    def _on_draft(self, run_id: str) -> None:
+        """A reply is being written: a pass for its run shows it, unless one is on it."""
+        self._poke(run_id)
+        lock = self._locks.get(run_id)
+        if self._stopping or run_id in self._scheduled or (lock is not None and lock.locked()):
+            return
+        self._scheduled.add(run_id)
+        task = asyncio.get_running_loop().create_task(self._publish_in_turn(run_id))
+        self._tasks.add(task)
+        task.add_done_callback(
+            lambda done: (self._tasks.discard(done), self._scheduled.discard(run_id))
+        )
+
+    def _poke(self, run_id: str) -> None:
+        changed = self._changed.get(run_id)
+        if changed is not None:
+            changed.set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="slack-publisher")
@@ -89,6 +124,8 @@ class Publisher:
         only past `grace_s` is it cancelled."""
         self._stopping = True
         self._wake.set()
+        for changed in self._changed.values():
+            changed.set()
         if self._task is None:
             await asyncio.wait_for(self.drain(), timeout=grace_s)
             return
@@ -120,11 +157,18 @@ class Publisher:
     async def _publish_in_turn(self, run_id: str) -> None:
         """One run's pass; its failure (a database error, say) is its own, logged, and the
         other runs' passes go on: the run is tried again on the next pass."""
+        lock = self._locks.get(run_id)
+        if lock is not None and lock.locked():
+            self._again.add(run_id)  # a pass is on it (following a live reply, say)
+            return
         async with self._parallel:
             try:
                 await self.publish_run(run_id)
             except Exception:
                 log.exception("publishing pass failed", extra={"run_id": run_id})
+        if run_id in self._again:
+            self._again.discard(run_id)
+            self._wake.set()
 
     async def publish_run(self, run_id: str) -> None:
         if asyncio.get_running_loop().time() < self._not_before.get(run_id, 0.0):
@@ -164,13 +208,28 @@ class Publisher:
         return renewed
 
     async def _pass(self, run_id: str) -> bool:
-        """Deliver what the run has pending; True when the run is finished and shown."""
-        backlog = await self._store.outbox.backlog(run_id)
-        if backlog is None:
-            return True  # deleted meanwhile
-        slack = SlackCaller(self._client, self._policy, before_attempt=lambda: self._renew(run_id))
+        """Deliver what the run has pending, then show the reply being written until it is
+        recorded (and deliver that); True when the run is finished and shown."""
+        while True:
+            self._new_events.discard(run_id)
+            backlog = await self._store.outbox.backlog(run_id)
+            if backlog is None:
+                return True  # deleted meanwhile
+            finished = await self._deliver(run_id, backlog)
+            if finished is not None:
+                return finished
+
+    async def _deliver(self, run_id: str, backlog: Backlog) -> bool | None:
+        """One round of a pass; None when a live reply was followed and the run has more."""
+        renew = lambda: self._renew(run_id)  # noqa: E731
         delivery = RunDelivery(
-            self._store, slack, backlog, owner=self._owner, agent_identities=self._agent_identities
+            self._store,
+            SlackCaller(self._client, self._policy, before_attempt=renew),
+            backlog,
+            owner=self._owner,
+            agent_identities=self._agent_identities,
+            quick=SlackCaller(self._client, QUICK_POLICY, before_attempt=renew),
+            budgets=self._live_budgets,
         )
         try:
             if not await delivery.ensure_thread():
@@ -178,6 +237,8 @@ class Publisher:
             for event in delivery.events:
                 await delivery.deliver(event)
             await delivery.refresh_root()
+            if await self._follow_live_reply(run_id, delivery):
+                return None
         except SlackUnavailable as exc:
             if exc.retry_after_s:
                 loop_time = asyncio.get_running_loop().time()
@@ -188,6 +249,27 @@ class Publisher:
             await self._unshowable(run_id, str(exc))
             return True
         return delivery.run.status.finished
+
+    async def _follow_live_reply(self, run_id: str, delivery: RunDelivery) -> bool:
+        """Show the reply this process's run is writing, paced, until its turn is recorded
+        (or other events come); False when there is no such reply."""
+        drafts = self._drafts
+        if drafts is None or drafts.get(run_id) is None or delivery.run.status.finished:
+            return False
+        changed = self._changed.setdefault(run_id, asyncio.Event())
+        try:
+            while not self._stopping and run_id not in self._new_events:
+                changed.clear()
+                draft = drafts.get(run_id)
+                if draft is None:
+                    break
+                await delivery.live.show(draft)
+                wait = delivery.live.wait_s or LIVE_IDLE_CHECK_S
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), timeout=wait)
+        finally:
+            self._changed.pop(run_id, None)
+        return True
 
     async def _unshowable(self, run_id: str, error: str) -> None:
         """Slack will show nothing more of this run (channel gone, app removed from it):

@@ -19,11 +19,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from autogen_agentchat.base import TaskResult
-from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
+from autogen_agentchat.messages import (
+    BaseAgentEvent,
+    BaseChatMessage,
+    ModelClientStreamingChunkEvent,
+)
 from autogen_core import CancellationToken
 
 from runner.approved_calls import CallInterrupted, run_approved_call
 from runner.claimed import ClaimedRun
+from runner.drafts import Drafts
 from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
 from runner.mcp_servers import read_mcp_config
 from runner.redact import redact, redact_tree, secret_in_use
@@ -79,8 +84,10 @@ class RunExecutor:
         owner: str,
         auto_apply: Callable[[OfferedAction], Awaitable[None]] | None = None,
         teams: TeamCatalog | None = None,
+        drafts: Drafts | None = None,
     ) -> None:
         self._store = store
+        self._drafts = drafts or Drafts()
         self._settings = settings
         self._verifier = verifier if settings.verifier_enabled else None
         self._auto_apply = auto_apply
@@ -213,14 +220,17 @@ class RunExecutor:
             await self._complete(claimed)
             return
         while not await self._limit_reached(claimed, turn_input):
-            turn = await self._take_turn(claimed, turn_input, token)
-            if turn.stopped is not None:
-                await self._turn_stopped(claimed, turn, turn_input)
-                return
-            turn_input = None
-            ended = turn.stop_reason != TURN_BOUNDARY_REASON
-            ended = await claimed.loaded.termination.check(turn.items) is not None or ended
-            judged = await self._record(claimed, turn, ended=ended)
+            try:
+                turn = await self._take_turn(claimed, turn_input, token)
+                if turn.stopped is not None:
+                    await self._turn_stopped(claimed, turn, turn_input)
+                    return
+                turn_input = None
+                ended = turn.stop_reason != TURN_BOUNDARY_REASON
+                ended = await claimed.loaded.termination.check(turn.items) is not None or ended
+                judged = await self._record(claimed, turn, ended=ended)
+            finally:
+                self._drafts.close(run.id)  # after the record: the live reply becomes it
             if await self._wait_for_wanted_credential(claimed):
                 return  # its messages are judged when the run resumes
             if claimed.toolkit.ledger.approval is not None:
@@ -244,6 +254,8 @@ class RunExecutor:
             async for item in claimed.loaded.team.run_stream(task=task, cancellation_token=token):
                 if isinstance(item, TaskResult):
                     turn.stop_reason = item.stop_reason
+                elif isinstance(item, ModelClientStreamingChunkEvent):
+                    self._draft(claimed, item)
                 elif isinstance(item, Item) and item.source != USER:
                     turn.items.append(item)
                     if isinstance(item, BaseChatMessage):
@@ -259,6 +271,19 @@ class RunExecutor:
         finally:
             deadline.cancel()
         return turn
+
+    def _draft(self, claimed: ClaimedRun, chunk: ModelClientStreamingChunkEvent) -> None:
+        """A streamed piece of an agent's reply, for the live preview (never recorded)."""
+        if chunk.source not in claimed.loaded.streaming:
+            return  # e.g. a selector's own streamed choice of the next speaker
+        self._drafts.add(
+            claimed.run.id,
+            source=chunk.source,
+            chunk=chunk.content,
+            turn=claimed.totals.turns + 1,
+            identity=claimed.loaded.identities.get(chunk.source),
+            message_id=chunk.full_message_id,
+        )
 
     async def _turn_stopped(self, claimed: ClaimedRun, turn: Turn, turn_input: str | None) -> None:
         if turn.stopped == Stopped.TIMED_OUT:

@@ -20,6 +20,7 @@ from enum import StrEnum
 from autogen_core import CancellationToken
 
 from runner.decisions import AUTO, ActionApplier
+from runner.drafts import Drafts
 from runner.executor import RunExecutor
 from runner.housekeeping import expire_credential_requests, requeue_orphaned_runs
 from runner.keys import KeyDesk
@@ -78,6 +79,7 @@ class RunManager:
         self.keys = KeyDesk(store)
         self.providers = ProviderTable.from_settings(settings)
         self.teams = TeamCatalog.from_settings(settings)  # TEAMS_DIR read once, shared
+        self.drafts = Drafts()  # replies being written, for this process's publisher
         self._executor = RunExecutor(
             store,
             settings,
@@ -85,6 +87,7 @@ class RunManager:
             self.instance_id,
             auto_apply=self._actions.auto_apply,
             teams=self.teams,
+            drafts=self.drafts,
         )
         self._poll_interval_s = poll_interval_s
         self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import Team
+from autogen_ext.models.openai import BaseOpenAIChatCompletionClient
 
 from runner.identities import team_identities
 from runner.model_info import model_info_for
@@ -66,6 +68,7 @@ class LoadedTeam:
     team: Team
     termination: TeamTermination
     identities: dict[str, dict[str, str]] = field(default_factory=dict)  # by agent name
+    streaming: frozenset[str] = frozenset()  # agents whose model calls stream (STREAMING)
 
     async def restore(self, team_state: str) -> None:
         """Continue from a saved state: the team's, and the condition's count so far."""
@@ -98,7 +101,25 @@ def load_team(settings: Settings, *, api_key: str, path: Path | None = None) -> 
         raise TeamConfigError(
             f"the team configuration could not be loaded ({type(exc).__name__})"
         ) from None
-    return LoadedTeam(team, termination, team_identities(_participants(team)))
+    participants = _participants(team)
+    streaming = stream_replies(participants) if settings.streaming else frozenset()
+    return LoadedTeam(team, termination, team_identities(participants), streaming)
+
+
+def stream_replies(participants: list[Any]) -> frozenset[str]:
+    """Have each assistant agent stream its model calls, so its reply can be shown while it
+    is written; the names of those agents. OpenAI clients are asked for the usage on the
+    stream's last chunk, which RUN_TOKEN_BUDGET counts (a stream leaves it out otherwise)."""
+    names = set()
+    for agent in participants:
+        if not isinstance(agent, AssistantAgent):
+            continue
+        agent._model_client_stream = True  # no public setter in AutoGen 0.7
+        client = getattr(agent, "_model_client", None)
+        if isinstance(client, BaseOpenAIChatCompletionClient):
+            client._create_args.setdefault("stream_options", {"include_usage": True})
+        names.add(agent.name)
+    return frozenset(names)
 
 
 async def check_team_config(settings: Settings) -> None:

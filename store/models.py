@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -120,6 +121,10 @@ class OutboxRow(Base):
     delivered_seq: Mapped[int] = mapped_column(Integer, default=0)
     parts_done: Mapped[int] = mapped_column(Integer, default=0)
     part_ref: Mapped[str | None] = mapped_column(String(32))
+    # The message showing the next event's reply while it is written (see store.outbox).
+    live_ref: Mapped[str | None] = mapped_column(String(32))
+    live_source: Mapped[str | None] = mapped_column(String(128))
+    live_streaming: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     claim_owner: Mapped[str | None] = mapped_column(String(64))
     claim_expires_at: Mapped[datetime | None]
 

@@ -33,15 +33,28 @@ class Shown:
 
 
 @dataclass(frozen=True)
+class LiveMessage:
+    """The message showing a reply while it is written, before its event exists: posted by
+    `source`'s turn, still a Slack stream when `streaming`. The reply's event replaces its
+    content; any other message shown first removes it."""
+
+    ref: str
+    source: str
+    streaming: bool
+
+
+@dataclass(frozen=True)
 class Backlog:
     """One run's undelivered events, read once for a delivery pass (events first, then the
     run, so the run is at least as new as its events). `parts_done` parts of the first
-    event are already out, the last of them as `part_ref`."""
+    event are already out, the last of them as `part_ref`; `live` is the message showing
+    the reply being written, if any."""
 
     run: Run
     events: list[RunEvent]
     parts_done: int
     part_ref: str | None
+    live: LiveMessage | None = None
 
 
 class OutboxRepository(Repository):
@@ -126,7 +139,12 @@ class OutboxRepository(Repository):
             run = await session.get(RunRow, run_id)
             if run is None:
                 return None
-            return Backlog(to_run(run), events, cursor.parts_done, cursor.part_ref)
+            live = None
+            if cursor.live_ref is not None:
+                live = LiveMessage(
+                    cursor.live_ref, cursor.live_source or "", bool(cursor.live_streaming)
+                )
+            return Backlog(to_run(run), events, cursor.parts_done, cursor.part_ref, live)
 
     async def shown(self, run_id: str, seq: int) -> Shown | None:
         """The message shown for event `seq` (the agent message a verdict belongs on)."""
@@ -173,10 +191,15 @@ class OutboxRepository(Repository):
         ref: str | None,
         opens: str | None = None,
         closes: str | None = None,
+        took_live: bool = False,
     ) -> bool:
         """Event `seq` is handled (shown as `ref`, or skipped with None); the cursor moves
         past it only from `seq - 1` and while `owner` holds the claim, so a delivery is
-        recorded once. `opens` names the prompt it showed, `closes` the one it answered."""
+        recorded once. `opens` names the prompt it showed, `closes` the one it answered;
+        `took_live`: it was shown in the live message, which is now its own."""
+        values: dict[str, object] = {"delivered_seq": seq, "parts_done": 0, "part_ref": None}
+        if took_live:
+            values |= {"live_ref": None, "live_source": None, "live_streaming": False}
         async with self._db.work() as work:
             moved = await work.session.execute(
                 update(OutboxRow)
@@ -185,7 +208,7 @@ class OutboxRepository(Repository):
                     OutboxRow.delivered_seq == seq - 1,
                     OutboxRow.claim_owner == owner,
                 )
-                .values(delivered_seq=seq, parts_done=0, part_ref=None)
+                .values(**values)
             )
             if moved.rowcount != 1:
                 return False
@@ -199,14 +222,35 @@ class OutboxRepository(Repository):
                 await self._close(work.session, run_id, closes)
             return True
 
-    async def part_delivered(self, run_id: str, *, owner: str, ref: str, parts: int) -> bool:
+    async def part_delivered(
+        self, run_id: str, *, owner: str, ref: str, parts: int, took_live: bool = False
+    ) -> bool:
         """Part `parts` of the next event's long message is out (the event is not done);
-        False when `owner` no longer holds the claim."""
+        False when `owner` no longer holds the claim. `took_live`: its first part is the
+        live message, which is now the event's."""
+        values: dict[str, object] = {"parts_done": parts, "part_ref": ref}
+        if took_live:
+            values |= {"live_ref": None, "live_source": None, "live_streaming": False}
         async with self._db.work() as work:
             result = await work.session.execute(
                 update(OutboxRow)
                 .where(OutboxRow.run_id == run_id, OutboxRow.claim_owner == owner)
-                .values(parts_done=parts, part_ref=ref)
+                .values(**values)
+            )
+            return result.rowcount == 1
+
+    async def live(self, run_id: str, *, owner: str, message: LiveMessage | None) -> bool:
+        """Record the live message (posted, no longer a stream, or gone with None) before
+        anything else is shown; False when `owner` no longer holds the claim."""
+        async with self._db.work() as work:
+            result = await work.session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.run_id == run_id, OutboxRow.claim_owner == owner)
+                .values(
+                    live_ref=message.ref if message else None,
+                    live_source=message.source if message else None,
+                    live_streaming=bool(message and message.streaming),
+                )
             )
             return result.rowcount == 1
 
@@ -230,5 +274,12 @@ class OutboxRepository(Repository):
             await work.session.execute(
                 update(OutboxRow)
                 .where(OutboxRow.run_id == run_id)
-                .values(delivered_seq=OutboxRow.wanted_seq, parts_done=0, part_ref=None)
+                .values(
+                    delivered_seq=OutboxRow.wanted_seq,
+                    parts_done=0,
+                    part_ref=None,
+                    live_ref=None,
+                    live_source=None,
+                    live_streaming=False,
+                )
             )

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     llm_model_info: dict[str, Any] | None = None
     verifier_model: str | None = None
     verifier_enabled: bool = True
+    streaming: bool = True  # STREAMING=off: agents' replies appear when finished
     verifier_timeout_s: float = Field(default=60.0, gt=0)
     llm_provider: str = Field(default="openrouter", pattern=r"^[a-z0-9_.-]{1,64}$")
     openrouter_api_key: SecretStr | None = None

@@ -110,6 +110,10 @@ def app_settings(
         "verifier_model": VERIFIER_MODEL,
         "llm_max_retries": 0,
         "log_format": "console",
+        # Replies appear whole unless a test streams them on purpose: with the fake model
+        # answering at once, whether a reply is still being written when the publisher
+        # looks would be a race (tests/e2e/test_streaming.py paces the model instead).
+        "streaming": False,
     }
     values.update(overrides)
     return load_settings(**values)

@@ -28,7 +28,7 @@ from tests.runner.helpers import FINISHED, wait_for_status
 KEY = "sk-shutdown-key-123456"
 
 
-async def _first_answer(
+async def first_answer(
     process: asyncio.subprocess.Process, sender: SlackRequestSender, url: str, tries: int = 200
 ) -> int:
     """Send `/autogen Plan a launch` until the starting app answers; its HTTP status.
@@ -107,7 +107,7 @@ async def test_sigterm_lets_the_turn_finish_and_hands_the_run_back(tmp_path: Pat
         )
         try:
             url = f"http://127.0.0.1:{port}/slack/events"
-            status = await _first_answer(process, sender, url)
+            status = await first_answer(process, sender, url)
             assert status == 200
             await asyncio.wait_for(turn_started.wait(), timeout=20)
             process.send_signal(signal.SIGTERM)

@@ -99,6 +99,10 @@ class FakeLLMServer:
         self.requests: list[RecordedRequest] = []
         self.raw_bodies: list[bytes] = []
         self.problems: list[str] = []
+        # Streamed answers: seconds between pieces (a model writing), and each piece sent
+        # as (time.monotonic(), text), so a test can time what the app shows against it.
+        self.stream_pace_s = 0.0
+        self.streamed_pieces: list[tuple[float, str]] = []
         self._script = ReplyScript(fallback)
         self._host = host
         self._raw_requests: list[bytes] = []
@@ -253,7 +257,14 @@ class FakeLLMServer:
         if payload.get("stream"):
             include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
             return await stream(
-                request, completion_id, created, model, answer, usage if include_usage else None
+                request,
+                completion_id,
+                created,
+                model,
+                answer,
+                usage if include_usage else None,
+                pace_s=self.stream_pace_s,
+                sent=self.streamed_pieces,
             )
         return web.json_response(completion_body(completion_id, created, model, answer, usage))
 

@@ -7,8 +7,10 @@ state: the server passes in ids and timestamps, so answers stay deterministic.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -127,12 +129,16 @@ async def stream(
     model: str,
     answer: Answer,
     usage: JsonDict | None,
+    *,
+    pace_s: float = 0.0,
+    sent: list[tuple[float, str]] | None = None,
 ) -> web.StreamResponse:
     """Send the answer as server-sent events the way OpenAI chunks it.
 
     A role chunk, then content (or tool-call argument) pieces, then a chunk carrying only
     ``finish_reason``; with ``include_usage`` every chunk has ``"usage": null`` and a last
-    chunk with no choices carries the usage, then ``data: [DONE]``.
+    chunk with no choices carries the usage, then ``data: [DONE]``. With ``pace_s`` the
+    content pieces come that many seconds apart, each noted in ``sent`` as it goes out.
     """
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
@@ -156,6 +162,7 @@ async def stream(
         return [{"index": 0, "delta": content, "logprobs": None, "finish_reason": finish_reason}]
 
     events: list[bytes] = []
+    pieces: dict[int, str] = {}  # event index -> the content piece it carries
     if answer.tool_calls:
         call = answer.tool_calls[0]
         function = {"name": call["function"]["name"], "arguments": ""}
@@ -167,14 +174,19 @@ async def stream(
     else:
         events.append(chunk(delta({"role": "assistant", "content": "", "refusal": None})))
         for piece in _pieces(answer.content or ""):
+            pieces[len(events)] = piece
             events.append(chunk(delta({"content": piece})))
     events.append(chunk(delta({}, answer.finish_reason)))
     if usage is not None:
         events.append(chunk([], usage))
     events.append(b"data: [DONE]\n\n")
     try:
-        for event in events:
+        for index, event in enumerate(events):
+            if index in pieces and pace_s:
+                await asyncio.sleep(pace_s)
             await response.write(event)
+            if index in pieces and sent is not None:
+                sent.append((time.monotonic(), pieces[index]))
         await response.write_eof()
     except ConnectionResetError:
         pass  # The client stopped reading (e.g. a cancelled run); nothing left to do.

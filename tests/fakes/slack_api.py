@@ -29,6 +29,7 @@ which delivers an envelope and returns the app's acknowledgement::
 
 Every Block Kit payload goes through ``tests.fakes.block_kit_rules``. The emulator is split
 by job: ``slack_emulator_base`` (state, call log, problems, ``wait_for``), ``slack_messages``,
+``slack_streams`` (streaming messages, their rate tiers),
 ``slack_views``, ``slack_response_urls``, ``slack_socket_mode``, with the recorded data types
 in ``slack_records`` and request decoding in ``slack_wire``. This module puts them together
 and re-exports the names tests import.
@@ -49,7 +50,6 @@ from tests.fakes.block_kit_rules import (
     find_message_problems,
     find_view_problems,
 )
-from tests.fakes.slack_messages import MessagesMixin
 from tests.fakes.slack_records import (
     FailureRule,
     JsonDict,
@@ -59,6 +59,7 @@ from tests.fakes.slack_records import (
 )
 from tests.fakes.slack_response_urls import ResponseUrlsMixin
 from tests.fakes.slack_socket_mode import SOCKET_ACK_DEADLINE_S, SOCKET_PATH, SocketModeMixin
+from tests.fakes.slack_streams import StreamsMixin
 from tests.fakes.slack_views import ViewsMixin
 from tests.fakes.slack_wire import ApiError, bearer_token, error_body, read_params
 
@@ -78,7 +79,7 @@ __all__ = [
 _APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 
 
-class SlackApiEmulator(SocketModeMixin, ResponseUrlsMixin, ViewsMixin, MessagesMixin):
+class SlackApiEmulator(SocketModeMixin, ResponseUrlsMixin, ViewsMixin, StreamsMixin):
     """A fake Slack workspace reachable at ``api_url``, holding state and a call log.
 
     Every answer is built synchronously after the request body is read, so concurrent calls
@@ -92,6 +93,9 @@ class SlackApiEmulator(SocketModeMixin, ResponseUrlsMixin, ViewsMixin, MessagesM
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
+            "chat.startStream": self._chat_start_stream,
+            "chat.appendStream": self._chat_append_stream,
+            "chat.stopStream": self._chat_stop_stream,
             "chat.delete": self._chat_delete,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
@@ -218,6 +222,9 @@ class SlackApiEmulator(SocketModeMixin, ResponseUrlsMixin, ViewsMixin, MessagesM
         injected = self._injected_failure(method)
         if injected is not None:
             return injected
+        wait = self._tier_wait(method)
+        if wait is not None:  # over the method's rate tier
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
         try:
             return 200, {"ok": True, **handler(params)}, {}
         except ApiError as exc:

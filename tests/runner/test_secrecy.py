@@ -179,6 +179,28 @@ def _completion(model: str, message: dict[str, Any], finish_reason: str) -> dict
     }
 
 
+async def _as_stream(request: web.Request, completion: dict[str, Any]) -> web.StreamResponse:
+    """The completion as OpenAI streams it: the whole message in one delta, then the usage
+    chunk (asked for with stream_options) and [DONE]."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    choice = completion["choices"][0]
+    delta = dict(choice["message"])
+    for index, call in enumerate(delta.get("tool_calls") or []):
+        call["index"] = index
+    base = {k: completion[k] for k in ("id", "created", "model")}
+    chunks = [
+        {"choices": [{"index": 0, "delta": delta, "finish_reason": choice["finish_reason"]}]},
+        {"choices": [], "usage": completion["usage"]},
+    ]
+    for chunk in chunks:
+        body = {**base, "object": "chat.completion.chunk", **chunk}
+        await response.write(b"data: " + json.dumps(body).encode() + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
 class FakeOpenAI:
     """/v1/chat/completions answering by the system prompt: planner, worker (a call to the
     runner's request_credential tool), reviewer, verifier. Records the Authorization headers."""
@@ -188,31 +210,37 @@ class FakeOpenAI:
         self.bodies: list[str] = []
         self.url = ""
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         self.authorizations.append(request.headers.get("Authorization", ""))
         raw = await request.text()
         self.bodies.append(raw)
         body = json.loads(raw)
+        answer = self._answer(body)
+        if not body.get("stream"):
+            return web.json_response(answer)
+        return await _as_stream(request, answer)
+
+    def _answer(self, body: dict[str, Any]) -> dict[str, Any]:
         system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
         model = resolve_model(body["model"])  # what OpenAI answers with
         if "verifier" in system:
             message = {"role": "assistant", "content": verdict()}
-            return web.json_response(_completion(model, message, "stop"))
+            return _completion(model, message, "stop")
         if "You are the planner" in system:
             message = {"role": "assistant", "content": "1. Check the key. 2. Report."}
-            return web.json_response(_completion(model, message, "stop"))
+            return _completion(model, message, "stop")
         if "You are the worker" in system and body["messages"][-1]["role"] == "tool":
             tool_said = body["messages"][-1]["content"]  # the reflection on the tool's answer
             message = {"role": "assistant", "content": f"The tool said: {tool_said}"}
-            return web.json_response(_completion(model, message, "stop"))
+            return _completion(model, message, "stop")
         if "You are the worker" in system:
             arguments = json.dumps({"provider": "openrouter", "reason": "to call the API"})
             call = {"id": "call_1", "type": "function"}
             call["function"] = {"name": "request_credential", "arguments": arguments}
             message = {"role": "assistant", "content": None, "tool_calls": [call]}
-            return web.json_response(_completion(model, message, "tool_calls"))
+            return _completion(model, message, "tool_calls")
         message = {"role": "assistant", "content": "The key is available.\nTERMINATE"}
-        return web.json_response(_completion(model, message, "stop"))
+        return _completion(model, message, "stop")
 
 
 @contextlib.asynccontextmanager

@@ -184,6 +184,8 @@ def _event_problem(payload: dict[str, Any]) -> str | None:
         if not isinstance(event.get("user"), str) or not isinstance(event.get("tab", ""), str):
             return "app_home_opened without a user"
         return _team_problem(payload)
+    if event["type"] == "message":
+        return _message_problem(payload)
     if event["type"] != "app_mention":
         return None
     if isinstance(event.get("bot_id"), str) and event["bot_id"]:
@@ -195,6 +197,17 @@ def _event_problem(payload: dict[str, Any]) -> str | None:
         if key in event and not isinstance(event[key], str):
             return f"app_mention {key} is not a string"
     return _team_problem(payload)
+
+
+def _message_problem(payload: dict[str, Any]) -> str | None:
+    """A message event's fields the listener reads are strings (or absent)."""
+    event = payload["event"]
+    for key in ("subtype", "bot_id", "channel", "user", "ts", "thread_ts", "text", "client_msg_id"):
+        if event.get(key) is not None and not isinstance(event[key], str):
+            return f"message {key} is not a string"
+    if payload.get("event_id") is not None and not isinstance(payload["event_id"], str):
+        return "event_id is not a string"
+    return None  # the listener reads no team id: one missing is declined there, with a 200
 
 
 def _team_problem(payload: dict[str, Any]) -> str | None:

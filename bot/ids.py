@@ -24,7 +24,7 @@ TOOL_DENY_MODAL = "tool_deny_modal"
 TOOL_DENY_REASON_BLOCK = "deny_reason"
 TOOL_DENY_REASON_INPUT = "deny_reason_input"
 COMMAND = "/autogen"
-EVENTS = frozenset({"app_mention", "app_home_opened"})  # the events a listener answers
+EVENTS = frozenset({"app_mention", "app_home_opened", "message"})  # the events a listener answers
 
 
 def handles_action(action_id: str) -> bool:

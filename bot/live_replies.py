@@ -31,6 +31,7 @@ from store.records import Run
 log = logging.getLogger(__name__)
 
 APPEND_EVERY_S = 0.75  # one append per stream this often at most (Tier 4: 100 a minute)
+APPEND_BACKOFF_S = 2.0  # after a 429 or 5xx on an append: the stream stays, the text waits
 UPDATE_EVERY_S = 2.0  # the fallback rewrites its message at most this often
 LIVE_TEXT_LIMIT = 3_500  # past this the live text stops growing; the final reply has it all
 
@@ -87,10 +88,10 @@ def live_text(draft: Draft, *, markdown: bool) -> str:
     message is), cut at `LIVE_TEXT_LIMIT`."""
     name = escape(draft.source)
     header = f"**{name}** · turn {draft.turn}" if markdown else f"*{name}* · turn {draft.turn}"
-    text = escape(draft.text)
-    if len(text) > LIVE_TEXT_LIMIT:
+    text = draft.text
+    if len(text) > LIVE_TEXT_LIMIT:  # cut before escaping: never inside an escaped character
         text = text[:LIVE_TEXT_LIMIT].rstrip() + " …"
-    return f"{header}\n{text}"
+    return f"{header}\n{escape(text)}"
 
 
 class LiveReply:
@@ -187,12 +188,26 @@ class LiveReply:
         ts = str(response.get("ts") or "")
         if not ts:
             return False
-        self.message = LiveMessage(ts, draft.source, streaming)
-        if not await self._store.outbox.live(self.run.id, owner=self._owner, message=self.message):
+        message = LiveMessage(ts, draft.source, streaming)
+        if not await self._store.outbox.live(self.run.id, owner=self._owner, message=message):
+            await self._discard(message)
             raise ClaimLost(self.run.id)
+        self.message = message
         self._shown, self._draft_version = text, draft.version
         self._next_call_at = time.monotonic() + (APPEND_EVERY_S if streaming else UPDATE_EVERY_S)
         return True
+
+    async def _discard(self, message: LiveMessage) -> None:
+        """Take back a message this pass posted but could not record (the claim went to
+        another replica meanwhile), so no stream is left that nobody knows of."""
+        with contextlib.suppress(SlackRefused, SlackUnavailable):
+            if message.streaming:
+                await self._slack.call(
+                    "chat_stopStream", claimed=False, channel=self.run.channel_id, ts=message.ref
+                )
+            await self._slack.call(
+                "chat_delete", claimed=False, channel=self.run.channel_id, ts=message.ref
+            )
 
     async def _append(self, draft: Draft) -> None:
         assert self.message is not None and self._shown is not None
@@ -214,8 +229,11 @@ class LiveReply:
                 ts=self.message.ref,
                 markdown_text=added,
             )
-        except (SlackRefused, SlackUnavailable) as exc:  # expired, say: rewrite it whole
-            log.info("stream append failed (%s); updating instead", exc)
+        except SlackUnavailable:  # rate-limited or down for now: the next append catches up
+            self._next_call_at = time.monotonic() + APPEND_BACKOFF_S
+            return
+        except SlackRefused as exc:  # expired, say: rewrite it whole
+            log.info("stream append refused (%s); updating instead", exc)
             await self._rewrite(draft)
             return
         self.appends += 1

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from runner.run_log import Message, RunLog
+from runner.run_log import Baseline, Message, RunLog
 from runner.team import LoadedTeam
 from runner.toolkit import Toolkit
 from store.changes import RunChange
@@ -30,13 +30,27 @@ class ClaimedRun:
     def __post_init__(self) -> None:
         self.totals: Totals = self.run.totals
         self.history: list[Message] = self.log.recent()
+        self.baseline: Baseline = self.log.baseline
+        # Replies in the thread: events up to `replies_after` were looked at; the team has
+        # been given those up to `heard_through`, recorded with the next message.
+        self.replies_after = self.log.last_seq
+        self.heard_through = 0
 
     def active_s(self) -> float:
         """Seconds the run has spent running, over all its claims (waits do not count)."""
         return self.run.active_s + (utcnow() - self.claimed_at).total_seconds()
 
     def seconds_left(self) -> float:
-        return self.timeout_s - self.active_s()
+        """RUN_TIMEOUT_S less the time spent since the run started (or was continued)."""
+        return self.timeout_s - (self.active_s() - self.baseline.active_s)
+
+    def turns_taken(self) -> int:
+        """Turns since the run started (or a reply continued it), for MAX_TURNS."""
+        return self.totals.turns - self.baseline.turns
+
+    def tokens_used(self) -> int:
+        """Tokens since the run started (or a reply continued it), for RUN_TOKEN_BUDGET."""
+        return self.totals.tokens - self.baseline.tokens
 
     def progress(self) -> RunChange:
         """The totals and working time so far, to be written with the next change."""

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from runner.outcome import closing_events
-from runner.resume import revise_input
+from runner.resume import person_input, revise_input
 from runner.routing import with_next_speaker
 from runner.tool_calls import shorten_arguments
 from store import Store
@@ -102,15 +102,21 @@ class ActionApplier:
 
     def _effect(self, run: Run, action: OfferedAction) -> tuple[RunChange, list[NewEvent]]:
         """The run's change (and any closing events) for each type of action."""
+        note = str(action.params.get("note") or "").strip()  # a person's reply in the thread
         if action.type == "revise":
             feedback = str(action.params.get("feedback") or "").strip()
             agent = str(action.params.get("agent") or "").strip()
+            said = person_input(note, agent, action.decided_by or "") if note else None
             change = RunChange(
                 status=RunStatus.QUEUED,
                 team_state=with_next_speaker(run.team_state, agent),
-                resume_input=revise_input(feedback, agent),
+                resume_input=said or revise_input(feedback, agent),
             )
             return change, []
+        if action.type == "continue" and note:
+            agent = str(action.params.get("agent") or "").strip()
+            said = person_input(note, agent, action.decided_by or "")
+            return RunChange(status=RunStatus.QUEUED, resume_input=said), []
         if action.type == "stop":
             change = RunChange(status=RunStatus.COMPLETED, outcome=STOPPED_ON_ADVICE)
             return change, closing_events(run, RunStatus.COMPLETED, STOPPED_ON_ADVICE)

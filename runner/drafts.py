@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runner.redact import redact
+from runner.redact import redact_unfinished
 
 Listener = Callable[[str], object]  # called with the run id
 
@@ -34,8 +34,9 @@ class Draft:
 
     @property
     def text(self) -> str:
-        """What may be shown: the chunks so far, without any secret the run holds."""
-        return redact("".join(self.chunks))
+        """What may be shown: the chunks so far, without any secret the run holds, nor the
+        start of one still being written."""
+        return redact_unfinished("".join(self.chunks))
 
 
 class Drafts:

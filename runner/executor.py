@@ -32,8 +32,8 @@ from runner.drafts import Drafts
 from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
 from runner.mcp_servers import read_mcp_config
 from runner.redact import redact, redact_tree, secret_in_use
-from runner.resume import next_input
-from runner.run_log import VERIFIER_CONTEXT_MESSAGES, Message, RunLog
+from runner.resume import next_input, with_replies
+from runner.run_log import VERIFIER_CONTEXT_MESSAGES, HeardReply, Message, RunLog
 from runner.team import TURN_BOUNDARY_REASON, LoadedTeam, load_team
 from runner.team_catalog import TeamCatalog
 from runner.team_config import TeamConfigError
@@ -214,12 +214,17 @@ class RunExecutor:
                 return  # it waits for the credential the approved call needs
         else:
             turn_input = next_input(run, claimed.log)
+        unheard = claimed.log.unheard_replies()
+        if unheard:  # written in the thread while the run waited, or before a restart
+            turn_input = with_replies(turn_input, unheard, run.requester_id)
+            claimed.heard_through = unheard[-1].seq
         if run.team_state and turn_input is None and claimed.log.team_ended():
             # The team had ended when the process stopped, or "continue" was chosen on
             # its final message: its own decision stands.
             await self._complete(claimed)
             return
         while not await self._limit_reached(claimed, turn_input):
+            turn_input = await self._heard(claimed, turn_input)
             try:
                 turn = await self._take_turn(claimed, turn_input, token)
                 if turn.stopped is not None:
@@ -241,6 +246,24 @@ class RunExecutor:
                 return
             if await self._judge(claimed, judged) or await self._after_turn(claimed, ended):
                 return
+
+    async def _new_replies(self, claimed: ClaimedRun) -> list[HeardReply]:
+        """Replies written in the thread since the run last looked (while a turn ran)."""
+        events = await self._store.runs.events(claimed.run.id, after_seq=claimed.replies_after)
+        return [
+            HeardReply(e.seq, str(e.payload.get("user_id", "")), str(e.payload.get("text", "")))
+            for e in events
+            if e.kind == ev.HUMAN_REPLY
+        ]
+
+    async def _heard(self, claimed: ClaimedRun, turn_input: str | None) -> str | None:
+        """The next turn's input with the replies written in the thread meanwhile: a person
+        steering the team is heard at the next turn boundary."""
+        replies = await self._new_replies(claimed)
+        if not replies:
+            return turn_input
+        claimed.replies_after = claimed.heard_through = replies[-1].seq
+        return with_replies(turn_input, replies, claimed.run.requester_id)
 
     async def _take_turn(
         self, claimed: ClaimedRun, task: str | None, token: CancellationToken
@@ -300,7 +323,7 @@ class RunExecutor:
         if self.draining:
             await self._writer.release(claimed.run, turn_input)
             return True
-        if claimed.totals.turns >= self._settings.max_turns:
+        if claimed.turns_taken() >= self._settings.max_turns:
             text = f"Stopped at the turn limit (MAX_TURNS={self._settings.max_turns})."
             await self._writer.finish(
                 claimed.run, RunStatus.COMPLETED, text, progress=claimed.progress()
@@ -336,6 +359,7 @@ class RunExecutor:
                 "message_type": type(message).__name__,
                 **({"ends_team": True} if ended and last else {}),
                 **({"tool_calls": calls} if calls and last else {}),
+                **({"heard_through": claimed.heard_through} if claimed.heard_through else {}),
             }
             identity = claimed.loaded.identities.get(source)
             if identity is not None:
@@ -432,12 +456,14 @@ class RunExecutor:
     async def _after_turn(self, claimed: ClaimedRun, ended: bool) -> bool:
         """After a judged turn: the token budget, then the team's own end."""
         budget = self._settings.run_token_budget
-        tokens = claimed.totals.tokens
+        tokens = claimed.tokens_used()
         if budget and tokens >= budget:
             text = f"The run used {tokens} tokens, over its budget of {budget} (RUN_TOKEN_BUDGET)."
             await self._fail(claimed, "token_budget", text)
             return True
         if ended:
+            if await self._new_replies(claimed):
+                return False  # someone replied while it finished: the team hears them first
             await self._complete(claimed)
             return True
         return False

@@ -28,6 +28,7 @@ from runner.llm import openai_verifier_factory
 from runner.outcome import closing_events
 from runner.providers import ProviderTable
 from runner.team_catalog import TeamCatalog
+from runner.thread_replies import ThreadReplies
 from runner.verifier import ClientFactory, Verifier
 from runner.writes import RunLost
 from store import Store
@@ -80,6 +81,7 @@ class RunManager:
         self.providers = ProviderTable.from_settings(settings)
         self.teams = TeamCatalog.from_settings(settings)  # TEAMS_DIR read once, shared
         self.drafts = Drafts()  # replies being written, for this process's publisher
+        self.thread_replies = ThreadReplies(store, settings, self.decide)
         self._executor = RunExecutor(
             store,
             settings,

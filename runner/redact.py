@@ -61,3 +61,28 @@ def redact_tree(value: Any, secrets: Iterable[str] = ()) -> Any:
     if isinstance(value, list):
         return [redact_tree(item, known) for item in value]
     return value
+
+
+# The start of a key-shaped token still being written ("sk-ab"): too short to be known.
+_KEY_SHAPE_STARTED = re.compile(
+    r"(?:\b(?:s|sk|x|xo|xox|xox[abposr]|xa|xap|xapp|B|Be|Bea|Bear|Beare|Bearer)\Z)"
+    r"|(?:(?:sk-|xox[abposr]-|xapp-|Bearer\s+)[A-Za-z0-9_*\-]*\Z)"
+)
+
+
+def redact_unfinished(text: str) -> str:
+    """`redact` for text still being written (a streamed reply): it also holds back an end
+    that may be the start of a secret or of a key-shaped token, which `redact` could only
+    recognise once it is complete. Holding back keeps each result a prefix of the next."""
+    cut = len(text)
+    for secret in (*_in_use, *_configured):
+        if len(secret) < 4:
+            continue
+        for size in range(min(len(secret) - 1, len(text)), 0, -1):
+            if text.endswith(secret[:size]):
+                cut = min(cut, len(text) - size)
+                break
+    shaped = _KEY_SHAPE_STARTED.search(text)
+    if shaped is not None:
+        cut = min(cut, shaped.start())
+    return redact(text[:cut])

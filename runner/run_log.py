@@ -2,7 +2,8 @@
 
 The store is the memory: a claimed run rebuilds its verifier context from here, learns
 whether its team had already ended, finds a message saved just before a crash whose verdict
-was never written, and sees which credentials arrived since its last message.
+was never written, sees which credentials arrived since its last message and which replies
+in its thread the team has not read yet, and where its limits count from.
 """
 
 from __future__ import annotations
@@ -30,6 +31,25 @@ class ApprovedCall:
     call_id: str
     decided_by: str
     started: bool  # its start was recorded: it may have run before the process stopped
+
+
+@dataclass(frozen=True)
+class HeardReply:
+    """A person's reply in the run's thread, kept for the team (`human_reply`)."""
+
+    seq: int
+    user_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The run's totals when a reply last continued it after it had finished: its limits
+    (MAX_TURNS, RUN_TIMEOUT_S, RUN_TOKEN_BUDGET) count from here."""
+
+    turns: int = 0
+    active_s: float = 0.0
+    tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,30 @@ class RunLog:
             e.payload.get("action_id") for e in events if e.kind == ev.TOOL_CALL_STARTED
         }
         self._ran = {e.payload.get("action_id") for e in events if e.kind == ev.TOOL_RESULT}
+        self.last_seq = events[-1].seq if events else 0
+        heard = max(
+            (
+                int(e.payload.get("heard_through") or 0)
+                for e in events
+                if e.kind == ev.AGENT_MESSAGE
+            ),
+            default=0,
+        )
+        self._unheard = [
+            HeardReply(e.seq, str(e.payload.get("user_id", "")), str(e.payload.get("text", "")))
+            for e in events
+            if e.kind == ev.HUMAN_REPLY and e.seq > heard
+        ]
+        continued = [e.payload for e in events if e.kind == ev.RUN_CONTINUED]
+        self.baseline = (
+            Baseline(
+                int(continued[-1].get("turns") or 0),
+                float(continued[-1].get("active_s") or 0.0),
+                int(continued[-1].get("tokens") or 0),
+            )
+            if continued
+            else Baseline()
+        )
 
     def recent(self) -> list[Message]:
         """The last few agent messages: the verifier's view of the conversation."""
@@ -83,6 +127,10 @@ class RunLog:
         if not self._messages or self._messages[-1].seq in self._judged:
             return None
         return self._messages[-1].seq, self._messages[-1].message
+
+    def unheard_replies(self) -> list[HeardReply]:
+        """Replies in the thread no turn has been given yet (the team reads them next)."""
+        return list(self._unheard)
 
     def credentials_since_last_message(self) -> list[str]:
         """Providers whose key arrived after the team last spoke (each named once)."""

@@ -19,6 +19,7 @@ from store.feedback import FeedbackRepository
 from store.key_requests import KeyRequestRepository
 from store.keys import resolve_secret_keys
 from store.outbox import OutboxRepository
+from store.replies import ReplyRepository
 from store.runs import RunRepository
 from store.settings import Settings
 from store.work import Database, Listener, RunWork
@@ -39,6 +40,7 @@ class Store:
         self.requests = KeyRequestRepository(self._db, self.credentials)
         self.actions = ActionRepository(self._db)
         self.feedback = FeedbackRepository(self._db)
+        self.replies = ReplyRepository(self._db)
         self._db.on_finish.extend(
             [self.requests.close_for_finished_run, self.actions.close_for_finished_run]
         )

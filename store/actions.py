@@ -197,6 +197,19 @@ class ActionRepository(Repository):
                 return refused or Decision(DecisionOutcome.NOT_FOUND)
             return Decision(DecisionOutcome.APPROVED, _action(row))
 
+    async def open_for(self, run_id: str) -> list[OfferedAction]:
+        """The run's buttons nobody has decided yet, in the order they were offered."""
+        async with self._db.reads() as session:
+            rows = await session.scalars(
+                select(OfferedActionRow)
+                .where(
+                    OfferedActionRow.run_id == run_id,
+                    OfferedActionRow.status == ActionStatus.OFFERED,
+                )
+                .order_by(OfferedActionRow.created_at, OfferedActionRow.id)
+            )
+            return [_action(row) for row in rows]
+
     async def has_newer_offer(self, run_id: str, offer_id: str) -> bool:
         """Whether the run has undecided buttons from an offer other than `offer_id`."""
         async with self._db.reads() as session:

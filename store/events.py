@@ -26,6 +26,9 @@ ACTION_RESULT: Final = "action_result"  # action_id, offer_id, type, label, deci
 TOOL_CALL_STARTED: Final = "tool_call_started"  # action_id, tool, arguments, decided_by
 TOOL_RESULT: Final = "tool_result"  # action_id, started_seq?, tool, arguments, outcome, size,
 #                                     detail?, decided_by
+HUMAN_REPLY: Final = "human_reply"  # user_id, text (a reply in the run's thread, for the team)
+RUN_CONTINUED: Final = "run_continued"  # user_id, text, turns, active_s, tokens (the totals
+#                                         when a finished run was continued by a reply)
 INFO: Final = "info"  # text
 WARNING: Final = "warning"  # text (a tool or server that is not available, say)
 ERROR: Final = "error"  # text, code

@@ -54,6 +54,7 @@ class RunRow(Base):
     """One run of a team. A waiting run is only this row: its team state is in `team_state`."""
 
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_thread", "channel_id", "thread_ts"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(String(32))
@@ -205,6 +206,17 @@ class FeedbackRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     rating: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InboundMessageRow(Base):
+    """A Slack message already acted on, by each of its ids (the event's, the message's):
+    Slack redelivers events, and the same message can come by more than one event."""
+
+    __tablename__ = "inbound_messages"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -87,6 +87,8 @@ def _columns(change: RunChange) -> dict[str, Any]:
             values["lease_expires_at"] = None
         if change.status in FINISHED_STATUSES:
             values["finished_at"] = now
+        else:  # a finished run continued by a reply is no longer finished
+            values["finished_at"] = None
     if change.lease is not None:
         values["lease_owner"] = change.lease.owner
         values["lease_expires_at"] = change.lease.expires_at

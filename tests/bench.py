@@ -5,7 +5,9 @@
 - event appends per second on SQLite (the outbox write path);
 - slash-command ack latency over HTTP against the Slack emulator;
 - a tool call's round trip through the runner's workbench (credential, policy, scrubbing,
-  ledger) against the tests' MCP server over stdio, beside the same call made directly.
+  ledger) against the tests' MCP server over stdio, beside the same call made directly;
+- a streamed reply: from the model's first piece to the first text of it visible in the
+  emulator (chat.startStream answered), and the appends each reply took.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from store.crypto import Owner
 from store.records import RunStatus
 from store.settings import load_settings
 from tests.db import add_event
+from tests.fakes.slack_api import SlackApiEmulator
 from tests.runner.helpers import ScriptedVerifier, manager, replay_team_file, verdict
 
 KEY = "sk-bench-key-000000000"
@@ -212,6 +215,56 @@ async def bench_tool_round_trip(folder: Path, count: int = 200) -> None:
     )
 
 
+def _finished_runs(slack: SlackApiEmulator) -> int:
+    from tests.e2e.stack import text_of
+
+    roots = slack.channel_messages("C1")
+    return sum("Run finished" in text_of(m) for r in roots for m in slack.thread("C1", r["ts"]))
+
+
+async def bench_streamed_replies(folder: Path, runs: int = 4) -> None:
+    from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, running_stack
+    from tests.e2e.stack import verdict as verdict_json
+
+    async with running_stack(
+        folder / "stream",
+        Fernet.generate_key().decode(),
+        valid_keys={KEY},
+        openrouter_api_key=KEY,
+        streaming=True,
+    ) as stack:
+        stack.llm.stream_pace_s = 0.05  # a model writing 20 words a second
+        stack.llm.default(VERIFIER_MODEL, verdict_json())
+        for number in range(runs):
+            replies = [
+                " ".join(f"r{number}a{turn}w{word}" for word in range(40))
+                + (" TERMINATE" if turn == 2 else "")
+                for turn in range(3)
+            ]
+            stack.llm.script(AGENT_MODEL, replies)
+            await stack.command(f"Benchmark run {number}")
+            await stack.slack.wait_for(lambda s, done=number: _finished_runs(s) > done, timeout=60)
+        latencies = []
+        starts = [c for c in stack.slack.calls_to("chat.startStream") if c.ok]
+        for pieces in stack.llm.streamed:
+            if not pieces:
+                continue
+            first_at, first_word = pieces[0]
+            shown = next(
+                (c for c in starts if first_word.strip() in c.params.get("markdown_text", "")),
+                None,
+            )
+            if shown is not None:
+                latencies.append((shown.at - first_at) * 1000)
+        appends = [len(m["stream_appends"]) for m in stack.slack.streams()]
+    print(
+        f"streamed replies: first text visible {statistics.median(latencies):.0f} ms after the "
+        f"model's first piece (median of {len(latencies)}, max {max(latencies):.0f} ms); "
+        f"appends per reply median {statistics.median(appends):.0f} "
+        f"(min {min(appends)}, max {max(appends)}) for 40 words written in 2 s"
+    )
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as raw:
         folder = Path(raw)
@@ -221,6 +274,7 @@ async def main() -> None:
         await bench_event_appends(folder)
         await bench_ack_latency(folder)
         await bench_tool_round_trip(folder)
+        await bench_streamed_replies(folder)
 
 
 if __name__ == "__main__":

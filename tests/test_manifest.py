@@ -29,7 +29,14 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "manifest_schema"
 # chat:write.customize: each agent posts under its own name and icon.
 # views.open and response_url need no scope. No chat:write.public: users invite the bot.
 # app_mentions:read: the app_mention event (`@AutoGen <task>`).
-MINIMAL_BOT_SCOPES = {"commands", "chat:write", "chat:write.customize", "app_mentions:read"}
+MINIMAL_BOT_SCOPES = {
+    "commands",
+    "chat:write",
+    "chat:write.customize",
+    "app_mentions:read",
+    "channels:history",  # replies in a run's thread: message.channels
+    "groups:history",  # and in private channels: message.groups
+}
 
 Manifest = dict[str, Any]
 
@@ -130,8 +137,11 @@ def test_socket_mode_and_interactivity(manifest: Manifest) -> None:
     assert settings["org_deploy_enabled"] is False
     assert settings["token_rotation_enabled"] is False
     # Only the events a listener answers (bot.ids.EVENTS), over the socket: no request_url.
+    # A message subscription is named by where the message is (message.channels: "message").
     events = settings["event_subscriptions"]
-    assert set(events["bot_events"]) == set(EVENTS) and "request_url" not in events
+    assert {name.split(".")[0] for name in events["bot_events"]} == set(EVENTS)
+    assert "request_url" not in events
+    assert {"message.channels", "message.groups"} <= set(events["bot_events"])
 
 
 def test_the_home_tab_is_on_and_the_messages_tab_off(manifest: Manifest) -> None:

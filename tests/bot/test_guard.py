@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from urllib.parse import urlencode
 
@@ -78,10 +79,20 @@ def test_requests_for_what_the_app_does_not_handle_are_declined_with_200() -> No
         slash_command(command="/other", text="x"),
         block_actions(action_id="someone_elses_button", value="v"),
         view_submission(callback_id="another_modal"),
-        (b'{"type": "event_callback", "event": {"type": "message"}}', "application/json"),
+        (b'{"type": "event_callback", "event": {"type": "reaction_added"}}', "application/json"),
     ]:
         refused = _check(body, content_type)
         assert isinstance(refused, Refusal) and refused.status == DECLINED, body
+
+
+def test_message_events_reach_the_listener_unless_a_field_it_reads_is_malformed() -> None:
+    event = {"type": "message", "channel": "C1", "user": "U1", "ts": "1.2", "thread_ts": "1.1"}
+    good = json.dumps({"type": "event_callback", "team_id": "T1", "event": event}).encode()
+    assert not isinstance(_check(good, "application/json"), Refusal)
+    for key, value in (("text", 5), ("thread_ts", 1.1), ("user", ["U1"]), ("subtype", {})):
+        bad = {"type": "event_callback", "team_id": "T1", "event": {**event, key: value}}
+        refused = _check(json.dumps(bad).encode(), "application/json")
+        assert isinstance(refused, Refusal) and f"message {key}" in refused.reason, key
 
 
 def test_refusals_name_the_problem_without_quoting_the_request() -> None:

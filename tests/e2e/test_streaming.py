@@ -263,3 +263,36 @@ async def test_a_reply_streams_over_socket_mode(tmp_path: Path, secret_key: str)
         _assert_final_thread(stack)
         worker = _agent_messages(stack)[1]
         assert len(worker["stream_appends"]) >= 3 and worker["stream_stopped"]
+
+
+async def test_a_key_the_model_echoes_never_reaches_slack_even_half_written(
+    tmp_path: Path, secret_key: str
+) -> None:
+    leaky = "The key you gave me is " + KEY + " and " + " ".join(["more"] * 20) + "."
+    async with running_stack(
+        tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, streaming=True
+    ) as stack:
+        stack.llm.stream_pace_s = 0.05
+        stack.llm.script(AGENT_MODEL, ["1. Plan.", leaky, "Approved. TERMINATE"])
+        stack.llm.default(VERIFIER_MODEL, verdict())
+        status, _, _ = await stack.command("Plan a launch")
+        assert status == 200
+        await stack.slack.wait_for(_finished(stack), timeout=30)
+        worker = _agent_messages(stack)[1]
+        assert worker["stream_appends"], "the reply was not streamed"
+        sent = json.dumps([c.params for c in stack.slack.calls])
+        for piece in (KEY, KEY[:12], KEY[-12:]):  # whole, nor its start or end
+            assert piece not in sent, piece
+        assert "[redacted]" in text_of(worker)
+
+
+async def test_streaming_off_posts_each_reply_whole(tmp_path: Path, secret_key: str) -> None:
+    async with running_stack(
+        tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, streaming=False
+    ) as stack:
+        await _run(stack)
+        await stack.slack.wait_for(_finished(stack), timeout=30)
+        _assert_final_thread(stack)
+        for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+            assert stack.slack.calls_to(method) == [], method
+        assert all('"stream": true' not in json.dumps(r.json) for r in stack.llm.requests)

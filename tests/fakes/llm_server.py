@@ -99,10 +99,11 @@ class FakeLLMServer:
         self.requests: list[RecordedRequest] = []
         self.raw_bodies: list[bytes] = []
         self.problems: list[str] = []
-        # Streamed answers: seconds between pieces (a model writing), and each piece sent
-        # as (time.monotonic(), text), so a test can time what the app shows against it.
+        # Streamed answers: seconds between pieces (a model writing), and per streamed
+        # answer each piece sent as (time.monotonic(), text), so a test or the benchmark
+        # can time what the app shows against what the model wrote.
         self.stream_pace_s = 0.0
-        self.streamed_pieces: list[tuple[float, str]] = []
+        self.streamed: list[list[tuple[float, str]]] = []
         self._script = ReplyScript(fallback)
         self._host = host
         self._raw_requests: list[bytes] = []
@@ -264,9 +265,14 @@ class FakeLLMServer:
                 answer,
                 usage if include_usage else None,
                 pace_s=self.stream_pace_s,
-                sent=self.streamed_pieces,
+                sent=self._stream_log(),
             )
         return web.json_response(completion_body(completion_id, created, model, answer, usage))
+
+    def _stream_log(self) -> list[tuple[float, str]]:
+        pieces: list[tuple[float, str]] = []
+        self.streamed.append(pieces)
+        return pieces
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         await self._capture(request)

@@ -29,7 +29,8 @@ which delivers an envelope and returns the app's acknowledgement::
 
 Every Block Kit payload goes through ``tests.fakes.block_kit_rules``. The emulator is split
 by job: ``slack_emulator_base`` (state, call log, problems, ``wait_for``), ``slack_messages``,
-``slack_streams`` (streaming messages, their rate tiers),
+``slack_streams`` (streaming messages, their rate tiers), ``slack_events`` (message events
+sent over Socket Mode or HTTP),
 ``slack_views``, ``slack_response_urls``, ``slack_socket_mode``, with the recorded data types
 in ``slack_records`` and request decoding in ``slack_wire``. This module puts them together
 and re-exports the names tests import.
@@ -50,6 +51,7 @@ from tests.fakes.block_kit_rules import (
     find_message_problems,
     find_view_problems,
 )
+from tests.fakes.slack_events import EventsMixin
 from tests.fakes.slack_records import (
     FailureRule,
     JsonDict,
@@ -58,8 +60,7 @@ from tests.fakes.slack_records import (
     SocketEnvelope,
 )
 from tests.fakes.slack_response_urls import ResponseUrlsMixin
-from tests.fakes.slack_socket_mode import SOCKET_ACK_DEADLINE_S, SOCKET_PATH, SocketModeMixin
-from tests.fakes.slack_streams import StreamsMixin
+from tests.fakes.slack_socket_mode import SOCKET_ACK_DEADLINE_S, SOCKET_PATH
 from tests.fakes.slack_views import ViewsMixin
 from tests.fakes.slack_wire import ApiError, bearer_token, error_body, read_params
 
@@ -79,7 +80,7 @@ __all__ = [
 _APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 
 
-class SlackApiEmulator(SocketModeMixin, ResponseUrlsMixin, ViewsMixin, StreamsMixin):
+class SlackApiEmulator(EventsMixin, ResponseUrlsMixin, ViewsMixin):
     """A fake Slack workspace reachable at ``api_url``, holding state and a call log.
 
     Every answer is built synchronously after the request body is read, so concurrent calls

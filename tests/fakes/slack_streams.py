@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tests.fakes.block_kit_rules import find_message_problems
 from tests.fakes.slack_messages import MessagesMixin
 from tests.fakes.slack_records import JsonDict
 from tests.fakes.slack_wire import ApiError
@@ -95,7 +96,11 @@ class StreamsMixin(MessagesMixin):
 
     def _chat_update(self, params: JsonDict) -> JsonDict:
         """Slack edits no message while it is still a stream: stop it first."""
-        message = self.messages.get((str(params.get("channel") or ""), str(params.get("ts") or "")))
+        try:
+            channel = self._resolve_channel(params.get("channel"))
+        except ApiError:
+            return super()._chat_update(params)  # answers the same error
+        message = self.messages.get((channel, str(params.get("ts") or "")))
         if message is not None and self._streaming_now(message):
             self._problem("chat.update", "cant_update_message", ["the message is still streaming"])
             raise ApiError("cant_update_message")
@@ -120,10 +125,14 @@ class StreamsMixin(MessagesMixin):
     def _chat_stop_stream(self, params: JsonDict) -> JsonDict:
         channel, message = self._open_stream("chat.stopStream", params)
         text = self._markdown_text("chat.stopStream", params, required=False)
-        message["text"] = message.get("text", "") + text
         if params.get("blocks") is not None:
-            self._check_message_payload("chat.stopStream", params, require_content=False)
+            # The stream's text is the message's fallback: no `text` argument here.
+            error, reasons = find_message_problems(params)
+            if error is not None:
+                self._problem("chat.stopStream", error, reasons)
+                raise ApiError(error, [f"[ERROR] {r}" for r in reasons])
             message["blocks"] = params["blocks"]
+        message["text"] = message.get("text", "") + text
         message["streaming"] = False
         message["stream_stopped"] = True
         return {"channel": channel, "ts": message["ts"], "message": _public(message)}

@@ -18,6 +18,7 @@ EXPECTED_TABLES = {
     "outbox",
     "outbox_messages",
     "run_feedback",
+    "inbound_messages",
     "alembic_version",
 }
 

@@ -4,7 +4,8 @@ The text after the mention is read like `/autogen`'s (`--team NAME` included); a
 a task (help, an unknown team) is answered privately in the same thread. Slack retries an
 event it thinks was not received; the mention's own ts makes the run's idempotency key, so
 a retry or a duplicate starts nothing twice. Mentions by bots (the app's own included) and
-edits of a mention are ignored; a mention also sent to the channel counts.
+edits of a mention are ignored; a mention also sent to the channel counts. A mention in a
+run's own thread starts nothing: it is a reply to that run (see `message`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ async def app_mention_event(
     if event.get("bot_id") or event.get("edited"):
         return  # a bot's message, or an edit of a mention already answered
     runs = services_of(context).runs
+    if event.get("thread_ts") and await runs.thread_replies.run_in_thread(
+        str(event["channel"]), str(event["thread_ts"])
+    ):
+        return  # a mention in a run's thread is a reply to it (the message event steers)
     thread = str(event.get("thread_ts") or event["ts"])  # where the run works
     asked_in = event.get("thread_ts")  # where a private answer shows: beside, or in a thread
     text = LEADING_MENTIONS.sub("", str(event.get("text", ""))).strip()

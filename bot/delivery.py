@@ -124,6 +124,8 @@ class RunDelivery:
     ) -> str | None:
         if rendering.is_root:
             return self.run.root_message_ts
+        if rendering.silent:
+            return None
         if rendering.ends_run:
             # Buttons closed and root final before the summary: if Slack is unavailable,
             # the whole event is retried (updates repeat harmlessly; the summary posts once).

@@ -38,6 +38,7 @@ class Rendering:
     is_root: bool = False  # shown by the root message itself (no post)
     ends_run: bool = False  # close open prompts and finalise the root first
     author: Callable[[Payload], dict[str, str] | None] | None = None  # who it is posted as
+    silent: bool = False  # for the team only: nothing shows (a person's reply is theirs)
 
 
 def _agent_message(payload: Payload, _: Shown | None) -> list[ui.Message]:
@@ -125,6 +126,10 @@ RENDERINGS: dict[str, Rendering] = {
     ev.TOOL_RESULT: Rendering(
         lambda p, _s: [ui.tool_ran(p)], annotates=lambda p: ("seq", int(p.get("started_seq") or 0))
     ),
+    ev.HUMAN_REPLY: Rendering(lambda _p, _s: [], silent=True),
+    ev.RUN_CONTINUED: Rendering(
+        lambda p, _s: [ui.run_continued(user_id=str(p.get("user_id", "")))]
+    ),
     ev.INFO: Rendering(lambda p, _s: [ui.info(str(p.get("text", "")))]),
     ev.WARNING: Rendering(lambda p, _s: [ui.warning(str(p.get("text", "")))]),
     ev.ERROR: Rendering(lambda p, _s: [ui.error(str(p.get("text", "")))]),
@@ -139,6 +144,7 @@ ROOT_REFRESH_KINDS = frozenset(
         ev.CREDENTIAL_RECEIVED,
         ev.ACTIONS_OFFERED,
         ev.ACTION_RESULT,
+        ev.RUN_CONTINUED,
         ev.FINISHED,
     }
 )

@@ -344,6 +344,13 @@ def info(text: str) -> Message:
     return plain(escape(text)), _dicts(_context(f":information_source: {escape(text)}"))
 
 
+def run_continued(*, user_id: str) -> Message:
+    """A finished run going on from a person's reply in its thread."""
+    who = f"<@{user_id}>" if SLACK_USER_ID.fullmatch(user_id) else "Someone"
+    text = f":arrow_right_hook: {who} replied, so the run goes on from their reply."
+    return plain("The run goes on from a reply."), _dicts(_context(text))
+
+
 def error(text: str) -> Message:
     return plain(f"Error: {escape(text)}"), _dicts(_section(f":warning: *Error:* {escape(text)}"))
 

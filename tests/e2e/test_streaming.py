@@ -76,8 +76,12 @@ async def _run(stack: Stack) -> None:
     assert (status, body) == (200, "")
 
 
-def _streams_of(slack: SlackApiEmulator) -> list[dict[str, Any]]:
-    return [s for s in slack.streams() if "word1" in s.get("text", "") or s["stream_appends"]]
+def _worker_streaming(slack: SlackApiEmulator) -> dict[str, Any] | None:
+    """The worker's reply once it is a stream with at least one append."""
+    return next(
+        (m for m in slack.streams() if "worker" in m.get("text", "") and m["stream_appends"]),
+        None,
+    )
 
 
 async def test_a_reply_streams_in_appends_then_becomes_the_verified_message(
@@ -132,13 +136,7 @@ async def test_a_stream_that_expires_mid_reply_falls_back_without_losing_text(
         tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, streaming=True
     ) as stack:
         await _run(stack)
-        worker_stream = await stack.slack.wait_for(
-            lambda s: next(
-                (m for m in s.streams() if "worker" in m.get("text", "") and m["stream_appends"]),
-                None,
-            ),
-            timeout=30,
-        )
+        worker_stream = await stack.slack.wait_for(_worker_streaming, timeout=30)
         stack.slack.expire_streams()
         await stack.slack.wait_for(_finished(stack), timeout=30)
         _assert_final_thread(stack)
@@ -203,17 +201,7 @@ async def test_a_kill_mid_stream_leaves_the_complete_reply_once_after_restart(
         first, url = await start()
         try:
             assert await first_answer(first, sender, url) == 200  # /autogen Plan a launch
-            dead = await slack.wait_for(
-                lambda s: next(
-                    (
-                        m
-                        for m in s.streams()
-                        if "worker" in m.get("text", "") and m["stream_appends"]
-                    ),
-                    None,
-                ),
-                timeout=30,
-            )
+            dead = await slack.wait_for(_worker_streaming, timeout=30)
             first.kill()  # SIGKILL: nothing gets to stop the stream
             await first.wait()
         finally:

@@ -180,6 +180,9 @@ async def test_a_reply_after_the_run_finished_continues_it(tmp_path: Path, secre
         ]
         assert any("turn 4" in h for h in headers) and any("turn 5" in h for h in headers)
         assert len(slack.channel_messages("C1")) == 1  # the same thread, no new run
+        noted = [m for m in thread if "<@U1> replied, so the run goes on" in text_of(m)]
+        assert len(noted) == 1
+        assert float(noted[0]["ts"]) < float(_finished_summaries(slack, root_ts)[1]["ts"])
         root = slack.messages[("C1", root_ts)]
         assert "Completed" in text_of(root)
         assert slack.problems == []

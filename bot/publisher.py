@@ -73,6 +73,7 @@ class Publisher:
         self._again: set[str] = set()  # runs that changed while a pass held them
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduled: set[str] = set()  # runs a pass was started for by their draft
+        self._slots: set[str] = set()  # runs whose pass holds one of the PARALLEL_RUNS slots
         self._agent_identities = agent_identities
         self._client = client
         self._policy = RetryPolicy(max_attempts, base_delay_s, max_delay_s)
@@ -161,11 +162,16 @@ class Publisher:
         if lock is not None and lock.locked():
             self._again.add(run_id)  # a pass is on it (following a live reply, say)
             return
-        async with self._parallel:
-            try:
-                await self.publish_run(run_id)
-            except Exception:
-                log.exception("publishing pass failed", extra={"run_id": run_id})
+        await self._parallel.acquire()
+        self._slots.add(run_id)
+        try:
+            await self.publish_run(run_id)
+        except Exception:
+            log.exception("publishing pass failed", extra={"run_id": run_id})
+        finally:
+            if run_id in self._slots:
+                self._slots.discard(run_id)
+                self._parallel.release()
         if run_id in self._again:
             self._again.discard(run_id)
             self._wake.set()
@@ -257,6 +263,9 @@ class Publisher:
         if drafts is None or drafts.get(run_id) is None or delivery.run.status.finished:
             return False
         changed = self._changed.setdefault(run_id, asyncio.Event())
+        if run_id in self._slots:  # following mostly waits: other runs' passes may go on
+            self._slots.discard(run_id)
+            self._parallel.release()
         try:
             while not self._stopping and run_id not in self._new_events:
                 changed.clear()
@@ -269,7 +278,7 @@ class Publisher:
                     await asyncio.wait_for(changed.wait(), timeout=wait)
         finally:
             self._changed.pop(run_id, None)
-        return True
+        return True  # the pass goes on (without a slot: it posts a message or two, then ends)
 
     async def _unshowable(self, run_id: str, error: str) -> None:
         """Slack will show nothing more of this run (channel gone, app removed from it):

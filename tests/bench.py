@@ -222,7 +222,7 @@ def _finished_runs(slack: SlackApiEmulator) -> int:
     return sum("Run finished" in text_of(m) for r in roots for m in slack.thread("C1", r["ts"]))
 
 
-async def bench_streamed_replies(folder: Path, runs: int = 4) -> None:
+async def bench_streamed_replies(folder: Path, runs: int = 2, words: int = 120) -> None:
     from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, running_stack
     from tests.e2e.stack import verdict as verdict_json
 
@@ -237,7 +237,7 @@ async def bench_streamed_replies(folder: Path, runs: int = 4) -> None:
         stack.llm.default(VERIFIER_MODEL, verdict_json())
         for number in range(runs):
             replies = [
-                " ".join(f"r{number}a{turn}w{word}" for word in range(40))
+                " ".join(f"r{number}a{turn}w{word}" for word in range(words))
                 + (" TERMINATE" if turn == 2 else "")
                 for turn in range(3)
             ]
@@ -261,7 +261,7 @@ async def bench_streamed_replies(folder: Path, runs: int = 4) -> None:
         f"streamed replies: first text visible {statistics.median(latencies):.0f} ms after the "
         f"model's first piece (median of {len(latencies)}, max {max(latencies):.0f} ms); "
         f"appends per reply median {statistics.median(appends):.0f} "
-        f"(min {min(appends)}, max {max(appends)}) for 40 words written in 2 s"
+        f"(min {min(appends)}, max {max(appends)}) for {words} words written in {words / 20:g} s"
     )
 
 

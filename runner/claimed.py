@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from runner.run_log import Baseline, Message, RunLog
+from runner.run_log import Baseline, HeardReply, Message, RunLog
 from runner.team import LoadedTeam
 from runner.toolkit import Toolkit
 from store.changes import RunChange
@@ -31,10 +31,10 @@ class ClaimedRun:
         self.totals: Totals = self.run.totals
         self.history: list[Message] = self.log.recent()
         self.baseline: Baseline = self.log.baseline
-        # Replies in the thread: events up to `replies_after` were looked at; the team has
-        # been given those up to `heard_through`, recorded with the next message.
+        # Replies in the thread: events up to `replies_after` were looked at; those the
+        # team has not read yet go with its next turn (their last seq recorded with it).
         self.replies_after = self.log.last_seq
-        self.heard_through = 0
+        self.pending_replies: list[HeardReply] = self.log.unheard_replies()
 
     def active_s(self) -> float:
         """Seconds the run has spent running, over all its claims (waits do not count)."""

@@ -86,6 +86,11 @@ class ActionApplier:
                 "auto": decided_by == AUTO,
                 **({"tool_call": _call_of(action)} if about_call else {}),
                 **({"note": str(action.params["note"])} if action.params.get("note") else {}),
+                **(
+                    {"heard_through": int(action.params["heard_through"])}
+                    if action.params.get("heard_through")
+                    else {}
+                ),
             },
         )
         change, events = self._effect(run, action)
@@ -113,10 +118,14 @@ class ActionApplier:
                 resume_input=said or revise_input(feedback, agent),
             )
             return change, []
-        if action.type == "continue" and note:
+        if action.type == "continue" and note:  # no revise offered: the reply is the feedback
             agent = str(action.params.get("agent") or "").strip()
-            said = person_input(note, agent, action.decided_by or "")
-            return RunChange(status=RunStatus.QUEUED, resume_input=said), []
+            change = RunChange(
+                status=RunStatus.QUEUED,
+                team_state=with_next_speaker(run.team_state, agent),
+                resume_input=person_input(note, agent, action.decided_by or ""),
+            )
+            return change, []
         if action.type == "stop":
             change = RunChange(status=RunStatus.COMPLETED, outcome=STOPPED_ON_ADVICE)
             return change, closing_events(run, RunStatus.COMPLETED, STOPPED_ON_ADVICE)

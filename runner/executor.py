@@ -52,6 +52,9 @@ from store.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Finished by the runner itself (not cancelled by a person): a reply written meanwhile goes on.
+CONTINUED_AFTER = frozenset({RunStatus.COMPLETED, RunStatus.FAILED})
+
 KEY_REJECTED = "The LLM provider rejected the key that was used. Please add a valid key."
 Item = BaseAgentEvent | BaseChatMessage
 
@@ -85,12 +88,14 @@ class RunExecutor:
         auto_apply: Callable[[OfferedAction], Awaitable[None]] | None = None,
         teams: TeamCatalog | None = None,
         drafts: Drafts | None = None,
+        answer_with_replies: Callable[[Run, list[HeardReply]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._drafts = drafts or Drafts()
         self._settings = settings
         self._verifier = verifier if settings.verifier_enabled else None
         self._auto_apply = auto_apply
+        self._answer_with_replies = answer_with_replies
         self._writer = ClaimedRunWriter(store, settings, owner)
         self._servers = read_mcp_config(settings)
         self._teams = teams or TeamCatalog.from_settings(settings)
@@ -110,6 +115,7 @@ class RunExecutor:
                 if claimed is not None:
                     try:
                         await self._drive(claimed, token)
+                        await self.continue_if_replied(claimed)
                     finally:
                         await claimed.loaded.close()
                         # Shielded: a cancel at shutdown must not leave a server running.
@@ -214,26 +220,27 @@ class RunExecutor:
                 return  # it waits for the credential the approved call needs
         else:
             turn_input = next_input(run, claimed.log)
-        unheard = claimed.log.unheard_replies()
-        if unheard:  # written in the thread while the run waited, or before a restart
-            turn_input = with_replies(turn_input, unheard, run.requester_id)
-            claimed.heard_through = unheard[-1].seq
-        if run.team_state and turn_input is None and claimed.log.team_ended():
+        waiting = claimed.pending_replies  # written while the run waited, or before a restart
+        if run.team_state and turn_input is None and not waiting and claimed.log.team_ended():
             # The team had ended when the process stopped, or "continue" was chosen on
             # its final message: its own decision stands.
             await self._complete(claimed)
             return
         while not await self._limit_reached(claimed, turn_input):
-            turn_input = await self._heard(claimed, turn_input)
+            await self._collect_replies(claimed)
+            given = with_replies(turn_input, claimed.pending_replies, run.requester_id)
             try:
-                turn = await self._take_turn(claimed, turn_input, token)
+                turn = await self._take_turn(claimed, given, token)
                 if turn.stopped is not None:
+                    # Parked with its own input only: the replies stay unheard in the log,
+                    # and the next claim gives them (once).
                     await self._turn_stopped(claimed, turn, turn_input)
                     return
                 turn_input = None
                 ended = turn.stop_reason != TURN_BOUNDARY_REASON
                 ended = await claimed.loaded.termination.check(turn.items) is not None or ended
                 judged = await self._record(claimed, turn, ended=ended)
+                claimed.pending_replies = []
             finally:
                 self._drafts.close(run.id)  # after the record: the live reply becomes it
             if await self._wait_for_wanted_credential(claimed):
@@ -247,23 +254,43 @@ class RunExecutor:
             if await self._judge(claimed, judged) or await self._after_turn(claimed, ended):
                 return
 
-    async def _new_replies(self, claimed: ClaimedRun) -> list[HeardReply]:
-        """Replies written in the thread since the run last looked (while a turn ran)."""
+    async def _collect_replies(self, claimed: ClaimedRun) -> list[HeardReply]:
+        """Add the replies written in the thread since the run last looked (while a turn
+        ran, say) to those the team has not read yet; those not read yet."""
         events = await self._store.runs.events(claimed.run.id, after_seq=claimed.replies_after)
-        return [
+        if events:
+            claimed.replies_after = events[-1].seq
+        claimed.pending_replies.extend(
             HeardReply(e.seq, str(e.payload.get("user_id", "")), str(e.payload.get("text", "")))
             for e in events
             if e.kind == ev.HUMAN_REPLY
-        ]
+        )
+        return claimed.pending_replies
 
-    async def _heard(self, claimed: ClaimedRun, turn_input: str | None) -> str | None:
-        """The next turn's input with the replies written in the thread meanwhile: a person
-        steering the team is heard at the next turn boundary."""
-        replies = await self._new_replies(claimed)
+    async def continue_if_replied(self, claimed: ClaimedRun) -> None:
+        """A reply written while the run was finishing (in its last turn, at a limit) was
+        told it would be heard: the run goes on from it instead of ending there."""
+        replies = await self._collect_replies(claimed)
         if not replies:
-            return turn_input
-        claimed.replies_after = claimed.heard_through = replies[-1].seq
-        return with_replies(turn_input, replies, claimed.run.requester_id)
+            return
+        run = await self._store.runs.get(claimed.run.id)
+        if run is None or run.status not in CONTINUED_AFTER or not run.team_state:
+            return
+        await self._store.replies.continue_run(
+            run,
+            user_id=replies[-1].user_id,
+            text="\n".join(r.text for r in replies),
+            resume_input=with_replies(None, replies, run.requester_id),
+            keys=[],
+            heard_through=replies[-1].seq,
+        )
+
+    async def _answer_waiting_decision(self, claimed: ClaimedRun) -> None:
+        """Replies written while the verifier judged (or a call was held) answer the
+        decision the run now waits for, as their writer's "revise with this feedback"."""
+        replies = await self._collect_replies(claimed)
+        if replies and self._answer_with_replies is not None:
+            await self._answer_with_replies(claimed.run, list(replies))
 
     async def _take_turn(
         self, claimed: ClaimedRun, task: str | None, token: CancellationToken
@@ -348,6 +375,7 @@ class RunExecutor:
         if turn.messages:
             claimed.totals.turns += 1
         spoken = [(m.source, redact(m.to_text(), [claimed.key]), m) for m in turn.messages]
+        heard = claimed.pending_replies[-1].seq if claimed.pending_replies else 0
         calls = redact_tree(turn_tool_calls(turn.items, claimed.toolkit.ledger), [claimed.key])
         events = []
         for index, (source, content, message) in enumerate(spoken):
@@ -359,7 +387,7 @@ class RunExecutor:
                 "message_type": type(message).__name__,
                 **({"ends_team": True} if ended and last else {}),
                 **({"tool_calls": calls} if calls and last else {}),
-                **({"heard_through": claimed.heard_through} if claimed.heard_through else {}),
+                **({"heard_through": heard} if heard else {}),
             }
             identity = claimed.loaded.identities.get(source)
             if identity is not None:
@@ -420,6 +448,8 @@ class RunExecutor:
         automatic = [a for a in offered if a.type in self._settings.auto_apply]
         if automatic and self._auto_apply is not None:
             await self._auto_apply(automatic[0])
+        else:
+            await self._answer_waiting_decision(claimed)
         return True
 
     async def _wait_for_wanted_credential(self, claimed: ClaimedRun) -> bool:
@@ -451,6 +481,7 @@ class RunExecutor:
         await self._writer.wait_for_tool_approval(
             claimed.run, approval, progress=claimed.progress()
         )
+        await self._answer_waiting_decision(claimed)
         return True
 
     async def _after_turn(self, claimed: ClaimedRun, ended: bool) -> bool:
@@ -462,7 +493,7 @@ class RunExecutor:
             await self._fail(claimed, "token_budget", text)
             return True
         if ended:
-            if await self._new_replies(claimed):
+            if await self._collect_replies(claimed):
                 return False  # someone replied while it finished: the team hears them first
             await self._complete(claimed)
             return True

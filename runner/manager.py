@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -90,6 +91,7 @@ class RunManager:
             auto_apply=self._actions.auto_apply,
             teams=self.teams,
             drafts=self.drafts,
+            answer_with_replies=self.thread_replies.answer_with_replies,
         )
         self._poll_interval_s = poll_interval_s
         self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}
@@ -142,6 +144,7 @@ class RunManager:
         hold_s: float | None = None,
         team_name: str | None = None,
         thread_ts: str | None = None,
+        message_keys: Sequence[str] = (),
     ) -> StartResult:
         """Create a queued run. With `hold_s`, no replica claims it until `release_hold`
         (or `discard`) is called, or the hold lapses: the front end first makes the place
@@ -168,6 +171,7 @@ class RunManager:
             hold_until=utcnow() + timedelta(seconds=hold_s) if hold_s else None,
             team_name=team_name,
             thread_ts=thread_ts,
+            inbound_keys=message_keys,
         )
         if not created:
             return StartResult(run, False, 0)
@@ -247,16 +251,26 @@ class RunManager:
         if local is not None:
             local[1].cancel()
 
-    async def decide(self, action_id: str, *, user_id: str, note: str | None = None) -> Decision:
+    async def decide(
+        self,
+        action_id: str,
+        *,
+        user_id: str,
+        note: str | None = None,
+        note_limit: int = MAX_NOTE_CHARS,
+        heard_through: int = 0,
+    ) -> Decision:
         """Decide an offered action (once, by whom may) and apply it. `note`: the reason a
-        person gave, e.g. for denying a tool call."""
+        person gave, e.g. for denying a tool call, or their reply in the thread (then up to
+        `note_limit` characters, and `heard_through` the last reply of the log it carries)."""
         if not looks_like_id(action_id):
             return Decision(DecisionOutcome.NOT_FOUND)
         decision = await self.store.actions.decide(
             action_id,
             user_id=user_id,
             approvers=frozenset(self.settings.approvers),
-            note=note.strip()[:MAX_NOTE_CHARS] if note and note.strip() else None,
+            note=note.strip()[:note_limit] if note and note.strip() else None,
+            extra={"heard_through": heard_through} if heard_through else None,
         )
         if decision.outcome == DecisionOutcome.APPROVED and decision.action is not None:
             await self._actions.apply(decision.action, decided_by=user_id)

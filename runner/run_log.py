@@ -80,24 +80,24 @@ class RunLog:
             for e in events
             if e.kind == ev.CREDENTIAL_RECEIVED and e.seq > last_spoken
         ]
+        # An approved call counts only in the run's current stretch: a run that finished
+        # (cancelled, say) before making it and was continued by a reply does not make it.
+        finished = max((e.seq for e in events if e.kind == ev.FINISHED), default=0)
         self._approved = [
             e.payload
             for e in events
-            if e.kind == ev.ACTION_RESULT and e.payload.get("type") == "approve_tool"
+            if e.kind == ev.ACTION_RESULT
+            and e.payload.get("type") == "approve_tool"
+            and e.seq > finished
         ]
         self._started = {
             e.payload.get("action_id") for e in events if e.kind == ev.TOOL_CALL_STARTED
         }
         self._ran = {e.payload.get("action_id") for e in events if e.kind == ev.TOOL_RESULT}
         self.last_seq = events[-1].seq if events else 0
-        heard = max(
-            (
-                int(e.payload.get("heard_through") or 0)
-                for e in events
-                if e.kind == ev.AGENT_MESSAGE
-            ),
-            default=0,
-        )
+        # Replies the team was given: up to the last one a message, a decision or a
+        # continuation names as heard.
+        heard = max((int(e.payload.get("heard_through") or 0) for e in events), default=0)
         self._unheard = [
             HeardReply(e.seq, str(e.payload.get("user_id", "")), str(e.payload.get("text", "")))
             for e in events

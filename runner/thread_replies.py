@@ -31,6 +31,13 @@ from store.replies import ReplyOutcome
 from store.settings import Settings
 
 MAX_REPLY_CHARS = 4_000
+
+
+def message_key(channel_id: str, ts: str) -> str:
+    """A Slack message's own id (its channel and ts), the same however it is delivered."""
+    return f"ts:{channel_id}:{ts}"
+
+
 Decide = Callable[..., Awaitable[Decision]]  # RunManager.decide(action_id, user_id=, note=)
 
 
@@ -64,12 +71,14 @@ class ThreadReplies:
             user_id, requester_id=run.requester_id, approvers=approvers
         ):
             return Steering.IGNORED
-        text = redact(text.strip())[:MAX_REPLY_CHARS]
+        text = await self._scrubbed(run, user_id, text)
         if not text or await self._store.replies.known(keys):
             return Steering.IGNORED
         for _ in range(3):  # the run may move on between the read and the write
             outcome = await self._act(run, user_id=user_id, text=text, keys=keys)
-            if outcome is not None:
+            if isinstance(outcome, list):
+                keys = outcome  # the ids are taken: later writes must not need them again
+            elif outcome is not None:
                 return outcome
             fresh = await self._store.runs.get(run.id)
             if fresh is None:
@@ -77,40 +86,70 @@ class ThreadReplies:
             run = fresh
         return Steering.IGNORED
 
-    async def _act(self, run: Run, *, user_id: str, text: str, keys: list[str]) -> Steering | None:
-        """None when the run moved on meanwhile (try again with its new state)."""
+    async def _scrubbed(self, run: Run, user_id: str, text: str) -> str:
+        """The reply without any key its writer, the requester or the workspace stored (or
+        anything key-shaped): a key pasted into the thread must not reach the model."""
+        stored = await self._store.credentials.values_to_hide(
+            workspace_id=run.workspace_id, user_ids=[user_id, run.requester_id]
+        )
+        return redact(text.strip(), stored)[:MAX_REPLY_CHARS]
+
+    async def _act(
+        self, run: Run, *, user_id: str, text: str, keys: list[str]
+    ) -> Steering | list[str] | None:
+        """None when the run moved on meanwhile (try again with its new state); an empty
+        list when, besides, the message's ids are taken (try again without them)."""
         if run.status == RunStatus.WAITING_APPROVAL:
             return await self._revise(run, user_id=user_id, text=text, keys=keys)
         if run.status.finished:
             if not run.team_state:
+                await self._store.replies.claim(run.id, keys)
                 return Steering.NOT_CONTINUABLE
             said = reply_input([HeardReply(0, user_id, text)], run.requester_id)
             outcome = await self._store.replies.continue_run(
                 run, user_id=user_id, text=text, resume_input=said, keys=keys
             )
-            return _steering(outcome, Steering.CONTINUED)
+            return _steering(outcome, Steering.CONTINUED, keys)
         outcome = await self._store.replies.hear(run, user_id=user_id, text=text, keys=keys)
-        return _steering(outcome, Steering.HEARD)
+        return _steering(outcome, Steering.HEARD, keys)
 
     async def _revise(
         self, run: Run, *, user_id: str, text: str, keys: list[str]
-    ) -> Steering | None:
-        offered = await self._store.actions.open_for(run.id)
-        if not offered:
-            return None  # its buttons were just decided: the run is moving on
-        action = _revising_action(offered)
-        if action is None:  # only stop or ask for a key: the team hears it when it resumes
-            outcome = await self._store.replies.hear(
-                run, user_id=user_id, text=text, keys=keys, deciding=True
-            )
-            return _steering(outcome, Steering.HEARD)
-        decision = await self._decide(action.id, user_id=user_id, note=text)
-        if decision.outcome == DecisionOutcome.APPROVED:
-            await self._store.replies.remember(run.id, keys)
-            return Steering.REVISING
-        if decision.outcome == DecisionOutcome.NOT_AUTHORISED:
+    ) -> Steering | list[str] | None:
+        """The reply as the person's decision. The message's ids are taken first, so a
+        second delivery of it during the decision finds them and does nothing."""
+        if keys and not await self._store.replies.claim(run.id, keys):
             return Steering.IGNORED
-        return None
+        action = _revising_action(await self._store.actions.open_for(run.id))
+        if action is not None:
+            decision = await self._decide(
+                action.id, user_id=user_id, note=text, note_limit=MAX_REPLY_CHARS
+            )
+            if decision.outcome == DecisionOutcome.APPROVED:
+                return Steering.REVISING
+            if decision.outcome == DecisionOutcome.NOT_AUTHORISED:
+                return Steering.IGNORED
+        # Only stop or a key to ask for, or the buttons decided a moment ago (the click
+        # being applied): the team hears the reply when it resumes.
+        outcome = await self._store.replies.hear(
+            run, user_id=user_id, text=text, keys=[], deciding=True
+        )
+        return _steering(outcome, Steering.HEARD, [])
+
+    async def answer_with_replies(self, run: Run, replies: list[HeardReply]) -> None:
+        """Replies kept while the run was still working (the verifier judging, say) answer
+        the decision it has just opened, as their last writer's decision."""
+        action = _revising_action(await self._store.actions.open_for(run.id))
+        if action is None or not replies:
+            return  # they are heard when the run resumes
+        text = "\n".join(reply.text for reply in replies)[:MAX_REPLY_CHARS]
+        await self._decide(
+            action.id,
+            user_id=replies[-1].user_id,
+            note=text,
+            note_limit=MAX_REPLY_CHARS,
+            heard_through=replies[-1].seq,
+        )
 
 
 def _revising_action(actions: list[OfferedAction]) -> OfferedAction | None:
@@ -123,7 +162,9 @@ def _revising_action(actions: list[OfferedAction]) -> OfferedAction | None:
     return None
 
 
-def _steering(outcome: ReplyOutcome, done: Steering) -> Steering | None:
+def _steering(
+    outcome: ReplyOutcome, done: Steering, keys: list[str]
+) -> Steering | list[str] | None:
     if outcome == ReplyOutcome.MOVED_ON:
-        return None
+        return [] if not keys else None
     return done if outcome in (ReplyOutcome.HEARD, ReplyOutcome.CONTINUED) else Steering.IGNORED

@@ -48,7 +48,13 @@ def offered_specs(verdict: VerifierResult, judged_agent: str) -> list[ActionSpec
     for fallback in ("continue", "stop"):
         if not any(spec.type == fallback for spec in specs):
             specs.append(ActionSpec(fallback, default_label(fallback), {}))
-    return specs
+    # A reply in the thread may answer by "continue": the judged agent then speaks next.
+    return [
+        ActionSpec(s.type, s.label, {"agent": judged_agent, **s.params})
+        if s.type == "continue"
+        else s
+        for s in specs
+    ]
 
 
 class ClaimedRunWriter:

@@ -141,10 +141,11 @@ class ActionRepository(Repository):
         user_id: str,
         approvers: frozenset[str],
         note: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Decision:
         """Approve an offered action once. The run must be waiting for approval; the other
         buttons of the same offer are superseded in the same transaction. `note` (a reason
-        the person gave) is kept with the action's parameters."""
+        the person gave) and `extra` are kept with the action's parameters."""
         async with self._db.work() as work:
             session = work.session
             refused, row, run = await _check(session, action_id, user_id, approvers)
@@ -161,7 +162,17 @@ class ActionRepository(Repository):
                     status=ActionStatus.APPROVED,
                     decided_by=user_id,
                     decided_at=now,
-                    **({"params": {**row.params, "note": note}} if note else {}),
+                    **(
+                        {
+                            "params": {
+                                **row.params,
+                                **(extra or {}),
+                                **({"note": note} if note else {}),
+                            }
+                        }
+                        if note or extra
+                        else {}
+                    ),
                 )
             )
             if result.rowcount != 1:

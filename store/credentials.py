@@ -102,6 +102,26 @@ class CredentialRepository(Repository):
             )
             return secret
 
+    async def values_to_hide(self, *, workspace_id: str, user_ids: list[str]) -> list[str]:
+        """The stored values of these people (and the workspace's own), only so that text
+        they wrote can be scrubbed of them before it goes anywhere: never used, never shown,
+        so not audited as a use."""
+        async with self._db.reads() as session:
+            rows = await session.scalars(
+                select(CredentialRow).where(
+                    CredentialRow.workspace_id == workspace_id,
+                    CredentialRow.user_id.in_([*user_ids, WORKSPACE_USER]),
+                )
+            )
+            owned = [(Owner(workspace_id, row.user_id, row.provider), row) for row in rows]
+        values = []
+        for owner, row in owned:
+            try:
+                values.append(self._cipher.decrypt(owner, row.ciphertext))
+            except CredentialError:  # unreadable with today's keys: nothing to hide
+                continue
+        return values
+
     async def list_for_user(self, *, workspace_id: str, user_id: str) -> list[CredentialInfo]:
         async with self._db.reads() as session:
             rows = await session.scalars(

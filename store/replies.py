@@ -65,7 +65,7 @@ class ReplyRepository(Repository):
     async def remember(self, run_id: str, keys: Iterable[str]) -> None:
         """Note message ids acted on by some other write (a decision, say)."""
         async with self._db.work() as work:
-            await _insert_new(work.session, run_id, keys)
+            await insert_new_keys(work.session, run_id, keys)
 
     async def hear(
         self, run: Run, *, user_id: str, text: str, keys: list[str], deciding: bool = False
@@ -76,11 +76,30 @@ class ReplyRepository(Repository):
         guard = HEARING_OR_DECIDING if deciding else HEARING
         return await self._write(run, keys, RunChange(), guard, event, ReplyOutcome.HEARD)
 
+    async def claim(self, run_id: str, keys: list[str]) -> bool:
+        """Take the message's ids before acting on it in another unit of work (a decision):
+        False when another delivery of it took them first."""
+        try:
+            async with self._db.work() as work:
+                if not await insert_new_keys(work.session, run_id, keys):
+                    raise _Known()
+        except _Known:
+            return False
+        return True
+
     async def continue_run(
-        self, run: Run, *, user_id: str, text: str, resume_input: str, keys: list[str]
+        self,
+        run: Run,
+        *,
+        user_id: str,
+        text: str,
+        resume_input: str,
+        keys: list[str],
+        heard_through: int = 0,
     ) -> ReplyOutcome:
         """A finished run goes on (same team state, same thread) with the reply as its next
-        input; the totals it had count as its new starting point for the limits."""
+        input; the totals it had count as its new starting point for the limits.
+        `heard_through`: the replies in its log that input carries (so none is given twice)."""
         totals: Totals = run.totals
         event = NewEvent(
             ev.RUN_CONTINUED,
@@ -90,6 +109,7 @@ class ReplyRepository(Repository):
                 "turns": totals.turns,
                 "active_s": run.active_s,
                 "tokens": totals.tokens,
+                **({"heard_through": heard_through} if heard_through else {}),
             },
         )
         change = RunChange(status=RunStatus.QUEUED, resume_input=resume_input)
@@ -106,7 +126,7 @@ class ReplyRepository(Repository):
     ) -> ReplyOutcome:
         try:
             async with self._db.work() as work:
-                if not await _insert_new(work.session, run.id, keys):
+                if not await insert_new_keys(work.session, run.id, keys):
                     raise _Known()
                 written = await work.write(run.id, change, guard, [event])
                 if written is None:
@@ -122,7 +142,7 @@ class _MovedOn(Exception):
     """Raised inside a unit of work to roll it back: the run's guard did not hold."""
 
 
-async def _insert_new(session: AsyncSession, run_id: str, keys: Iterable[str]) -> bool:
+async def insert_new_keys(session: AsyncSession, run_id: str, keys: Iterable[str]) -> bool:
     """Insert the keys; False when any was there already (two deliveries at once included:
     the second insert of a key does nothing)."""
     dialect = session.get_bind().dialect.name

@@ -14,6 +14,7 @@ from store.changes import ANY_RUN, Guard, Lease, RunChange
 from store.events import NewEvent
 from store.models import RunEventRow, RunRow, utcnow
 from store.records import FRONT_END_HOLD, Run, RunEvent, RunStatus
+from store.replies import insert_new_keys
 from store.work import EVENT, Repository, Written, new_id, to_event, to_run
 
 
@@ -30,6 +31,7 @@ class RunRepository(Repository):
         events: Sequence[NewEvent] = (),
         hold_until: datetime | None = None,
         team_name: str | None = None,
+        inbound_keys: Sequence[str] = (),
     ) -> tuple[Run, bool]:
         """Create a queued run with its first events (so nobody can see it without them);
         the same idempotency key returns the first run and False. `hold_until` keeps
@@ -57,6 +59,7 @@ class RunRepository(Repository):
                 work.session.add(row)
                 await work.session.flush()
                 await work.append(row.id, events)
+                await insert_new_keys(work.session, row.id, inbound_keys)
                 if hold_until is None:
                     work.ready.add(row.id)
         except IntegrityError:

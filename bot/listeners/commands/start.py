@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +77,13 @@ async def start_shown(
     *,
     key: str,
     team_name: str | None = None,
+    message_keys: Sequence[str] = (),
 ) -> str | None:
     """Create the run held, post its root message (a new thread, or a reply in
     `where.thread_ts`), then let it go; Slack's error when the root could not be posted
-    (no run is left behind then). A redelivery (same `key`) starts nothing twice."""
+    (no run is left behind then). A redelivery (same `key`) starts nothing twice.
+    `message_keys`: the ids of the message that asked for it (an @mention), so that
+    message is never also taken as a reply to the run it started."""
     started = await runs.start_run(
         workspace_id=where.workspace_id,
         channel_id=where.channel_id,
@@ -89,6 +93,7 @@ async def start_shown(
         hold_s=ROOT_POST_HOLD_S,
         team_name=team_name,
         thread_ts=where.thread_ts,  # known from the start: the publisher posts there too
+        message_keys=message_keys,
     )
     if not started.created:
         return None  # a redelivery of a request that already started its run

@@ -24,6 +24,7 @@ from bot.listeners.commands.start import Where, refused_answer, start_shown
 from bot.services import services_of
 from bot.ui import modals
 from runner.team_catalog import TeamCatalog
+from runner.thread_replies import message_key
 
 log = logging.getLogger(__name__)
 LEADING_MENTIONS = re.compile(r"^(\s*<@[A-Z0-9]+(?:\|[^>]*)?>\s*)+")
@@ -50,7 +51,15 @@ async def app_mention_event(
     name = runs.teams.run_name(parsed.team)
     where = Where(str(body["team_id"]), str(event["channel"]), str(event["user"]), thread)
     key = f"mention:{body['team_id']}:{event['channel']}:{event['ts']}"
-    error = await start_shown(runs, client, where, parsed.argument, key=key, team_name=name)
+    error = await start_shown(
+        runs,
+        client,
+        where,
+        parsed.argument,
+        key=key,
+        team_name=name,
+        message_keys=[message_key(str(event["channel"]), str(event["ts"]))],  # never a reply
+    )
     if error is not None:
         await _tell(
             client, event, asked_in, refused_answer(error, {"channel_id": event["channel"]})

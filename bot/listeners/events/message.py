@@ -12,15 +12,15 @@ nothing in a run's thread).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.listeners.events.app_mention import LEADING_MENTIONS
 from bot.services import services_of
-from runner.thread_replies import Steering
+from runner.thread_replies import Steering, message_key
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +33,34 @@ ACKNOWLEDGEMENTS = {
         "Start a new one with `/autogen <task>`."
     ),
 }
+HEARD_SUBTYPES = (None, "file_share")  # a reply with a file attached is a reply
 
 
-def thread_reply(event: dict[str, Any]) -> tuple[str, str, str, str] | None:
-    """(channel, thread_ts, user, text) of a person's plain reply in a thread, else None."""
-    if event.get("subtype") is not None or event.get("bot_id") or event.get("bot_profile"):
+def thread_reply(
+    event: dict[str, Any], bot_user_id: str | None = None
+) -> tuple[str, str, str, str] | None:
+    """(channel, thread_ts, user, text) of a person's reply in a thread, else None. A
+    leading mention of the app (`bot_user_id`) is dropped; anyone else's stays."""
+    if (
+        event.get("subtype") not in HEARD_SUBTYPES
+        or event.get("bot_id")
+        or event.get("bot_profile")
+    ):
         return None  # an edit, a deletion, a broadcast, a join; or a bot's own message
     channel, thread_ts, ts = event.get("channel"), event.get("thread_ts"), event.get("ts")
     user, text = event.get("user"), event.get("text")
     if not (channel and thread_ts and ts and user and isinstance(text, str)) or thread_ts == ts:
         return None  # not a reply in a thread
-    return str(channel), str(thread_ts), str(user), LEADING_MENTIONS.sub("", text).strip()
+    if bot_user_id:
+        own = re.compile(rf"^(\s*<@{re.escape(bot_user_id)}(?:\|[^>]*)?>\s*)+")
+        text = own.sub("", text)
+    return str(channel), str(thread_ts), str(user), text.strip()
 
 
 def message_keys(event: dict[str, Any], body: dict[str, Any]) -> list[str]:
     """The ids one message may be delivered under: Slack's event id (the same on every
     retry) and the message's own (its client_msg_id, and its channel and ts)."""
-    keys = [f"ts:{event['channel']}:{event['ts']}"]
+    keys = [message_key(str(event["channel"]), str(event["ts"]))]
     if event.get("client_msg_id"):
         keys.append(f"msg:{event['client_msg_id']}")
     if body.get("event_id"):
@@ -60,7 +71,7 @@ def message_keys(event: dict[str, Any], body: dict[str, Any]) -> list[str]:
 async def message_event(
     event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
 ) -> None:
-    reply = thread_reply(event)
+    reply = thread_reply(event, context.bot_user_id)
     if reply is None:
         return
     channel, thread_ts, user, text = reply

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.slack_calls import ClaimLost, SlackCaller, SlackRefused, SlackUnavailable
-from bot.ui.text import escape
+from bot.ui.text import escape, inert_broadcasts
 from runner.drafts import Draft
 from store import Store
 from store.outbox import LiveMessage
@@ -88,10 +88,21 @@ def live_text(draft: Draft, *, markdown: bool) -> str:
     message is), cut at `LIVE_TEXT_LIMIT`."""
     name = escape(draft.source)
     header = f"**{name}** · turn {draft.turn}" if markdown else f"*{name}* · turn {draft.turn}"
-    text = draft.text
-    if len(text) > LIVE_TEXT_LIMIT:  # cut before escaping: never inside an escaped character
-        text = text[:LIVE_TEXT_LIMIT].rstrip() + " …"
-    return f"{header}\n{escape(text)}"
+    return f"{header}\n{_shown_part(inert_broadcasts(draft.text))}"
+
+
+def _shown_part(text: str) -> str:
+    """`text` escaped, at most `LIVE_TEXT_LIMIT` characters of it once escaped (markup
+    escapes to several), cut between characters, never inside an escaped one."""
+    shown: list[str] = []
+    size = 0
+    for char in text:
+        piece = escape(char)
+        if size + len(piece) > LIVE_TEXT_LIMIT:
+            return "".join(shown).rstrip() + " …"
+        shown.append(piece)
+        size += len(piece)
+    return "".join(shown)
 
 
 class LiveReply:
@@ -189,7 +200,14 @@ class LiveReply:
         if not ts:
             return False
         message = LiveMessage(ts, draft.source, streaming)
-        if not await self._store.outbox.live(self.run.id, owner=self._owner, message=message):
+        try:
+            recorded = await self._store.outbox.live(
+                self.run.id, owner=self._owner, message=message
+            )
+        except BaseException:  # a database error: nothing may stay that nobody knows of
+            await self._discard(message)
+            raise
+        if not recorded:
             await self._discard(message)
             raise ClaimLost(self.run.id)
         self.message = message
@@ -254,9 +272,11 @@ class LiveReply:
             await self._quick.call(
                 "chat_update", channel=self.run.channel_id, ts=self.message.ref, text=text
             )
-        except SlackRefused as exc:  # deleted by someone, say: the final reply is posted
+        except SlackRefused as exc:
             log.info("live reply not updated (%s)", exc)
-            await self._record(None)
+            if str(exc) == "message_not_found":  # deleted by someone: the reply is posted
+                await self._record(None)
+            # Otherwise the message stays this reply's: the finished one replaces it.
             self._given_up = True
             return
         except SlackUnavailable:

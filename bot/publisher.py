@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 PARALLEL_RUNS = 8  # runs posted at once, well inside the database pool (5 + 10 overflow)
 LIVE_IDLE_CHECK_S = 5.0  # a live reply with nothing new is looked at again this often
+FOLLOW_RETRY_S = 1.0  # another replica holds a run whose reply is being written here
 QUICK_POLICY = RetryPolicy(max_attempts=2, base_delay_s=0.2, max_delay_s=2.0)  # live calls
 
 
@@ -71,9 +72,11 @@ class Publisher:
         self._changed: dict[str, asyncio.Event] = {}  # a followed run's draft or events moved
         self._new_events: set[str] = set()
         self._again: set[str] = set()  # runs that changed while a pass held them
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._scheduled: set[str] = set()  # runs a pass was started for by their draft
-        self._slots: set[str] = set()  # runs whose pass holds one of the PARALLEL_RUNS slots
+        # Passes that follow a live reply: one per run at most, outside the PARALLEL_RUNS
+        # slots (they mostly wait on the model, and there are only as many as the runs
+        # this process executes), waited for by `stop`.
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._follow_not_before: dict[str, float] = {}  # after another replica held the run
         self._agent_identities = agent_identities
         self._client = client
         self._policy = RetryPolicy(max_attempts, base_delay_s, max_delay_s)
@@ -99,17 +102,27 @@ class Publisher:
             self._wake.set()
 
     def _on_draft(self, run_id: str) -> None:
-        """A reply is being written: a pass for its run shows it, unless one is on it."""
+        """A reply is being written: a pass for its run follows it, unless one is on the
+        run already (a delivering pass hands over to a follower when it ends)."""
         self._poke(run_id)
         lock = self._locks.get(run_id)
-        if self._stopping or run_id in self._scheduled or (lock is not None and lock.locked()):
+        loop = asyncio.get_running_loop()
+        if (
+            self._stopping
+            or run_id in self._followers
+            or (lock is not None and lock.locked())
+            or loop.time() < self._follow_not_before.get(run_id, 0.0)
+        ):
             return
-        self._scheduled.add(run_id)
-        task = asyncio.get_running_loop().create_task(self._publish_in_turn(run_id))
-        self._tasks.add(task)
-        task.add_done_callback(
-            lambda done: (self._tasks.discard(done), self._scheduled.discard(run_id))
-        )
+        task = loop.create_task(self._follow(run_id), name=f"live-reply-{run_id}")
+        self._followers[run_id] = task
+        task.add_done_callback(lambda _: self._followers.pop(run_id, None))
+
+    async def _follow(self, run_id: str) -> None:
+        try:
+            await self.publish_run(run_id, follow=True)
+        except Exception:
+            log.exception("live reply pass failed", extra={"run_id": run_id})
 
     def _poke(self, run_id: str) -> None:
         changed = self._changed.get(run_id)
@@ -127,15 +140,17 @@ class Publisher:
         self._wake.set()
         for changed in self._changed.values():
             changed.set()
+        followers = list(self._followers.values())
         if self._task is None:
             await asyncio.wait_for(self.drain(), timeout=grace_s)
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
-        except TimeoutError:
-            self._task.cancel()
+        tasks = [self._task, *followers]
+        _, late = await asyncio.wait(tasks, timeout=grace_s)
+        for task in late:
+            task.cancel()
+        for task in late:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     async def _loop(self) -> None:
         while True:
@@ -162,29 +177,29 @@ class Publisher:
         if lock is not None and lock.locked():
             self._again.add(run_id)  # a pass is on it (following a live reply, say)
             return
-        await self._parallel.acquire()
-        self._slots.add(run_id)
-        try:
-            await self.publish_run(run_id)
-        except Exception:
-            log.exception("publishing pass failed", extra={"run_id": run_id})
-        finally:
-            if run_id in self._slots:
-                self._slots.discard(run_id)
-                self._parallel.release()
+        async with self._parallel:
+            try:
+                await self.publish_run(run_id)
+            except Exception:
+                log.exception("publishing pass failed", extra={"run_id": run_id})
         if run_id in self._again:
             self._again.discard(run_id)
             self._wake.set()
 
-    async def publish_run(self, run_id: str) -> None:
-        if asyncio.get_running_loop().time() < self._not_before.get(run_id, 0.0):
+    async def publish_run(self, run_id: str, *, follow: bool = False) -> None:
+        """One pass over the run: its pending events, in order; with `follow`, then the
+        reply it is writing, shown live until it is recorded (and delivered)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._not_before.get(run_id, 0.0):
             return  # Slack asked us to wait
         lock = self._locks.setdefault(run_id, asyncio.Lock())
         async with lock:
             if not await self._claim(run_id):
+                if follow:  # not once per streamed chunk while another replica posts it
+                    self._follow_not_before[run_id] = loop.time() + FOLLOW_RETRY_S
                 return  # another replica is posting this run
             try:
-                finished = await self._pass(run_id)
+                finished = await self._pass(run_id, follow=follow)
             except ClaimLost:
                 log.info("another replica took over posting", extra={"run_id": run_id})
                 finished = False
@@ -194,6 +209,9 @@ class Publisher:
         if finished:
             self._locks.pop(run_id, None)
             self._not_before.pop(run_id, None)
+            self._follow_not_before.pop(run_id, None)
+        elif not follow and self._drafts is not None and self._drafts.get(run_id) is not None:
+            self._on_draft(run_id)  # a reply is being written: a follower shows it
 
     async def _claim(self, run_id: str) -> bool:
         claimed = await self._store.outbox.claim(run_id, owner=self._owner, lease_s=self._claim_s)
@@ -213,7 +231,7 @@ class Publisher:
             self._held_since[run_id] = now
         return renewed
 
-    async def _pass(self, run_id: str) -> bool:
+    async def _pass(self, run_id: str, *, follow: bool = False) -> bool:
         """Deliver what the run has pending, then show the reply being written until it is
         recorded (and deliver that); True when the run is finished and shown."""
         while True:
@@ -221,11 +239,11 @@ class Publisher:
             backlog = await self._store.outbox.backlog(run_id)
             if backlog is None:
                 return True  # deleted meanwhile
-            finished = await self._deliver(run_id, backlog)
+            finished = await self._deliver(run_id, backlog, follow=follow)
             if finished is not None:
                 return finished
 
-    async def _deliver(self, run_id: str, backlog: Backlog) -> bool | None:
+    async def _deliver(self, run_id: str, backlog: Backlog, *, follow: bool) -> bool | None:
         """One round of a pass; None when a live reply was followed and the run has more."""
         renew = lambda: self._renew(run_id)  # noqa: E731
         delivery = RunDelivery(
@@ -243,7 +261,7 @@ class Publisher:
             for event in delivery.events:
                 await delivery.deliver(event)
             await delivery.refresh_root()
-            if await self._follow_live_reply(run_id, delivery):
+            if follow and await self._follow_live_reply(run_id, delivery):
                 return None
         except SlackUnavailable as exc:
             if exc.retry_after_s:
@@ -260,12 +278,14 @@ class Publisher:
         """Show the reply this process's run is writing, paced, until its turn is recorded
         (or other events come); False when there is no such reply."""
         drafts = self._drafts
-        if drafts is None or drafts.get(run_id) is None or delivery.run.status.finished:
+        if (
+            self._stopping
+            or drafts is None
+            or drafts.get(run_id) is None
+            or delivery.run.status.finished
+        ):
             return False
         changed = self._changed.setdefault(run_id, asyncio.Event())
-        if run_id in self._slots:  # following mostly waits: other runs' passes may go on
-            self._slots.discard(run_id)
-            self._parallel.release()
         try:
             while not self._stopping and run_id not in self._new_events:
                 changed.clear()
@@ -278,7 +298,7 @@ class Publisher:
                     await asyncio.wait_for(changed.wait(), timeout=wait)
         finally:
             self._changed.pop(run_id, None)
-        return True  # the pass goes on (without a slot: it posts a message or two, then ends)
+        return True
 
     async def _unshowable(self, run_id: str, error: str) -> None:
         """Slack will show nothing more of this run (channel gone, app removed from it):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runner.redact import redact_unfinished
+from runner.redact import redact_unfinished, secrets_now
 
 Listener = Callable[[str], object]  # called with the run id
 
@@ -31,12 +31,15 @@ class Draft:
     chunks: list[str] = field(default_factory=list)
     version: int = 0  # grows with every chunk; a new model call restarts the text
     first_chunk_at: float = 0.0  # time.monotonic() of the first chunk
+    # The secrets in use while the chunks came: the text is read later, maybe after the
+    # run has let go of its key, and must still not show it.
+    secrets: set[str] = field(default_factory=set)
 
     @property
     def text(self) -> str:
-        """What may be shown: the chunks so far, without any secret the run holds, nor the
-        start of one still being written."""
-        return redact_unfinished("".join(self.chunks))
+        """What may be shown: the chunks so far, without any secret the run held while
+        they came, nor the start of one still being written."""
+        return redact_unfinished("".join(self.chunks), self.secrets)
 
 
 class Drafts:
@@ -72,6 +75,7 @@ class Drafts:
             self._open[run_id] = draft
         if not chunk:
             return
+        draft.secrets.update(secrets_now())
         draft.chunks.append(chunk)
         draft.version += 1
         self._tell(run_id)

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 # Shapes of API keys that providers echo back, even partially masked ("sk-abc***xyz").
+_KEY_PREFIXES = r"sk-|xox[abposr]-|xapp-|gh[pousr]_|github_pat_|glpat-|tvly-|gsk_|AIza"
 _KEY_SHAPES = re.compile(
-    r"(sk-[A-Za-z0-9_*\-]{6,}|xox[abposr]-[A-Za-z0-9\-]{6,}|xapp-[A-Za-z0-9\-]{6,}"
+    rf"(?<![A-Za-z0-9])(?:(?:{_KEY_PREFIXES})[A-Za-z0-9_*\-]{{6,}}"
     r"|Bearer\s+[A-Za-z0-9._*\-]{6,})"
 )
 REDACTED = "[redacted]"
@@ -63,19 +64,31 @@ def redact_tree(value: Any, secrets: Iterable[str] = ()) -> Any:
     return value
 
 
-# The start of a key-shaped token still being written ("sk-ab"): too short to be known.
+# The end of a text that may be a key-shaped token still being written ("sk-ab", "gh"):
+# too short yet for `_KEY_SHAPES`, so held back until it is complete.
 _KEY_SHAPE_STARTED = re.compile(
-    r"(?:\b(?:s|sk|x|xo|xox|xox[abposr]|xa|xap|xapp|B|Be|Bea|Bear|Beare|Bearer)\Z)"
-    r"|(?:(?:sk-|xox[abposr]-|xapp-|Bearer\s+)[A-Za-z0-9_*\-]*\Z)"
+    r"(?<![A-Za-z0-9])(?:"
+    r"(?:s|sk|x|xo|xox|xox[abposr]|xa|xap|xapp|g|gh|gh[pousr]|gi|git|gith|githu|github"
+    r"|github_|github_p|github_pa|github_pat|gl|glp|glpa|glpat|t|tv|tvl|tvly|gs|gsk"
+    r"|A|AI|AIz|B|Be|Bea|Bear|Beare|Bearer)\Z"
+    rf"|(?:{_KEY_PREFIXES})[A-Za-z0-9_*\-]*\Z"
+    r"|Bearer\s+[A-Za-z0-9._*\-]*\Z)"
 )
 
 
-def redact_unfinished(text: str) -> str:
+def secrets_now() -> tuple[str, ...]:
+    """The secrets `redact` hides at this moment (the runs' keys in use, configured ones):
+    for text that is scrubbed later, when a run may have let go of its key."""
+    return (*_in_use, *_configured)
+
+
+def redact_unfinished(text: str, secrets: Iterable[str] = ()) -> str:
     """`redact` for text still being written (a streamed reply): it also holds back an end
     that may be the start of a secret or of a key-shaped token, which `redact` could only
     recognise once it is complete. Holding back keeps each result a prefix of the next."""
+    secrets = tuple(secrets)
     cut = len(text)
-    for secret in (*_in_use, *_configured):
+    for secret in (*secrets, *_in_use, *_configured):
         if len(secret) < 4:
             continue
         for size in range(min(len(secret) - 1, len(text)), 0, -1):
@@ -85,4 +98,4 @@ def redact_unfinished(text: str) -> str:
     shaped = _KEY_SHAPE_STARTED.search(text)
     if shaped is not None:
         cut = min(cut, shaped.start())
-    return redact(text[:cut])
+    return redact(text[:cut], secrets)

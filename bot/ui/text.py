@@ -22,6 +22,12 @@ _FENCE_LANGUAGE = re.compile(r"^```[\w+#.-]+[ \t]*$", re.MULTILINE)
 _BROADCAST = re.compile(r"(?<![\w.])@(channel|here|everyone)\b", re.IGNORECASE)
 
 
+def inert_broadcasts(text: str) -> str:
+    """@channel, @here, @everyone written by an agent notify nobody (a word joiner breaks
+    them), as in every message the app posts."""
+    return _BROADCAST.sub("@\u2060\\1", text)
+
+
 def escape(text: str) -> str:
     """Escape user text for mrkdwn so it cannot ping channels or forge links."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -37,7 +43,7 @@ def to_mrkdwn(markdown: str) -> str:
     otherwise become `<!here|x>`, a channel ping).
     """
     text = _QUOTE.sub("> ", escape(markdown))  # a lone `>` opens nothing: keep quotes
-    text = _BROADCAST.sub("@\u2060\\1", text)
+    text = inert_broadcasts(text)
     try:
         converted = _converter.convert(text)
     except Exception:  # a converter hiccup must not lose the message

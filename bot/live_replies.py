@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,6 +48,7 @@ NO_STREAMING = frozenset(
     }
 )
 NO_STREAMING_RETRY_S = 600.0
+_WORD_AFTER_AT = re.compile(r"(?<![\w.])@\w*\Z")
 
 
 class CallBudget:
@@ -88,7 +90,10 @@ def live_text(draft: Draft, *, markdown: bool) -> str:
     message is), cut at `LIVE_TEXT_LIMIT`."""
     name = escape(draft.source)
     header = f"**{name}** · turn {draft.turn}" if markdown else f"*{name}* · turn {draft.turn}"
-    return f"{header}\n{_shown_part(inert_broadcasts(draft.text))}"
+    # A trailing "@…" may still become "@channel": held back until the word ends, so the
+    # text shown stays a prefix of what comes next (the stream is never stopped for it).
+    text = _WORD_AFTER_AT.sub("", draft.text)
+    return f"{header}\n{_shown_part(inert_broadcasts(text))}"
 
 
 def _shown_part(text: str) -> str:
@@ -99,7 +104,7 @@ def _shown_part(text: str) -> str:
     for char in text:
         piece = escape(char)
         if size + len(piece) > LIVE_TEXT_LIMIT:
-            return "".join(shown).rstrip() + " …"
+            return "".join(shown) + " …"  # as cut: still a prefix of a later text
         shown.append(piece)
         size += len(piece)
     return "".join(shown)

@@ -123,6 +123,13 @@ class Publisher:
             await self.publish_run(run_id, follow=True)
         except Exception:
             log.exception("live reply pass failed", extra={"run_id": run_id})
+        self._handed_back(run_id)
+
+    def _handed_back(self, run_id: str) -> None:
+        """A pass of the run is over: if the loop skipped the run meanwhile, it looks now."""
+        if run_id in self._again:
+            self._again.discard(run_id)
+            self._wake.set()
 
     def _poke(self, run_id: str) -> None:
         changed = self._changed.get(run_id)
@@ -173,18 +180,16 @@ class Publisher:
     async def _publish_in_turn(self, run_id: str) -> None:
         """One run's pass; its failure (a database error, say) is its own, logged, and the
         other runs' passes go on: the run is tried again on the next pass."""
-        lock = self._locks.get(run_id)
-        if lock is not None and lock.locked():
-            self._again.add(run_id)  # a pass is on it (following a live reply, say)
-            return
         async with self._parallel:
+            lock = self._locks.get(run_id)
+            if lock is not None and lock.locked():  # looked at once the slot is ours
+                self._again.add(run_id)  # a pass is on it (following a live reply, say)
+                return
             try:
                 await self.publish_run(run_id)
             except Exception:
                 log.exception("publishing pass failed", extra={"run_id": run_id})
-        if run_id in self._again:
-            self._again.discard(run_id)
-            self._wake.set()
+        self._handed_back(run_id)
 
     async def publish_run(self, run_id: str, *, follow: bool = False) -> None:
         """One pass over the run: its pending events, in order; with `follow`, then the

@@ -10,10 +10,12 @@ from typing import Any
 
 # Shapes of API keys that providers echo back, even partially masked ("sk-abc***xyz").
 _KEY_PREFIXES = r"sk-|xox[abposr]-|xapp-|gh[pousr]_|github_pat_|glpat-|tvly-|gsk_|AIza"
-_KEY_SHAPES = re.compile(
-    rf"(?<![A-Za-z0-9])(?:(?:{_KEY_PREFIXES})[A-Za-z0-9_*\-]{{6,}}"
-    r"|Bearer\s+[A-Za-z0-9._*\-]{6,})"
-)
+# Where a key may start: not inside a word ("task-", "Gdańsk-"), but after an escape
+# ("\\nsk-…" in a JSON log line) or a percent-encoded byte ("%22sk-…") it may.
+_KEY_START = r"(?:(?<![^\W_])|(?<=\\[ntr])|(?<=%[0-9A-Fa-f]{2}))"
+# A bearer token: with a digit in it, or long (prose about "Bearer tokens" is not one).
+_BEARER = r"Bearer\s+(?:(?=[A-Za-z0-9._*\-]*\d)[A-Za-z0-9._*\-]{6,}|[A-Za-z0-9._*\-]{20,})"
+_KEY_SHAPES = re.compile(rf"{_KEY_START}(?:(?:{_KEY_PREFIXES})[A-Za-z0-9_*\-]{{6,}}|{_BEARER})")
 REDACTED = "[redacted]"
 
 
@@ -67,7 +69,7 @@ def redact_tree(value: Any, secrets: Iterable[str] = ()) -> Any:
 # The end of a text that may be a key-shaped token still being written ("sk-ab", "gh"):
 # too short yet for `_KEY_SHAPES`, so held back until it is complete.
 _KEY_SHAPE_STARTED = re.compile(
-    r"(?<![A-Za-z0-9])(?:"
+    rf"{_KEY_START}(?:"
     r"(?:s|sk|x|xo|xox|xox[abposr]|xa|xap|xapp|g|gh|gh[pousr]|gi|git|gith|githu|github"
     r"|github_|github_p|github_pa|github_pat|gl|glp|glpa|glpat|t|tv|tvl|tvly|gs|gsk"
     r"|A|AI|AIz|B|Be|Bea|Bear|Beare|Bearer)\Z"

@@ -102,9 +102,9 @@ class ThreadReplies:
         if run.status == RunStatus.WAITING_APPROVAL:
             return await self._revise(run, user_id=user_id, text=text, keys=keys)
         if run.status.finished:
-            if not run.team_state:
-                await self._store.replies.claim(run.id, keys)
-                return Steering.NOT_CONTINUABLE
+            if not run.team_state:  # said once, however often the message comes
+                claimed = await self._store.replies.claim(run.id, keys)
+                return Steering.NOT_CONTINUABLE if claimed or not keys else Steering.IGNORED
             said = reply_input([HeardReply(0, user_id, text)], run.requester_id)
             outcome = await self._store.replies.continue_run(
                 run, user_id=user_id, text=text, resume_input=said, keys=keys

@@ -129,8 +129,9 @@ def test_live_text_is_cut_at_the_limit() -> None:
     longer = draft("a" * LIVE_TEXT_LIMIT + "b" * 100)
     assert live_text(longer, markdown=False) == header + "a" * LIVE_TEXT_LIMIT + " …"
 
+    # Cut where the limit falls, spaces kept: what was shown stays a prefix of what follows.
     spaced = draft("a" * (LIVE_TEXT_LIMIT - 2) + "  " + "b" * 10)
-    assert live_text(spaced, markdown=False) == header + "a" * (LIVE_TEXT_LIMIT - 2) + " …"
+    assert live_text(spaced, markdown=False) == header + "a" * (LIVE_TEXT_LIMIT - 2) + "   …"
 
 
 def test_live_text_counts_the_escaped_text_against_the_limit() -> None:

@@ -93,7 +93,8 @@ def publisher_passes() -> list[asyncio.Task]:
     return [
         t
         for t in asyncio.all_tasks()
-        if not t.done() and t.get_coro().__qualname__ == "Publisher._publish_in_turn"
+        if not t.done()
+        and t.get_coro().__qualname__ in ("Publisher._publish_in_turn", "Publisher._follow")
     ]
 
 

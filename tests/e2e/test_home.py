@@ -43,6 +43,7 @@ async def test_home_shows_runs_and_keys_and_manages_keys(tmp_path: Path, secret_
                 channel_id="C1",
                 requester_id="U1",
                 task="Summarise <the> quarter",
+                thread_ts="1700000000.000100",
             )
         finally:
             await store.close()
@@ -50,6 +51,9 @@ async def test_home_shows_runs_and_keys_and_manages_keys(tmp_path: Path, secret_
         home = await stack.slack.wait_for(lambda s: s.home_views.get("U1"))
         shown = json.dumps(home)
         assert "Summarise &lt;the&gt; quarter" in shown and run.id in shown
+        # Its status, and a link to its thread (auth.test's workspace URL, Slack's form).
+        assert "queued" in shown.lower()
+        assert "https://autogen-test.slack.com/archives/C1/p1700000000000100" in shown
         assert "*github*" in shown and "ghp_home_key_0001" not in shown
         assert "`default`" in shown
 

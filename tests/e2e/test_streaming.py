@@ -10,9 +10,11 @@ verifier's verdict on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +70,36 @@ def _assert_final_thread(stack: Stack | Any) -> None:
     assert stack.slack.problems == []
 
 
-async def _run(stack: Stack) -> None:
+async def _run(stack: Stack | Any) -> None:
+    """Start the paced run over the stack's transport (signed HTTP, or Socket Mode)."""
     stack.llm.stream_pace_s = PACE_S
     stack.llm.script(AGENT_MODEL, SCRIPT)
     stack.llm.default(VERIFIER_MODEL, verdict())
-    status, body, _ = await stack.command("Plan a launch")
-    assert (status, body) == (200, "")
+    if isinstance(stack, Stack):
+        status, body, _ = await stack.command("Plan a launch")
+        assert (status, body) == (200, "")
+    else:
+        ack = await stack.command("Plan a launch")
+        assert ack == {"envelope_id": ack["envelope_id"]}, ack
+
+
+@contextlib.asynccontextmanager
+async def _streaming_stack(
+    transport: str, tmp_path: Path, secret_key: str
+) -> AsyncIterator[Stack | Any]:
+    """The app with STREAMING on over `transport`: "http" or "socket" (Socket Mode)."""
+    if transport == "http":
+        async with running_stack(
+            tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, streaming=True
+        ) as stack:
+            yield stack
+        return
+    from tests.e2e.test_socket_mode import running_socket_stack
+
+    async with running_socket_stack(
+        tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, streaming=True
+    ) as stack:
+        yield stack
 
 
 def _worker_streaming(slack: SlackApiEmulator) -> dict[str, Any] | None:
@@ -111,12 +137,11 @@ async def test_a_reply_streams_in_appends_then_becomes_the_verified_message(
         assert worker["ts"] not in posted
 
 
+@pytest.mark.parametrize("transport", ["http", "socket"])
 async def test_streaming_refused_falls_back_to_one_updated_message(
-    tmp_path: Path, secret_key: str
+    transport: str, tmp_path: Path, secret_key: str
 ) -> None:
-    async with running_stack(
-        tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, streaming=True
-    ) as stack:
+    async with _streaming_stack(transport, tmp_path, secret_key) as stack:
         stack.slack.refuse_streaming("feature_not_enabled")
         await _run(stack)
         await stack.slack.wait_for(_finished(stack), timeout=30)
@@ -129,12 +154,11 @@ async def test_streaming_refused_falls_back_to_one_updated_message(
         assert len(stack.slack.calls_to("chat.startStream")) == 1
 
 
+@pytest.mark.parametrize("transport", ["http", "socket"])
 async def test_a_stream_that_expires_mid_reply_falls_back_without_losing_text(
-    tmp_path: Path, secret_key: str
+    transport: str, tmp_path: Path, secret_key: str
 ) -> None:
-    async with running_stack(
-        tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, streaming=True
-    ) as stack:
+    async with _streaming_stack(transport, tmp_path, secret_key) as stack:
         await _run(stack)
         worker_stream = await stack.slack.wait_for(_worker_streaming, timeout=30)
         stack.slack.expire_streams()

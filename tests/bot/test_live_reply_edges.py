@@ -7,86 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 
-import bot.live_replies as live_replies
 from bot.live_replies import LiveBudgets, LiveReply, live_text
 from bot.publisher import Publisher
 from bot.slack_calls import RetryPolicy, SlackCaller
 from runner.drafts import Draft, Drafts
 from runner.redact import secret_in_use
-from store import Store
 from store import events as ev
-from store.events import NewEvent
-from store.records import Run
-from store.settings import load_settings
+from tests.bot.live_env import Env, streams_of, write
 from tests.db import add_event, undelivered
-from tests.fakes.slack_api import SlackApiEmulator
-
-
-@dataclass
-class Env:
-    store: Store
-    slack: SlackApiEmulator
-    client: AsyncWebClient
-
-    async def new_run(self) -> Run:
-        """A run whose thread (its root message in C1) is already in Slack."""
-        root = await self.client.chat_postMessage(channel="C1", text="root")
-        run, _ = await self.store.runs.create(
-            workspace_id="T1",
-            channel_id="C1",
-            requester_id="U1",
-            task="t",
-            thread_ts=root["ts"],
-            events=[
-                NewEvent(ev.RUN_STARTED, {"task": "t", "requester_id": "U1", "queued_ahead": 0})
-            ],
-        )
-        return run
-
-    def thread(self, run: Run) -> list[dict]:
-        return self.slack.thread("C1", str(run.thread_ts))
-
-    def texts(self, run: Run) -> list[str]:
-        return [m.get("text", "") for m in self.thread(run)]
-
-
-@pytest.fixture
-async def env(tmp_path: Path, secret_key: str) -> AsyncIterator[Env]:
-    store = await Store.open(
-        load_settings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path}/review.db", server_secret_key=secret_key
-        )
-    )
-    try:
-        async with SlackApiEmulator(member_channels={"C1"}) as slack:
-            yield Env(store, slack, AsyncWebClient(token=slack.bot_token, base_url=slack.api_url))
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-def unpaced(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No waiting between a live reply's calls."""
-    monkeypatch.setattr(live_replies, "APPEND_EVERY_S", 0.0)
-    monkeypatch.setattr(live_replies, "UPDATE_EVERY_S", 0.0)
-
-
-def write(drafts: Drafts, run: Run, chunk: str, **kwargs: object) -> Draft:
-    drafts.add(run.id, source="worker", chunk=chunk, turn=1, **kwargs)  # type: ignore[arg-type]
-    written = drafts.get(run.id)
-    assert written is not None
-    return written
-
-
-def streams_of(slack: SlackApiEmulator, run: Run) -> list[dict]:
-    return [s for s in slack.streams() if s.get("thread_ts") == run.thread_ts]
 
 
 def publisher_passes() -> list[asyncio.Task]:

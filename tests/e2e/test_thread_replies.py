@@ -28,6 +28,7 @@ from tests.e2e.stack import (
     text_of,
     verdict,
 )
+from tests.fakes.llm_records import Gate
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_api import SlackApiEmulator
 
@@ -50,20 +51,6 @@ async def _human_replies(stack_settings: Any) -> list[dict[str, Any]]:
         return [e.payload for e in await store.runs.events(run.id) if e.kind == ev.HUMAN_REPLY]
     finally:
         await store.close()
-
-
-class Gate:
-    """A model reply that waits until the test opens it: the turn is surely running."""
-
-    def __init__(self, answer: str) -> None:
-        self.answer = answer
-        self.entered = asyncio.Event()
-        self.open = asyncio.Event()
-
-    async def __call__(self, _request: dict) -> str:
-        self.entered.set()
-        await self.open.wait()
-        return self.answer
 
 
 async def _start(stack: Stack | Any, script: list[Any]) -> str:

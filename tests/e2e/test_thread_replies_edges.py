@@ -22,24 +22,11 @@ from tests.e2e.stack import (
     text_of,
     verdict,
 )
+from tests.fakes.llm_records import Gate
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_signing import app_mention, event_callback, json_payload
 
 KEY = "sk-review-replies-key-5a7c9e1f"
-
-
-class Gate:
-    """A model reply that waits until the test opens it: the turn is surely running."""
-
-    def __init__(self, answer: str) -> None:
-        self.answer = answer
-        self.entered = asyncio.Event()
-        self.open = asyncio.Event()
-
-    async def __call__(self, _request: dict) -> str:
-        self.entered.set()
-        await self.open.wait()
-        return self.answer
 
 
 def _prompts(llm: FakeLLMServer) -> list[str]:

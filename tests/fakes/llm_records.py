@@ -7,6 +7,7 @@ the server kept (``RecordedRequest`` with case-insensitive ``Headers``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -134,3 +135,20 @@ class RecordedRequest:
     model: str
     at: float
     method: str = "POST"
+
+
+class Gate:
+    """A scripted reply that holds its request until the test opens it: while it is held,
+    the turn that asked is surely running (a reply written then lands mid-turn)."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+        self.request: JsonDict = {}
+
+    async def __call__(self, request: JsonDict) -> str:
+        self.request = request
+        self.entered.set()
+        await self.open.wait()
+        return self.answer

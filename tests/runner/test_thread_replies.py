@@ -23,6 +23,7 @@ from store import Store
 from store import events as ev
 from store.crypto import Owner
 from store.records import RunStatus
+from tests.fakes.llm_records import Gate
 from tests.fakes.llm_server import ToolCall
 from tests.runner.helpers import FINISHED, offered_actions, wait_for_status
 from tests.runner.tool_stack import AGENT, LLM_KEY, VERIFIER, ToolStack, tool_stack
@@ -30,22 +31,6 @@ from tests.runner.tool_stack import AGENT, LLM_KEY, VERIFIER, ToolStack, tool_st
 THREAD = "1700000000.000100"
 FRESH_KEY = "sk-review-fresh-key-7781"
 _counter = iter(range(1, 10_000))
-
-
-class Gate:
-    """A model reply that waits until the test opens it: the turn is surely running."""
-
-    def __init__(self, answer: str) -> None:
-        self.answer = answer
-        self.entered = asyncio.Event()
-        self.open = asyncio.Event()
-        self.request: dict = {}
-
-    async def __call__(self, request: dict) -> str:
-        self.request = request
-        self.entered.set()
-        await self.open.wait()
-        return self.answer
 
 
 def prompts(stack: ToolStack) -> list[str]:

@@ -8,12 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-import bot.live_replies as live_replies
 from bot.live_replies import LIVE_TEXT_LIMIT, LiveBudgets, LiveReply, live_text
 from bot.logs import install_secret_filter
 from bot.publisher import PARALLEL_RUNS, Publisher
@@ -21,34 +18,8 @@ from bot.slack_calls import RetryPolicy, SlackCaller
 from runner.drafts import Draft, Drafts
 from runner.redact import redact
 from store import events as ev
-from tests.bot.test_live_reply_edges import Env, streams_of, write
+from tests.bot.live_env import Env, streams_of, write
 from tests.db import add_event
-
-
-@pytest.fixture
-async def env(tmp_path: Path, secret_key: str) -> AsyncIterator[Env]:
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    from store import Store
-    from store.settings import load_settings
-    from tests.fakes.slack_api import SlackApiEmulator
-
-    store = await Store.open(
-        load_settings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path}/final.db", server_secret_key=secret_key
-        )
-    )
-    try:
-        async with SlackApiEmulator(member_channels={"C1"}) as slack:
-            yield Env(store, slack, AsyncWebClient(token=slack.bot_token, base_url=slack.api_url))
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-def unpaced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(live_replies, "APPEND_EVERY_S", 0.0)
-    monkeypatch.setattr(live_replies, "UPDATE_EVERY_S", 0.0)
 
 
 def _live_reply(env: Env, run) -> LiveReply:  # type: ignore[no-untyped-def]

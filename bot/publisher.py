@@ -76,6 +76,7 @@ class Publisher:
         # slots (they mostly wait on the model, and there are only as many as the runs
         # this process executes), waited for by `stop`.
         self._followers: dict[str, asyncio.Task[None]] = {}
+        self._passes: dict[str, asyncio.Task[None]] = {}  # the loop's, one per run at most
         self._follow_not_before: dict[str, float] = {}  # after another replica held the run
         self._agent_identities = agent_identities
         self._client = client
@@ -97,14 +98,18 @@ class Publisher:
 
     def _on_store_change(self, topic: str, run_id: str) -> None:
         if topic == EVENT:
-            self._new_events.add(run_id)
-            self._poke(run_id)
+            if run_id in self._changed:  # a follower is on the run: it delivers them next
+                self._new_events.add(run_id)
+                self._poke(run_id)
             self._wake.set()
 
     def _on_draft(self, run_id: str) -> None:
         """A reply is being written: a pass for its run follows it, unless one is on the
         run already (a delivering pass hands over to a follower when it ends)."""
         self._poke(run_id)
+        if self._drafts is None or self._drafts.get(run_id) is None:
+            self._follow_not_before.pop(run_id, None)  # the turn is over: nothing to follow
+            return
         lock = self._locks.get(run_id)
         loop = asyncio.get_running_loop()
         if (
@@ -140,19 +145,23 @@ class Publisher:
         self._task = asyncio.create_task(self._loop(), name="slack-publisher")
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
-        """Post what is pending, then stop. The loop finishes the event it is on rather than
-        being cancelled between a Slack call and its record (which would post it twice);
-        only past `grace_s` is it cancelled."""
+        """Post what is pending, then stop. Every pass (the loop's, a follower's) finishes
+        the event it is on rather than being cancelled between a Slack call and its record
+        (which would post it twice); only past `grace_s` are they cancelled."""
         self._stopping = True
         self._wake.set()
         for changed in self._changed.values():
             changed.set()
-        followers = list(self._followers.values())
-        if self._task is None:
-            await asyncio.wait_for(self.drain(), timeout=grace_s)
-            return
-        tasks = [self._task, *followers]
-        _, late = await asyncio.wait(tasks, timeout=grace_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        first = self._task or asyncio.ensure_future(self.drain())  # a last look for pending
+        await asyncio.wait([first], timeout=grace_s)
+        running = [first, *self._passes.values(), *self._followers.values()]
+        late: set[asyncio.Task[None]] | set[asyncio.Future[None]] = {
+            task for task in running if not task.done()
+        }
+        if late:
+            _, late = await asyncio.wait(late, timeout=max(0.0, deadline - loop.time()))
         for task in late:
             task.cancel()
         for task in late:
@@ -163,13 +172,37 @@ class Publisher:
         while True:
             self._wake.clear()
             try:
-                await self.drain()
+                await self._start_passes()
             except Exception:
                 log.exception("publisher pass failed")
             if self._stopping:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+
+    async def _start_passes(self) -> None:
+        """A pass for every run with undelivered events that has none going: a run that
+        waits (out a Retry-After, say) holds up no other run's events."""
+        self._forget_stale()
+        for run_id in await self._store.outbox.pending():
+            if run_id in self._passes:
+                self._again.add(run_id)  # its pass may have read its backlog before these
+                continue
+            task = asyncio.create_task(self._publish_in_turn(run_id), name=f"publish-{run_id}")
+            self._passes[run_id] = task
+            task.add_done_callback(lambda _, run=run_id: self._pass_done(run))
+
+    def _pass_done(self, run_id: str) -> None:
+        self._passes.pop(run_id, None)
+        self._handed_back(run_id)
+
+    def _forget_stale(self) -> None:
+        """Waits that are over, for runs this replica may never see again (finished where
+        another replica posted them)."""
+        now = asyncio.get_running_loop().time()
+        for waits in (self._not_before, self._follow_not_before):
+            for run_id in [r for r, until in waits.items() if until <= now]:
+                del waits[run_id]
 
     async def drain(self) -> None:
         """One pass: every run with undelivered events, a few runs at a time (hundreds at
@@ -198,19 +231,24 @@ class Publisher:
         if loop.time() < self._not_before.get(run_id, 0.0):
             return  # Slack asked us to wait
         lock = self._locks.setdefault(run_id, asyncio.Lock())
+        finished = False
         async with lock:
-            if not await self._claim(run_id):
-                if follow:  # not once per streamed chunk while another replica posts it
-                    self._follow_not_before[run_id] = loop.time() + FOLLOW_RETRY_S
-                return  # another replica is posting this run
-            try:
-                finished = await self._pass(run_id, follow=follow)
-            except ClaimLost:
-                log.info("another replica took over posting", extra={"run_id": run_id})
-                finished = False
-            finally:
-                self._held_since.pop(run_id, None)
-                await self._store.outbox.release(run_id, owner=self._owner)
+            claimed = await self._claim(run_id)
+            if not claimed and follow:  # not once per streamed chunk while another posts it
+                self._follow_not_before[run_id] = loop.time() + FOLLOW_RETRY_S
+            if claimed:
+                try:
+                    finished = await self._pass(run_id, follow=follow)
+                except ClaimLost:
+                    log.info("another replica took over posting", extra={"run_id": run_id})
+                finally:
+                    self._held_since.pop(run_id, None)
+                    await self._store.outbox.release(run_id, owner=self._owner)
+        if not claimed:  # another replica is posting this run: keep nothing of it here
+            self._new_events.discard(run_id)
+            if self._locks.get(run_id) is lock and not lock.locked():
+                del self._locks[run_id]
+            return
         if finished:
             self._locks.pop(run_id, None)
             self._not_before.pop(run_id, None)
@@ -239,14 +277,21 @@ class Publisher:
     async def _pass(self, run_id: str, *, follow: bool = False) -> bool:
         """Deliver what the run has pending, then show the reply being written until it is
         recorded (and deliver that); True when the run is finished and shown."""
-        while True:
-            self._new_events.discard(run_id)
-            backlog = await self._store.outbox.backlog(run_id)
-            if backlog is None:
-                return True  # deleted meanwhile
-            finished = await self._deliver(run_id, backlog, follow=follow)
-            if finished is not None:
-                return finished
+        if follow:  # from here on, the run's new events and draft changes wake it
+            self._changed.setdefault(run_id, asyncio.Event())
+        try:
+            while True:
+                self._new_events.discard(run_id)
+                backlog = await self._store.outbox.backlog(run_id)
+                if backlog is None:
+                    return True  # deleted meanwhile
+                finished = await self._deliver(run_id, backlog, follow=follow)
+                if finished is not None:
+                    return finished
+        finally:
+            if follow:
+                self._changed.pop(run_id, None)
+                self._new_events.discard(run_id)
 
     async def _deliver(self, run_id: str, backlog: Backlog, *, follow: bool) -> bool | None:
         """One round of a pass; None when a live reply was followed and the run has more."""
@@ -291,18 +336,15 @@ class Publisher:
         ):
             return False
         changed = self._changed.setdefault(run_id, asyncio.Event())
-        try:
-            while not self._stopping and run_id not in self._new_events:
-                changed.clear()
-                draft = drafts.get(run_id)
-                if draft is None:
-                    break
-                await delivery.live.show(draft)
-                wait = delivery.live.wait_s or LIVE_IDLE_CHECK_S
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), timeout=wait)
-        finally:
-            self._changed.pop(run_id, None)
+        while not self._stopping and run_id not in self._new_events:
+            changed.clear()
+            draft = drafts.get(run_id)
+            if draft is None:
+                break
+            await delivery.live.show(draft)
+            wait = delivery.live.wait_s or LIVE_IDLE_CHECK_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=wait)
         return True
 
     async def _unshowable(self, run_id: str, error: str) -> None:

@@ -143,6 +143,8 @@ async def bench_ack_latency(folder: Path, count: int = 30) -> None:
         for i in range(10):
             _, _, elapsed = await stack.command(f"task number {i}")
             starts.append(elapsed * 1000)
+        # The runs' roots are posted after the ack: let them out before Slack goes away.
+        await stack.slack.wait_for(lambda s: len(s.channel_messages("C1")) == 10, timeout=30)
     print(
         f"ack latency over HTTP: /autogen help median {statistics.median(latencies):.1f} ms, "
         f"max {max(latencies):.1f} ms; /autogen <task> median {statistics.median(starts):.1f} ms, "

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 # Shapes of API keys that providers echo back, even partially masked ("sk-abc***xyz").
-_KEY_PREFIXES = r"sk-|xox[abposr]-|xapp-|gh[pousr]_|github_pat_|glpat-|tvly-|gsk_|AIza"
+_KEY_PREFIXES = r"sk-|xox[abposr]-|xapp-|gh[pousr]_|github_pat_|glpat-|tvly-|gsk_|AIza|agt_"
 # Where a key may start: not inside a word ("task-", "Gdańsk-"), but after an escape
 # ("\\nsk-…" in a JSON log line) or a percent-encoded byte ("%22sk-…") it may.
 _KEY_START = r"(?:(?<![^\W_])|(?<=\\[ntr])|(?<=%[0-9A-Fa-f]{2}))"
@@ -72,7 +72,7 @@ _KEY_SHAPE_STARTED = re.compile(
     rf"{_KEY_START}(?:"
     r"(?:s|sk|x|xo|xox|xox[abposr]|xa|xap|xapp|g|gh|gh[pousr]|gi|git|gith|githu|github"
     r"|github_|github_p|github_pa|github_pat|gl|glp|glpa|glpat|t|tv|tvl|tvly|gs|gsk"
-    r"|A|AI|AIz|B|Be|Bea|Bear|Beare|Bearer)\Z"
+    r"|A|AI|AIz|a|ag|agt|B|Be|Bea|Bear|Beare|Bearer)\Z"
     rf"|(?:{_KEY_PREFIXES})[A-Za-z0-9_*\-]*\Z"
     r"|Bearer\s+[A-Za-z0-9._*\-]*\Z)"
 )

@@ -22,6 +22,7 @@ from store.outbox import OutboxRepository
 from store.replies import ReplyRepository
 from store.runs import RunRepository
 from store.settings import Settings
+from store.tokens import TokenRepository
 from store.work import Database, Listener, RunWork
 
 
@@ -41,6 +42,7 @@ class Store:
         self.actions = ActionRepository(self._db)
         self.feedback = FeedbackRepository(self._db)
         self.replies = ReplyRepository(self._db)
+        self.tokens = TokenRepository(self._db)
         self._db.on_finish.extend(
             [self.requests.close_for_finished_run, self.actions.close_for_finished_run]
         )

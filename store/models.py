@@ -220,6 +220,22 @@ class InboundMessageRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ApiTokenRow(Base):
+    """An API token: only its SHA-256 is kept; it acts for `user_id` of `workspace_id`."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_api_tokens_hash"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
 class AuditRow(Base):
     """Who stored, used or deleted a credential, who decided an action, who cancelled a run."""
 

@@ -19,6 +19,7 @@ EXPECTED_TABLES = {
     "outbox_messages",
     "run_feedback",
     "inbound_messages",
+    "api_tokens",
     "alembic_version",
 }
 

@@ -51,14 +51,21 @@ UNREADABLE_REASON = (
 
 
 async def resolve_llm_key(store: Store, settings: Settings, run: Run) -> KeyLookup:
-    """The requester's own key, then a stored workspace key, then OPENROUTER_API_KEY; if
-    none is left the requester is asked for the key, with the reason."""
+    """The requester's own key, then a stored workspace key, then LLM_API_KEY; if none is
+    left the requester is asked for the key, with the reason. An endpoint that takes no key
+    (LLM_KEY_REQUIRED=false) gets a stand-in nobody is asked for, unless someone stored one."""
     found = await stored_key(store, run, settings.llm_provider)
     if found.value is not None:
         return KeyLookup(found.value, found.source)
-    if settings.openrouter_api_key is not None:
-        return KeyLookup(settings.openrouter_api_key.get_secret_value(), "environment")
+    if settings.llm_api_key is not None:
+        return KeyLookup(settings.llm_api_key.get_secret_value(), "environment")
+    if not settings.llm_key_required:
+        return KeyLookup(KEYLESS_STAND_IN, "none needed")
     return KeyLookup(None, missing_reason=UNREADABLE_REASON if found.unreadable else MISSING_REASON)
+
+
+# What the OpenAI client is given for an endpoint that takes no key (it insists on one).
+KEYLESS_STAND_IN = "keyless-endpoint-needs-no-key"
 
 
 class ProviderFailure(StrEnum):

@@ -12,7 +12,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -102,7 +109,12 @@ class Settings(BaseSettings):
     streaming: bool = True  # STREAMING=off: agents' replies appear when finished
     verifier_timeout_s: float = Field(default=60.0, gt=0)
     llm_provider: str = Field(default="openrouter", pattern=r"^[a-z0-9_.-]{1,64}$")
-    openrouter_api_key: SecretStr | None = None
+    # The workspace's LLM key (OPENROUTER_API_KEY still works); LLM_KEY_REQUIRED=false for
+    # an endpoint that takes no key (a local model server): nobody is asked for one then.
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("llm_api_key", "openrouter_api_key")
+    )
+    llm_key_required: bool = True
     llm_max_retries: int = Field(default=3, ge=0, le=10)
     team_config: Path | None = None
     teams_dir: Path | None = None

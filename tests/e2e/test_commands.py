@@ -16,11 +16,13 @@ from store import Store
 from store.records import RunStatus
 from tests.e2e.stack import (
     AGENT_MODEL,
+    VERIFIER_MODEL,
     Stack,
     assert_refused_not_in_channel,
     button,
     running_stack,
     text_of,
+    verdict,
 )
 from tests.e2e.test_slack_flow import KEY, _start_and_add_key
 
@@ -311,3 +313,23 @@ async def test_named_teams_are_listed_and_picked_and_an_unknown_one_is_explained
         assert "find sources on queues" in first_prompt and "--team" not in first_prompt
         runs = await stack.stored_runs()
         assert [run.team_name for run in runs] == ["research"]
+
+
+async def test_an_endpoint_that_needs_no_key_asks_nobody_for_one(
+    tmp_path: Path, secret_key: str
+) -> None:
+    from runner.llm import KEYLESS_STAND_IN
+
+    async with running_stack(
+        tmp_path, secret_key, valid_keys={KEYLESS_STAND_IN}, llm_key_required=False
+    ) as stack:
+        stack.llm.script(AGENT_MODEL, ["1. Plan.", "Done.", "Approved. TERMINATE"])
+        stack.llm.default(VERIFIER_MODEL, verdict())
+        status, body, _ = await stack.command("Plan a launch")
+        assert (status, body) == (200, "")
+        await stack.slack.wait_for(
+            lambda s: any("Run finished" in text_of(m) for m in stack.thread()), timeout=30
+        )
+        assert not any(button(m, ids.CREDENTIAL_OPEN) for m in stack.thread())  # nobody asked
+        assert len(stack.llm.requests_for(AGENT_MODEL)) == 3
+        assert stack.slack.problems == []

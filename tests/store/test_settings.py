@@ -116,3 +116,31 @@ def test_env_example_documents_every_setting() -> None:
     example = (PROJECT_ROOT / ".env.example").read_text()
     for name in Settings.model_fields:
         assert f"{name.upper()}=" in example, f"{name.upper()} is not in .env.example"
+
+
+@pytest.mark.parametrize("name", ["LLM_API_KEY", "OPENROUTER_API_KEY"])
+def test_the_workspace_llm_key_is_read_under_either_name(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.delenv("LLM_API_KEY", raising=False)
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    monkeypatch.setenv(name, "sk-workspace-key-123")
+    settings = load_settings()
+    assert settings.llm_api_key is not None
+    assert settings.llm_api_key.get_secret_value() == "sk-workspace-key-123"
+    assert "sk-workspace-key-123" not in repr(settings)
+
+
+def test_llm_api_key_wins_over_the_old_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_API_KEY", "sk-new-name-key-1")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-old-name-key-2")
+    key = load_settings().llm_api_key
+    assert key is not None and key.get_secret_value() == "sk-new-name-key-1"
+
+
+def test_a_keyless_endpoint_is_declared_with_llm_key_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().llm_key_required is True
+    monkeypatch.setenv("LLM_KEY_REQUIRED", "false")
+    assert load_settings().llm_key_required is False

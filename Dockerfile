@@ -33,6 +33,7 @@ COPY pyproject.toml README.md ./
 COPY bot/ ./bot/
 COPY runner/ ./runner/
 COPY store/ ./store/
+COPY web/ ./web/
 RUN pip install --no-cache-dir --no-deps . \
     && cd / \
     && rm -rf /tmp/build

@@ -13,7 +13,7 @@ import sys
 from store import Store
 from store.crypto import CredentialError, generate_key
 from store.settings import ConfigError, load_settings
-from store.tokens import LOCAL_WORKSPACE, TokenError
+from store.tokens import LOCAL_WORKSPACE, TOKEN_SHAPE, TokenError
 
 
 async def _rotate() -> str:
@@ -48,9 +48,10 @@ async def _revoke_token(token_id: str) -> tuple[str, bool]:
         revoked = await store.tokens.revoke(token_id)
     finally:
         await store.close()
+    named = "given" if TOKEN_SHAPE.fullmatch(token_id) else token_id  # never echo a token
     if revoked:
-        return f"revoke-token: token {token_id} no longer works.", True
-    return f"revoke-token: no working token {token_id} (unknown, or revoked before).", False
+        return f"revoke-token: the token {named} no longer works.", True
+    return f"revoke-token: no working token {named} (unknown, or revoked before).", False
 
 
 async def _list_tokens() -> str:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         help="make an API token stop working",
         description="Revoke a token by its id (as create-token and list-tokens show it).",
     )
-    revoke.add_argument("token_id")
+    revoke.add_argument("token_id", help="the token's id, or the token itself")
     commands.add_parser(
         "list-tokens",
         help="list API tokens (ids, whom they act for, state; never the tokens)",

@@ -84,8 +84,14 @@ def _split_csv(value: Any) -> Any:
 class Settings(BaseSettings):
     """Every knob of the app. Field names map to upper-case environment variables."""
 
+    # An empty value is no value: `LLM_API_KEY=` left in .env must not hide a key set
+    # under its old name, nor count as a key.
     model_config = SettingsConfigDict(
-        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
     )
 
     app_env: Literal["development", "production"] = "development"

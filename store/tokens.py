@@ -98,13 +98,17 @@ class TokenRepository(Repository):
             row.last_used_at = utcnow()
             return TokenHolder(row.id, row.workspace_id, row.user_id)
 
-    async def revoke(self, token_id: str) -> bool:
-        """Stop a token from working; False when there is no such token (or it was already
-        revoked). Audited."""
+    async def revoke(self, token_id_or_token: str) -> bool:
+        """Stop a token from working, named by its id or by the token itself (a leaked one
+        is revoked as it was found); False when there is no such working token. Audited."""
+        if TOKEN_SHAPE.fullmatch(token_id_or_token):
+            which = ApiTokenRow.token_hash == _digest(token_id_or_token)
+        else:
+            which = ApiTokenRow.id == token_id_or_token
         async with self._db.work() as work:
             row = await work.session.scalar(
                 update(ApiTokenRow)
-                .where(ApiTokenRow.id == token_id, ApiTokenRow.revoked_at.is_(None))
+                .where(which, ApiTokenRow.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
                 .returning(ApiTokenRow)
             )
@@ -114,7 +118,7 @@ class TokenRepository(Repository):
                 workspace_id=row.workspace_id,
                 actor_id=row.user_id,
                 action="token_revoked",
-                subject=token_id,
+                subject=row.id,
             )
             return True
 

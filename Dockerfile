@@ -44,13 +44,12 @@ VOLUME ["/data"]
 ENV DATABASE_URL=sqlite+aiosqlite:////data/autogen-slack.db \
     PYTHONUNBUFFERED=1
 
-# HTTP mode only (no SLACK_APP_TOKEN): /slack/events and /healthz on PORT.
+# PORT serves GET /healthz in both modes, and /slack/events in HTTP mode (no SLACK_APP_TOKEN).
 EXPOSE 3000
 
-# No HEALTHCHECK: in Socket Mode (the default) nothing listens on PORT, so an HTTP probe
-# would mark a working container unhealthy. In HTTP mode, probe GET /healthz from outside,
-# e.g. docker run --health-cmd 'python -c "import urllib.request as u;
-# u.urlopen(\"http://127.0.0.1:3000/healthz\", timeout=3)"' ..., or a Kubernetes httpGet probe.
+# Probe GET /healthz from outside, e.g. docker run --health-cmd 'python -c "import
+# urllib.request as u; u.urlopen(\"http://127.0.0.1:3000/healthz\", timeout=3)"' ..., or a
+# Kubernetes httpGet probe.
 
 USER 10001:10001
 CMD ["python", "-m", "bot"]

@@ -1,4 +1,5 @@
-"""HTTP mode: /slack/events behind the request guard, and /healthz.
+"""HTTP mode: /slack/events behind the request guard, and /healthz (Socket Mode serves
+/healthz alone, for container probes).
 
 Every request to /slack/events is checked by `bot.guard` first (signature, age, size, body,
 payload shape, whether the app handles it); only what passes reaches Bolt. A malformed
@@ -79,6 +80,19 @@ def web_application(app: AsyncApp, *, signing_secret: str, health: Health) -> we
     return web_app
 
 
+def health_application(health: Health) -> web.Application:
+    """Only /healthz: what Socket Mode serves on PORT, for container probes (Slack itself
+    comes over the socket)."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        status, report = await health()
+        return web.json_response(report, status=status)
+
+    web_app = web.Application(client_max_size=MAX_BODY_BYTES)
+    web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
 def _bolt_request(checked: Checked, headers: dict[str, list[str]], query: str) -> AsyncBoltRequest:
     """Bolt's request with the guard's parse of the body (see `guard.parse`), which Bolt's
     own parser would get wrong; the raw text is kept for Bolt's signature check."""
@@ -96,6 +110,8 @@ async def serve_http(
     port: int,
     ready: asyncio.Event | None,
     stop: asyncio.Event,
+    path: str = EVENTS_PATH,
+    mode: str = "HTTP mode",
 ) -> None:
     server_log = logging.getLogger("aiohttp.server")
     server_log.addFilter(_MALFORMED_HTTP_NOTICE)
@@ -103,7 +119,7 @@ async def serve_http(
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
-        log.info("HTTP mode: listening on %s:%d%s", host, port, EVENTS_PATH)
+        log.info("%s: listening on %s:%d%s", mode, host, port, path)
         if ready:
             ready.set()
         await stop.wait()

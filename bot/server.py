@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import create_app, web_client
-from bot.http_server import serve_http, web_application
+from bot.http_server import health_application, serve_http, web_application
 from bot.publisher import Publisher
 from bot.services import Services
 from bot.socket_mode import serve_socket_mode
@@ -106,13 +106,22 @@ async def serve(
     log.info("connected to Slack as %s in %s", identity.get("user"), identity.get("team"))
     try:
         if settings.slack_app_token is not None:
-            await serve_socket_mode(
-                app,
-                app_token=settings.slack_app_token.get_secret_value(),
-                client=web_client(settings),
-                ready=ready,
-                stop=stop,
+            probes = asyncio.create_task(
+                _serve_health(
+                    health_application(lambda: health(store, runs)), host, settings.port, stop
+                )
             )
+            try:
+                await serve_socket_mode(
+                    app,
+                    app_token=settings.slack_app_token.get_secret_value(),
+                    client=web_client(settings),
+                    ready=ready,
+                    stop=stop,
+                )
+            finally:
+                stop.set()
+                await probes
         else:
             assert settings.slack_signing_secret is not None  # require_slack checked it
             web_app = web_application(
@@ -126,6 +135,22 @@ async def serve(
         await runs.stop()
         await publisher.stop()
         await store.close()
+
+
+async def _serve_health(web_app: Any, host: str, port: int, stop: asyncio.Event) -> None:
+    """/healthz beside Socket Mode; a port already taken costs the probe, not the app."""
+    try:
+        await serve_http(
+            web_app,
+            host=host,
+            port=port,
+            ready=None,
+            stop=stop,
+            path="/healthz",
+            mode="Socket Mode health",
+        )
+    except OSError as exc:
+        log.warning("/healthz not served on port %d (%s)", port, exc.strerror or type(exc).__name__)
 
 
 def _stopped_by_signals(stop: asyncio.Event) -> asyncio.Event:

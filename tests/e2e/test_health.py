@@ -35,3 +35,17 @@ async def test_start_up_logs_no_notice_about_the_apps_own_client(
         pass
     assert "will be unused" not in caplog.text
     assert any("HTTP mode: listening" in r.getMessage() for r in caplog.records)
+
+
+async def test_healthz_answers_in_socket_mode_too(tmp_path: Path, secret_key: str) -> None:
+    """A container probe needs /healthz whatever the mode: Socket Mode serves it on PORT."""
+    from tests.e2e.test_socket_mode import running_socket_stack
+
+    async with running_socket_stack(tmp_path, secret_key, valid_keys=set()) as stack:
+        url = f"http://127.0.0.1:{stack.settings.port}/healthz"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as response:
+                assert response.status == 200
+                assert (await response.json())["ok"] is True
+            async with session.post(f"http://127.0.0.1:{stack.settings.port}/slack/events") as post:
+                assert post.status in (404, 405)  # Slack comes over the socket, not here

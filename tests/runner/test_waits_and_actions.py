@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 from datetime import timedelta
@@ -40,6 +41,15 @@ def _live_teams() -> int:
     return sum(1 for obj in gc.get_objects() if isinstance(obj, BaseGroupChat))
 
 
+async def _no_live_team(timeout: float = 5.0) -> int:
+    """The teams still in memory once the parked run's claim has wound down: its status is
+    written first, then the claim reads the log once more and closes its team."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while _live_teams() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    return _live_teams()
+
+
 async def test_missing_key_waits_then_resumes_when_the_key_arrives(
     tmp_path: Path, secret_key: str
 ) -> None:
@@ -49,7 +59,7 @@ async def test_missing_key_waits_then_resumes_when_the_key_arrives(
         run_id = await start_run(runs, "go")
         waiting = await wait_for_status(store, run_id, {RunStatus.WAITING_CREDENTIAL})
         assert runs.active_run_ids == set()
-        assert _live_teams() == 0, "a waiting run must hold no team in memory"
+        assert await _no_live_team() == 0, "a waiting run must hold no team in memory"
         events = await store.runs.events(waiting.id)
         request_event = events[-1]
         assert request_event.kind == ev.CREDENTIAL_REQUEST
@@ -95,7 +105,7 @@ async def test_failing_verdict_waits_for_approval_and_revise_feeds_back(
     async with running_manager(settings, verifier, key=KEY) as (store, runs):
         run_id = await start_run(runs, "2+2?")
         parked = await wait_for_status(store, run_id, {RunStatus.WAITING_APPROVAL})
-        assert _live_teams() == 0
+        assert await _no_live_team() == 0
         offered = [e for e in await store.runs.events(parked.id) if e.kind == ev.ACTIONS_OFFERED][
             -1
         ]

@@ -315,3 +315,38 @@ async def test_malformed_envelopes_are_acked_and_do_nothing(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     refusals = [r.getMessage() for r in caplog.records if "refused a Socket Mode" in r.getMessage()]
     assert len(refusals) == len(malformed), refusals
+
+
+async def test_a_named_team_and_each_agents_identity_over_socket_mode(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """Over the socket as over HTTP: `--team` picks a TEAMS_DIR team, an unknown one gets
+    the private listing, and each agent posts under its own name (chat:write.customize)."""
+    from runner.team_config import DEFAULT_TEAM_PATH
+
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    research = json.loads(DEFAULT_TEAM_PATH.read_text(encoding="utf-8"))
+    research["description"] = "Finds sources."
+    (teams / "research.json").write_text(json.dumps(research))
+    async with running_socket_stack(
+        tmp_path, secret_key, valid_keys={KEY}, teams_dir=str(teams), openrouter_api_key=KEY
+    ) as stack:
+        slack = stack.slack
+        await stack.command("--team marketing write a slogan")
+        answered = await slack.wait_for(
+            lambda s: next((r for posts in s.responses.values() for r in posts), None)
+        )
+        assert "`marketing`" in json.dumps(answered) and "`research`" in json.dumps(answered)
+        assert slack.channel_messages("C1") == []  # nothing started
+
+        stack.llm.script(AGENT_MODEL, ["1. Docs 2. Paper", "Done.", "Good. TERMINATE"])
+        stack.llm.default(VERIFIER_MODEL, verdict())
+        ack = await stack.command("--team research find sources on queues")
+        assert ack == {"envelope_id": ack["envelope_id"]}, ack
+        await slack.wait_for(_finished(stack), timeout=30)
+        root = slack.channel_messages("C1")[0]
+        assert "team `research`" in text_of(root)
+        agents = [m for m in stack.thread() if "turn " in text_of(m)]
+        assert [m.get("username") for m in agents] == ["Planner", "Worker", "Reviewer"]
+        assert slack.problems == []

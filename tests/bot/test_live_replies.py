@@ -30,11 +30,10 @@ from bot.slack_calls import ClaimLost, RetryPolicy, SlackCaller
 from runner.drafts import Draft, Drafts
 from runner.redact import REDACTED, secret_in_use
 from store import Store
-from store import events as ev
-from store.events import NewEvent
 from store.outbox import LiveMessage
 from store.records import Run
 from store.settings import load_settings
+from tests.bot.live_env import run_with_thread
 from tests.fakes.slack_api import SlackApiEmulator
 
 OWNER = "replica-a"
@@ -167,17 +166,7 @@ class Live:
 
     async def new_run(self, *, claimed_by: str = OWNER) -> Run:
         """A run whose thread (its root message in C1) is in Slack, its outbox claimed."""
-        root = await self.client.chat_postMessage(channel="C1", text="root")
-        run, _ = await self.store.runs.create(
-            workspace_id="T1",
-            channel_id="C1",
-            requester_id="U1",
-            task="t",
-            thread_ts=root["ts"],
-            events=[
-                NewEvent(ev.RUN_STARTED, {"task": "t", "requester_id": "U1", "queued_ahead": 0})
-            ],
-        )
+        run = await run_with_thread(self.store, self.client)
         assert await self.store.outbox.claim(run.id, owner=claimed_by, lease_s=60)
         return run
 

@@ -247,3 +247,33 @@ async def running_stack(
             yield Stack(
                 slack, llm, settings, sender, f"http://127.0.0.1:{settings.port}/slack/events"
             )
+
+
+@contextlib.asynccontextmanager
+async def running_over(
+    transport: str, tmp_path: Path, secret_key: str, *, key: str, **settings_overrides: Any
+) -> AsyncIterator[Any]:
+    """The app over `transport` ("http": signed requests; "socket": Socket Mode), with `key`
+    as the workspace LLM key: the same test proves a flow over both."""
+    if transport == "http":
+        async with running_stack(
+            tmp_path, secret_key, valid_keys={key}, llm_api_key=key, **settings_overrides
+        ) as stack:
+            yield stack
+        return
+    from tests.e2e.test_socket_mode import running_socket_stack  # it builds on this module
+
+    async with running_socket_stack(
+        tmp_path, secret_key, valid_keys={key}, llm_api_key=key, **settings_overrides
+    ) as stack:
+        yield stack
+
+
+async def start_task(stack: Any, task: str) -> None:
+    """`/autogen <task>` over the stack's transport, acknowledged with nothing to show."""
+    if isinstance(stack, Stack):
+        status, body, _ = await stack.command(task)
+        assert (status, body) == (200, ""), body
+    else:
+        ack = await stack.command(task)
+        assert ack == {"envelope_id": ack["envelope_id"]}, ack

@@ -10,11 +10,9 @@ verifier's verdict on it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,9 @@ from tests.e2e.stack import (
     VERIFIER_MODEL,
     Stack,
     free_port,
+    running_over,
     running_stack,
+    start_task,
     text_of,
     verdict,
 )
@@ -75,31 +75,12 @@ async def _run(stack: Stack | Any) -> None:
     stack.llm.stream_pace_s = PACE_S
     stack.llm.script(AGENT_MODEL, SCRIPT)
     stack.llm.default(VERIFIER_MODEL, verdict())
-    if isinstance(stack, Stack):
-        status, body, _ = await stack.command("Plan a launch")
-        assert (status, body) == (200, "")
-    else:
-        ack = await stack.command("Plan a launch")
-        assert ack == {"envelope_id": ack["envelope_id"]}, ack
+    await start_task(stack, "Plan a launch")
 
 
-@contextlib.asynccontextmanager
-async def _streaming_stack(
-    transport: str, tmp_path: Path, secret_key: str
-) -> AsyncIterator[Stack | Any]:
+def _streaming_stack(transport: str, tmp_path: Path, secret_key: str) -> Any:
     """The app with STREAMING on over `transport`: "http" or "socket" (Socket Mode)."""
-    if transport == "http":
-        async with running_stack(
-            tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, streaming=True
-        ) as stack:
-            yield stack
-        return
-    from tests.e2e.test_socket_mode import running_socket_stack
-
-    async with running_socket_stack(
-        tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, streaming=True
-    ) as stack:
-        yield stack
+    return running_over(transport, tmp_path, secret_key, key=KEY, streaming=True)
 
 
 def _worker_streaming(slack: SlackApiEmulator) -> dict[str, Any] | None:

@@ -5,10 +5,8 @@ each agent was told."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,9 @@ from tests.e2e.stack import (
     VERIFIER_MODEL,
     Stack,
     button,
+    running_over,
     running_stack,
+    start_task,
     text_of,
     verdict,
 )
@@ -60,32 +60,13 @@ async def _start(stack: Stack | Any, script: list[Any]) -> str:
     stack.llm.default(VERIFIER_MODEL, verdict())
     if isinstance(stack, Stack):
         stack.slack.deliver_events_to(stack.url, SIGNING_SECRET)
-        status, body, _ = await stack.command("Plan a launch")
-        assert (status, body) == (200, "")
-    else:
-        ack = await stack.command("Plan a launch")
-        assert ack == {"envelope_id": ack["envelope_id"]}, ack
+    await start_task(stack, "Plan a launch")
     root = await stack.slack.wait_for(lambda s: s.channel_messages("C1"))
     return str(root[0]["ts"])
 
 
-@contextlib.asynccontextmanager
-async def _stack(
-    transport: str, tmp_path: Path, secret_key: str, **settings: Any
-) -> AsyncIterator[Stack | Any]:
-    """The app over `transport`: "http" (signed requests) or "socket" (Socket Mode)."""
-    if transport == "http":
-        async with running_stack(
-            tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, **settings
-        ) as stack:
-            yield stack
-        return
-    from tests.e2e.test_socket_mode import running_socket_stack
-
-    async with running_socket_stack(
-        tmp_path, secret_key, valid_keys={KEY}, openrouter_api_key=KEY, **settings
-    ) as stack:
-        yield stack
+def _stack(transport: str, tmp_path: Path, secret_key: str, **settings: Any) -> Any:
+    return running_over(transport, tmp_path, secret_key, key=KEY, **settings)
 
 
 def _delivered(answer: Any) -> bool:

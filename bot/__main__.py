@@ -12,12 +12,15 @@ DESCRIPTION = """\
 Start autogen-slack: the Slack app, the runner and the publisher, in one process.
 
 Configuration comes from the environment and from .env in the current folder (the
-environment wins); every variable is documented in .env.example. With SLACK_APP_TOKEN set
-the app connects over Socket Mode; without it, it serves HTTP on PORT at /slack/events
-(SLACK_SIGNING_SECRET is then required). SIGTERM or Ctrl-C stops it gracefully: running
-turns finish, pending messages are posted.
+environment wins); every variable is documented in .env.example. With no Slack setting
+the app starts in local mode: the web playground and the API on 127.0.0.1:PORT, and one
+printed link that signs your browser in. With SLACK_APP_TOKEN set it connects over Socket
+Mode; with only SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET it serves Slack over HTTP on PORT
+at /slack/events. The API (/docs) and /healthz are on PORT in every mode. SIGTERM or
+Ctrl-C stops it gracefully: running turns finish, pending messages are posted.
 
-First time: cp .env.example .env, fill in the Slack tokens, then `make run`."""
+First time: `make run`, and open the link it prints. For Slack: cp .env.example .env,
+fill in the Slack tokens (see the README), then `make run` again."""
 
 
 def main(argv: list[str] | None = None) -> int:

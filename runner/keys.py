@@ -3,11 +3,44 @@ request, and answer one (which wakes the waiting run on any replica)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from store import Store
 from store.crypto import Owner
 from store.key_requests import FulfilOutcome, FulfilResult
 from store.records import CredentialInfo, CredentialRequest
 from store.work import looks_like_id
+
+MIN_SECRET_CHARS = 8
+MAX_SECRET_CHARS = 512
+
+
+class SecretProblem(StrEnum):
+    EMPTY = "empty"
+    TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    WHITESPACE = "whitespace"
+
+
+PROBLEMS = {
+    SecretProblem.EMPTY: "Paste the key here.",
+    SecretProblem.WHITESPACE: "A key has no spaces or line breaks: check what was pasted.",
+    SecretProblem.TOO_SHORT: f"That is too short for an API key ({MIN_SECRET_CHARS}+ characters).",
+    SecretProblem.TOO_LONG: f"That is too long for an API key (at most {MAX_SECRET_CHARS}).",
+}
+
+
+def check_secret(value: str) -> SecretProblem | None:
+    """Sanity checks on a submitted key before anything is written."""
+    if not value:
+        return SecretProblem.EMPTY
+    if any(char.isspace() for char in value):
+        return SecretProblem.WHITESPACE
+    if len(value) < MIN_SECRET_CHARS:
+        return SecretProblem.TOO_SHORT
+    if len(value) > MAX_SECRET_CHARS:
+        return SecretProblem.TOO_LONG
+    return None
 
 
 class KeyDesk:
@@ -42,3 +75,11 @@ class KeyDesk:
         if not looks_like_id(request_id):
             return FulfilResult(FulfilOutcome.NOT_FOUND)
         return await self._store.requests.fulfil(request_id, user_id=user_id, secret=secret)
+
+    async def supply(
+        self, *, workspace_id: str, user_id: str, provider: str, secret: str
+    ) -> list[str]:
+        """Store the person's key and resume every run of theirs waiting for it (as the
+        modal does for one request): the runs resumed."""
+        owner = Owner(workspace_id, user_id, provider[:64])
+        return await self._store.requests.supply(owner, secret, actor_id=user_id)

@@ -108,6 +108,18 @@ class KeyRequestRepository(Repository):
             row = await session.get(CredentialRequestRow, request_id)
             return _request(row) if row else None
 
+    async def pending_providers(self, *, workspace_id: str, user_id: str) -> set[str]:
+        """The providers the person's waiting runs ask them for."""
+        async with self._db.reads() as session:
+            rows = await session.scalars(
+                select(CredentialRequestRow.provider).where(
+                    CredentialRequestRow.workspace_id == workspace_id,
+                    CredentialRequestRow.user_id == user_id,
+                    CredentialRequestRow.status == RequestStatus.PENDING,
+                )
+            )
+            return set(rows)
+
     async def expired(self, *, now: datetime) -> list[CredentialRequest]:
         """Pending requests whose time is up."""
         async with self._db.reads() as session:
@@ -192,6 +204,44 @@ class KeyRequestRepository(Repository):
                 return await self._answered_already(session, row, owner, secret)
             await self._store_key(work, row, owner, secret)
             return FulfilResult(FulfilOutcome.STORED, _request(row), await self._wake(work, row))
+
+    async def supply(self, owner: Owner, secret: str, *, actor_id: str) -> list[str]:
+        """Store `owner`'s key and answer every pending request for it, in one transaction:
+        a key given without naming a request (the web API's `POST /credentials`) resumes
+        each run that waits for it, as the modal does for one. The runs woken, in order."""
+        async with self._db.work() as work:
+            session = work.session
+            rows = list(
+                await session.scalars(
+                    select(CredentialRequestRow)
+                    .where(
+                        CredentialRequestRow.workspace_id == owner.workspace_id,
+                        CredentialRequestRow.user_id == owner.user_id,
+                        CredentialRequestRow.provider == owner.provider,
+                        CredentialRequestRow.status == RequestStatus.PENDING,
+                        CredentialRequestRow.expires_at >= utcnow(),
+                    )
+                    .order_by(CredentialRequestRow.run_id)
+                )
+            )
+            await self._credentials.store_in(session, owner, secret)
+            work.audit(
+                workspace_id=owner.workspace_id,
+                actor_id=actor_id,
+                action="credential_stored",
+                subject=owner.provider,
+                detail={"owner": owner.user_id, "requests": [row.id for row in rows]},
+            )
+            woken: list[str] = []
+            for row in rows:  # locked in run order, so two suppliers never cross
+                await work.lock(row.run_id)
+                if not await self._resolve(session, row.id, RequestStatus.FULFILLED):
+                    continue  # answered meanwhile (a modal, another replica)
+                received = {"request_id": row.id, "provider": row.provider, "user_id": row.user_id}
+                await work.append(row.run_id, [NewEvent(ev.CREDENTIAL_RECEIVED, received)])
+                if await self._wake(work, row):
+                    woken.append(row.run_id)
+            return woken
 
     async def _store_key(
         self, work: RunWork, row: CredentialRequestRow, owner: Owner, secret: str

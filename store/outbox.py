@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.db import upsert
 from store.models import OutboxMessageRow, OutboxRow, RunEventRow, RunRow, utcnow
-from store.records import Run, RunEvent
+from store.records import NO_CHANNEL, Run, RunEvent
 from store.work import Repository, to_event, to_run
 
 
@@ -59,12 +59,15 @@ class Backlog:
 
 class OutboxRepository(Repository):
     @staticmethod
-    async def track(session: AsyncSession, run_id: str, last_seq: int) -> None:
-        """The unit of work's append hook: the run now has events up to `last_seq`."""
+    async def track(session: AsyncSession, run: Run, last_seq: int) -> None:
+        """The unit of work's append hook: the run now has events up to `last_seq`. A run
+        started from the web API has no Slack channel: nothing of it is delivered."""
+        if run.channel_id == NO_CHANNEL:
+            return
         await upsert(
             session,
             OutboxRow,
-            {"run_id": run_id, "wanted_seq": last_seq, "delivered_seq": 0, "parts_done": 0},
+            {"run_id": run.id, "wanted_seq": last_seq, "delivered_seq": 0, "parts_done": 0},
             key=["run_id"],
             update={"wanted_seq": last_seq},
         )

@@ -60,6 +60,9 @@ class Totals:
         return self.prompt_tokens + self.completion_tokens
 
 
+NO_CHANNEL = ""  # the channel of a run started from the web API: it has no place in Slack
+
+
 @dataclass(frozen=True)
 class Run:
     id: str

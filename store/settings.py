@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     verifier_model: str | None = None
     verifier_enabled: bool = True
     streaming: bool = True  # STREAMING=off: agents' replies appear when finished
+    playground: bool = True  # PLAYGROUND=off: no web page (the API stays)
     verifier_timeout_s: float = Field(default=60.0, gt=0)
     llm_provider: str = Field(default="openrouter", pattern=r"^[a-z0-9_.-]{1,64}$")
     # The workspace's LLM key (OPENROUTER_API_KEY still works); LLM_KEY_REQUIRED=false for
@@ -228,14 +229,22 @@ class Settings(BaseSettings):
         raw = self.server_secret_key.get_secret_value()
         return [key.strip() for key in raw.split(",") if key.strip()]
 
+    @property
+    def local_mode(self) -> bool:
+        """No Slack setting at all: the app serves the web playground and API alone, on this
+        machine only (127.0.0.1), so a newcomer sees it work before making a Slack app."""
+        return (
+            self.slack_bot_token is None
+            and self.slack_app_token is None
+            and self.slack_signing_secret is None
+        )
+
     def require_slack(self) -> None:
-        """Check what the Slack side needs; the runner and store work without it."""
-        if self.slack_bot_token is None:
-            if not Path(ENV_FILE).exists():
-                raise ConfigError(
-                    "SLACK_BOT_TOKEN is missing and there is no .env file here: run "
-                    "`cp .env.example .env`, then fill in the Slack tokens (see the README)."
-                )
+        """Check what the Slack side needs (nothing in local mode); the runner and store
+        work without it."""
+        if self.local_mode:
+            return
+        if self.slack_bot_token is None:  # some Slack settings, but not the main one
             raise ConfigError(_line("SLACK_BOT_TOKEN", "is missing"))
         if not self.socket_mode and self.slack_signing_secret is None:
             raise ConfigError(_line("SLACK_SIGNING_SECRET", "is missing (HTTP mode)"))

@@ -36,7 +36,7 @@ EVENT = "event"
 RUN_READY = "run_ready"
 
 FinishHook = Callable[[AsyncSession, str], Awaitable[None]]
-AppendHook = Callable[[AsyncSession, str, int], Awaitable[None]]
+AppendHook = Callable[[AsyncSession, Run, int], Awaitable[None]]
 
 
 _ID = re.compile(r"[0-9a-f]{16}")
@@ -171,7 +171,8 @@ class RunWork:
                 await hook(self.session, run_id)
         if change.status == RunStatus.QUEUED:
             self.ready.add(run_id)
-        return Written(to_run(row), await self._insert(run_id, events, row.last_seq))
+        run = to_run(row)
+        return Written(run, await self._insert(run, events, row.last_seq))
 
     async def append(self, run_id: str, events: Sequence[NewEvent]) -> list[RunEvent]:
         """Append events to a run whatever its state (a write with no change)."""
@@ -182,12 +183,11 @@ class RunWork:
             raise LookupError(f"run {run_id} does not exist")
         return written.events
 
-    async def _insert(
-        self, run_id: str, events: Sequence[NewEvent], last_seq: int
-    ) -> list[RunEvent]:
+    async def _insert(self, run: Run, events: Sequence[NewEvent], last_seq: int) -> list[RunEvent]:
         """Insert events numbered up to `last_seq` (already reserved on the run row)."""
         if not events:
             return []
+        run_id = run.id
         first = last_seq - len(events) + 1
         rows = [
             RunEventRow(run_id=run_id, seq=first + index, kind=event.kind, payload=event.payload)
@@ -196,7 +196,7 @@ class RunWork:
         self.session.add_all(rows)
         await self.session.flush()
         for hook in self._on_append:
-            await hook(self.session, run_id, last_seq)
+            await hook(self.session, run, last_seq)
         self.appended_to.add(run_id)
         return [to_event(row) for row in rows]
 

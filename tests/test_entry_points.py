@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import PROJECT_ROOT
@@ -28,11 +31,39 @@ def test_bot_help_prints_usage_and_starts_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # no database, no key file
 
 
-def test_bot_without_configuration_names_the_fix(tmp_path: Path) -> None:
-    result = _python(tmp_path, "-m", "bot")
-    assert result.returncode == 2
-    assert "cp .env.example .env" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_bot_without_configuration_starts_locally_and_prints_the_sign_in_link(
+    tmp_path: Path,
+) -> None:
+    """A fresh clone's `make run`: no Slack setting, so local mode, on 127.0.0.1 only,
+    with one printed line holding the link; SIGTERM ends it cleanly."""
+    from tests.e2e.stack import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PYTHONPATH"))}
+    env.update(PYTHONPATH=str(PROJECT_ROOT), PORT=str(port), LOG_FORMAT="console")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # blocks until the app is listening
+        assert re.fullmatch(
+            rf"autogen-slack is running locally: open http://127\.0\.0\.1:{port}/login"
+            r"\?code=[A-Za-z0-9_-]{32} \(this link signs your browser in once\)\n",
+            line,
+        ), line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
 
 
 def test_no_dependency_installs_a_tests_package_that_shadows_ours(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ the modal shows a friendly inline error for each.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -22,38 +21,10 @@ from slack_sdk.models.views import View
 
 from bot import ids
 from bot.ui.text import clip, escape
+from runner.keys import MAX_SECRET_CHARS, PROBLEMS, SecretProblem, check_secret
 from runner.providers import Provider
 
-MIN_SECRET_CHARS = 8
-MAX_SECRET_CHARS = 512
-
-
-class SecretProblem(StrEnum):
-    EMPTY = "empty"
-    TOO_SHORT = "too_short"
-    TOO_LONG = "too_long"
-    WHITESPACE = "whitespace"
-
-
-PROBLEMS = {
-    SecretProblem.EMPTY: "Paste the key here.",
-    SecretProblem.WHITESPACE: "A key has no spaces or line breaks: check what was pasted.",
-    SecretProblem.TOO_SHORT: f"That is too short for an API key ({MIN_SECRET_CHARS}+ characters).",
-    SecretProblem.TOO_LONG: f"That is too long for an API key (at most {MAX_SECRET_CHARS}).",
-}
-
-
-def check_secret(value: str) -> SecretProblem | None:
-    """Sanity checks on a submitted key before anything is written."""
-    if not value:
-        return SecretProblem.EMPTY
-    if any(char.isspace() for char in value):
-        return SecretProblem.WHITESPACE
-    if len(value) < MIN_SECRET_CHARS:
-        return SecretProblem.TOO_SHORT
-    if len(value) > MAX_SECRET_CHARS:
-        return SecretProblem.TOO_LONG
-    return None
+__all__ = ["PROBLEMS", "SecretProblem", "check_secret"]
 
 
 def submitted_secret(view: dict[str, Any]) -> str:

@@ -47,9 +47,12 @@ def home_view(
         blocks.append(_text("No runs yet. Start one with `/autogen <task>` or `@AutoGen <task>`."))
     for run in runs[:MAX_RUNS]:
         label = STATUS_LABELS.get(run.status, escape(run.status))
-        where = (
-            f"<{run.link}|thread in <#{run.channel_id}>>" if run.link else f"<#{run.channel_id}>"
-        )
+        if not run.channel_id:  # started from the web API: it has no thread in Slack
+            where = "started from the web API"
+        elif run.link:
+            where = f"<{run.link}|thread in <#{run.channel_id}>>"
+        else:
+            where = f"<#{run.channel_id}>"
         blocks.append(
             _text(f"{label} · {clip(escape(run.task), 150)}\n{where} · run `{run.run_id}`")
         )

@@ -34,7 +34,7 @@ async def test_start_up_logs_no_notice_about_the_apps_own_client(
     async with running_stack(tmp_path, secret_key, valid_keys=set()):
         pass
     assert "will be unused" not in caplog.text
-    assert any("HTTP mode: listening" in r.getMessage() for r in caplog.records)
+    assert any("web server on" in r.getMessage() for r in caplog.records)
 
 
 async def test_healthz_answers_in_socket_mode_too(tmp_path: Path, secret_key: str) -> None:

@@ -24,7 +24,8 @@ def _error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
 @pytest.mark.parametrize(
     ("env", "named"),
     [
-        ({}, "SLACK_BOT_TOKEN is missing"),
+        ({"SLACK_SIGNING_SECRET": "s"}, "SLACK_BOT_TOKEN is missing"),
+        ({"SLACK_APP_TOKEN": "xapp-1"}, "SLACK_BOT_TOKEN is missing"),
         ({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET is missing"),
         ({"SLACK_BOT_TOKEN": "xoxp-user-token"}, "SLACK_BOT_TOKEN is invalid"),
         ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "nope"}, "SLACK_APP_TOKEN is invalid"),
@@ -56,13 +57,15 @@ def test_one_clear_line_per_problem(
     assert ": " in message  # says what to do
 
 
-def test_no_env_file_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A first `make run` in a fresh clone: the answer is the command that fixes it."""
-    message = _error(monkeypatch)
-    assert "cp .env.example .env" in message
-    (tmp_path / ".env").write_text("LOG_LEVEL=INFO\n")
-    message = _error(monkeypatch)
-    assert message.startswith("SLACK_BOT_TOKEN is missing") and ".env.example" not in message
+def test_no_slack_setting_at_all_is_local_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first `make run` in a fresh clone (no .env): local mode, nothing missing."""
+    settings = load_settings()
+    assert settings.local_mode
+    settings.require_slack()
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s")
+    assert not load_settings().local_mode
 
 
 def test_the_copied_example_file_is_recognised(tmp_path: Path) -> None:

@@ -1,0 +1,104 @@
+"""`/ws/{task_id}`: a run's events, in order, as they are written.
+
+Each message is one event of `web.events.public_event` with its sequence number. A client
+that reconnects with `?after=<last seq it saw>` gets the rest and nothing twice: the
+follower reads the run's event log (the record every replica writes) from that number, so
+it works whichever replica runs the run. The socket closes (1000) once the run has finished
+and its `finished` event is sent; 1012 when the server stops (reconnect with `after`).
+Refusals close with 4401 (no or a revoked token), 4403 (someone else's run), 4404 (no such
+run) and 4400 (a bad `after`), each with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from store import events as ev
+from store.work import looks_like_id
+from web.access import Refused, holder_of, refuse
+from web.context import services
+from web.events import public_event
+from web.feed import RunFeed
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+CLOSE_FINISHED = 1000
+CLOSE_RESTARTING = 1012
+
+
+@router.websocket("/ws/{task_id}")
+async def follow_task(websocket: WebSocket, task_id: str) -> None:
+    web = services(websocket)
+    await websocket.accept()
+    try:
+        after = _after(websocket.query_params.get("after"))
+        holder = await holder_of(web.store, websocket)
+        run = await web.store.runs.get(task_id) if looks_like_id(task_id) else None
+        if run is None:
+            raise Refused(404, "There is no such task.")
+        if not web.rules.may_see(holder, run):
+            raise await refuse(
+                web.store, holder, action="follow_task", subject=task_id, run_id=task_id
+            )
+    except Refused as refused:
+        await websocket.close(code=4000 + refused.status, reason=refused.message[:120])
+        return
+    listening = asyncio.create_task(_until_closed(websocket))
+    try:
+        await _follow(websocket, task_id, after, listening)
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away mid-send
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+
+
+def _after(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit() or len(raw) > 18:
+        raise Refused(400, "'after' must be the sequence number of an event (0 or more).")
+    return int(raw)
+
+
+async def _follow(websocket: WebSocket, task_id: str, after: int, listening: asyncio.Task) -> None:
+    web = services(websocket)
+    first = True
+    with web.feed.watch(task_id) as changed:
+        while not listening.done():
+            events = await web.store.runs.events(task_id, after_seq=after)
+            for event in events:
+                await websocket.send_json(public_event(event))
+                after = event.seq
+            # Finished, and its `finished` event sent (now, or before a reconnect).
+            if (events and events[-1].kind == ev.FINISHED) or (first and not events):
+                run = await web.store.runs.get(task_id)
+                if run is not None and run.status.finished:
+                    await websocket.close(code=CLOSE_FINISHED, reason="finished")
+                    return
+            first = False
+            if web.feed.closing.is_set():
+                await websocket.close(code=CLOSE_RESTARTING, reason="server restarting")
+                return
+            await _next_change(web.feed, changed, listening)
+
+
+async def _next_change(feed: RunFeed, changed: asyncio.Event, listening: asyncio.Task) -> None:
+    waiting = asyncio.ensure_future(feed.wait(changed))
+    try:
+        await asyncio.wait({waiting, listening}, return_when="FIRST_COMPLETED")
+    finally:
+        waiting.cancel()
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, until it closes: the follower stops then."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass

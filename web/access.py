@@ -29,12 +29,13 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "autogen_session"
 
 
-@dataclass(frozen=True)
 class Refused(Exception):
     """A request answered with an error: its HTTP status and a message for the caller."""
 
-    status: int
-    message: str
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
 
 
 def presented_token(connection: HTTPConnection) -> tuple[str | None, bool]:

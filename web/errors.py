@@ -50,5 +50,5 @@ async def _http(_request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("%s %s failed (%s)", request.method, request.url.path, type(exc).__name__)
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"error": "Something went wrong on the server."}, status_code=500)

@@ -51,6 +51,18 @@ class _InvalidRequestNotice(logging.Filter):
 _NOTICE = _InvalidRequestNotice()
 
 
+class _Answered:
+    """Starlette answers an unexpected error with the app's JSON 500, then raises it again
+    for the server to log; it is logged already (`web.errors`), once, so stop it here."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        with contextlib.suppress(Exception):
+            await self.app(scope, receive, send)  # type: ignore[arg-type]
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket (OSError when the port is taken)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -77,7 +89,7 @@ async def serve_web(
     """Serve `app` on `sock` until `stop`; open WebSockets are told to go first
     (`on_stop`), then connections get SHUTDOWN_GRACE_S to finish."""
     config = uvicorn.Config(
-        app,
+        _Answered(app),
         log_config=None,
         access_log=False,
         lifespan="off",

@@ -74,8 +74,11 @@ class Client:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Answer:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        if "data" not in kwargs:
+            kwargs["json"] = body
         async with self.session.request(
-            method, self.base + path, json=body, headers=self.headers, **kwargs
+            method, self.base + path, headers=headers, **kwargs
         ) as response:
             text = await response.text()
             self.texts.append(text)

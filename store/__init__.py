@@ -7,6 +7,7 @@ returns repositories that share one engine and one write path (`store.work`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -47,6 +48,11 @@ class Store:
             [self.requests.close_for_finished_run, self.actions.close_for_finished_run]
         )
         self._db.on_append.append(self.outbox.track)
+        if engine.dialect.name == "sqlite":
+            # SQLite has one writer at a time: writers of this process queue here, in the
+            # event loop, rather than in SQLite's busy handler, which polls with sleeps of
+            # up to 100 ms and turns a queue of writers into seconds of latency.
+            self._db.writer = asyncio.Lock()
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Store:

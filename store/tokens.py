@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -21,6 +21,7 @@ from store.work import Repository, new_id
 
 TOKEN_PREFIX = "agt_"  # noqa: S105 - the prefix that marks a token, not a secret
 TOKEN_SHAPE = re.compile(r"agt_[A-Za-z0-9_\-]{43}")
+LAST_USED_STEP = timedelta(minutes=1)  # how precisely `last_used_at` is kept
 LOCAL_WORKSPACE = "local"  # the workspace of people who never came from Slack
 _USER_ID = re.compile(r"[A-Za-z0-9._\-]{1,32}")
 
@@ -86,17 +87,28 @@ class TokenRepository(Repository):
         return token_id, token
 
     async def holder(self, token: str | None) -> TokenHolder | None:
-        """Whom `token` acts for; None when it is missing, malformed, unknown or revoked."""
+        """Whom `token` acts for; None when it is missing, malformed, unknown or revoked.
+        A read: `last_used_at` is written only when it is older than LAST_USED_STEP, so a
+        busy client does not add a write to every request."""
         if not token or not TOKEN_SHAPE.fullmatch(token):
             return None
-        async with self._db.work() as work:
-            row = await work.session.scalar(
+        async with self._db.reads() as session:
+            row = await session.scalar(
                 select(ApiTokenRow).where(ApiTokenRow.token_hash == _digest(token))
             )
             if row is None or row.revoked_at is not None:
                 return None
-            row.last_used_at = utcnow()
-            return TokenHolder(row.id, row.workspace_id, row.user_id)
+            holder = TokenHolder(row.id, row.workspace_id, row.user_id)
+            last_used = row.last_used_at
+        now = utcnow()
+        if last_used is None or last_used < now - LAST_USED_STEP:
+            async with self._db.work() as work:
+                await work.session.execute(
+                    update(ApiTokenRow)
+                    .where(ApiTokenRow.id == holder.token_id)
+                    .values(last_used_at=now)
+                )
+        return holder
 
     async def revoke(self, token_id_or_token: str) -> bool:
         """Stop a token from working, named by its id or by the token itself (a leaked one

@@ -237,6 +237,7 @@ class Database:
         self.on_finish: list[FinishHook] = []
         self.on_append: list[AppendHook] = []
         self._listeners: list[Listener] = []
+        self.writer: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -251,7 +252,7 @@ class Database:
     @contextlib.asynccontextmanager
     async def work(self) -> AsyncIterator[RunWork]:
         """One transaction; listeners hear of its events and ready runs once it commits."""
-        async with self.sessions.begin() as session:
+        async with self.writer, self.sessions.begin() as session:
             work = RunWork(session, self.on_finish, self.on_append)
             yield work
         for run_id in work.appended_to:

@@ -4,6 +4,7 @@
 - wall time per completed run with a replayed three-turn team and the verifier on;
 - event appends per second on SQLite (the outbox write path);
 - slash-command ack latency over HTTP against the Slack emulator;
+- `POST /start-task` latency, 50 requests at once from a client process of its own;
 - a tool call's round trip through the runner's workbench (credential, policy, scrubbing,
   ledger) against the tests' MCP server over stdio, beside the same call made directly;
 - a streamed reply: from the model's first piece to the first text of it visible in the
@@ -152,6 +153,43 @@ async def bench_ack_latency(folder: Path, count: int = 30) -> None:
     )
 
 
+async def bench_start_task_latency(folder: Path, concurrency: int = 50, rounds: int = 4) -> None:
+    """`POST /start-task` over real HTTP, `concurrency` at once, from a process of its own,
+    while the runs it starts work (the fake model answers at once)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.e2e.stack import verdict
+    from tests.web.stack import running_web
+
+    async with running_web(
+        folder, Fernet.generate_key().decode(), valid_keys={KEY}, llm_api_key=KEY
+    ) as stack:
+        stack.llm.default("agent-model", "Done. TERMINATE")
+        stack.llm.default("verifier-model", verdict())
+        alice = await stack.client("alice")
+        load = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.bench_http_load",
+            f"{stack.base}/start-task",
+            str(alice.token),
+            str(concurrency),
+            str(rounds),
+            stdout=subprocess.PIPE,
+            cwd=Path(__file__).parent.parent,
+        )
+        out, _ = await load.communicate()
+        latencies = sorted(json.loads(out))
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+    print(
+        f"POST /start-task, {concurrency} at once x {rounds} ({len(latencies)} requests, a "
+        f"separate client process): p50 {statistics.median(latencies):.1f} ms, "
+        f"p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms"
+    )
+
+
 async def bench_tool_round_trip(folder: Path, count: int = 200) -> None:
     import contextlib
     import json
@@ -275,6 +313,7 @@ async def main() -> None:
         await bench_completed_runs(folder)
         await bench_event_appends(folder)
         await bench_ack_latency(folder)
+        await bench_start_task_latency(folder)
         await bench_tool_round_trip(folder)
         await bench_streamed_replies(folder)
 

@@ -37,6 +37,7 @@ class TokenHolder:
     token_id: str
     workspace_id: str
     user_id: str
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class TokenRepository(Repository):
             )
             if row is None or row.revoked_at is not None:
                 return None
-            holder = TokenHolder(row.id, row.workspace_id, row.user_id)
+            holder = TokenHolder(row.id, row.workspace_id, row.user_id, row.label)
             last_used = row.last_used_at
         now = utcnow()
         if last_used is None or last_used < now - LAST_USED_STEP:

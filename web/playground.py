@@ -22,6 +22,7 @@ from web.login import LOCAL_USER
 
 STATIC = Path(__file__).parent / "static"
 SESSION_DAYS = 30
+SIGN_IN_LABEL = "playground sign-in"  # the tokens the sign-in link makes, one per browser
 PAGE_POLICY = (
     "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
     "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -78,7 +79,7 @@ async def login(request: Request, code: str = "") -> Response:
     if not web.settings.local_mode or not code or not web.logins.redeem(code[:100]):
         return HTMLResponse(DEAD_LINK, status_code=400, headers=PAGE_HEADERS)
     _token_id, token = await web.store.tokens.create(
-        user_id=LOCAL_USER, workspace_id=LOCAL_WORKSPACE, label="playground sign-in"
+        user_id=LOCAL_USER, workspace_id=LOCAL_WORKSPACE, label=SIGN_IN_LABEL
     )
     response = RedirectResponse("/", status_code=303, headers=PAGE_HEADERS)
     _set_session(request, response, token)
@@ -117,8 +118,14 @@ async def sign_in(body: SignIn, request: Request) -> Response:
 
 @router.delete("/session", status_code=204)
 async def sign_out(request: Request) -> Response:
+    """Forget the session; a token the sign-in link made for this browser is revoked too
+    (a pasted API token is the person's own: it keeps working elsewhere)."""
     if not same_origin(request):
         raise Refused(403, "Sign out from the playground's own page.")
+    store = services(request).store
+    holder = await store.tokens.holder(request.cookies.get(SESSION_COOKIE))
+    if holder is not None and holder.label == SIGN_IN_LABEL:
+        await store.tokens.revoke(holder.token_id)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response

@@ -11,6 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from store import Store
+from store import events as ev
+from tests.db import add_event
 from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, verdict
 from tests.web.stack import KEY, TEAM_REPLIES, running_web
 
@@ -114,3 +117,24 @@ async def test_a_client_that_reconnects_with_the_last_number_gets_every_event_on
         async with alice.follow(task_id, after=whole[-1]["seq"]) as socket:
             assert (await socket.receive()).type == aiohttp.WSMsgType.CLOSE
             assert socket.close_code == 1000
+
+
+async def test_events_another_replica_writes_reach_the_socket(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """Another process writes the run's events (this one is never told): the follower
+    finds them in the log all the same, in order."""
+    async with running_web(tmp_path, secret_key) as stack:
+        alice = await stack.client("alice")
+        task_id = await alice.start()
+        async with alice.follow(task_id) as socket:
+            before = await alice.events_until(socket, "credential_request")
+            other = await Store.open(stack.settings, run_migrations=False)  # "replica B"
+            try:
+                for n in range(3):
+                    await add_event(other, task_id, ev.INFO, {"text": f"from elsewhere {n}"})
+            finally:
+                await other.close()
+            later = await alice.events_until(socket, count=3)
+        assert [e["text"] for e in later] == [f"from elsewhere {n}" for n in range(3)]
+        assert [e["seq"] for e in before + later] == list(range(1, len(before) + 4))

@@ -99,11 +99,18 @@ def app_settings(
     slack: SlackApiEmulator, llm: FakeLLMServer, tmp_path: Path, secret_key: str, **overrides: Any
 ) -> Settings:
     """Settings pointing the app at the emulator and the fake LLM, with test overrides."""
+    values = {"slack_bot_token": slack.bot_token, "slack_api_url": slack.api_url}
+    return e2e_settings(llm, tmp_path, secret_key, **values, **overrides)
+
+
+def e2e_settings(
+    llm: FakeLLMServer, tmp_path: Path, secret_key: str, *, db: str = "e2e.db", **overrides: Any
+) -> Settings:
+    """The app's settings in every end-to-end test: the fake LLM, a database in `tmp_path`,
+    a port of its own; Slack's settings (or none: local mode) come in `overrides`."""
     values: dict[str, Any] = {
-        "slack_bot_token": slack.bot_token,
-        "slack_api_url": slack.api_url,
         "port": free_port(),
-        "database_url": f"sqlite+aiosqlite:///{tmp_path}/e2e.db",
+        "database_url": f"sqlite+aiosqlite:///{tmp_path}/{db}",
         "server_secret_key": secret_key,
         "llm_base_url": llm.base_url,
         "llm_model": AGENT_MODEL,

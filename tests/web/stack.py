@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 
 from store import Store
-from store.settings import Settings, load_settings
+from store.settings import Settings
 from store.tokens import LOCAL_WORKSPACE
-from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, free_port, serving, verdict
+from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, e2e_settings, serving, verdict
 from tests.fakes.llm_server import FakeLLMServer
 
 KEY = "sk-web-user-key-7d1e9b3c"
@@ -27,19 +27,8 @@ TEAM_REPLIES = ["1. Pick a theme.", "Queues wait in line", "Good. TERMINATE"]
 def local_settings(
     llm: FakeLLMServer, tmp_path: Path, secret_key: str, **overrides: Any
 ) -> Settings:
-    values: dict[str, Any] = {
-        "port": free_port(),
-        "database_url": f"sqlite+aiosqlite:///{tmp_path}/web.db",
-        "server_secret_key": secret_key,
-        "llm_base_url": llm.base_url,
-        "llm_model": AGENT_MODEL,
-        "verifier_model": VERIFIER_MODEL,
-        "llm_max_retries": 0,
-        "log_format": "console",
-        "streaming": False,
-    }
-    values.update(overrides)
-    return load_settings(**values)
+    """The app's test settings without any Slack setting: local mode."""
+    return e2e_settings(llm, tmp_path, secret_key, db="web.db", **overrides)
 
 
 async def make_token(

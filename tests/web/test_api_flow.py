@@ -138,3 +138,21 @@ async def test_events_another_replica_writes_reach_the_socket(
             later = await alice.events_until(socket, count=3)
         assert [e["text"] for e in later] == [f"from elsewhere {n}" for n in range(3)]
         assert [e["seq"] for e in before + later] == list(range(1, len(before) + 4))
+
+
+async def test_a_server_that_stops_tells_its_sockets_to_reconnect(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """SIGTERM with a follower connected: the socket is closed with 1012 (come back with
+    `after`), and the shutdown does not wait on it."""
+    async with aiohttp.ClientSession() as own:
+        async with running_web(tmp_path, secret_key) as stack:
+            alice = await stack.client("alice")
+            task_id = await alice.start()
+            socket = await own.ws_connect(alice.ws_url(task_id), headers=alice.headers)
+            await alice.events_until(socket, "credential_request")
+        closing = await socket.receive()
+        assert closing.type == aiohttp.WSMsgType.CLOSE, closing
+        # The server's close frame (the server hangs up at once, without waiting for the
+        # client's own close frame: aiohttp then reports 1006 as its code).
+        assert (closing.data, closing.extra) == (1012, "server restarting")

@@ -312,7 +312,18 @@ function setRunStatus(status, outcome) {
   }
   $("run-status").textContent = text;
   $("run-status").dataset.status = status || "";
+  showStatusInList(state.runId, status);
   $("stop-button").disabled = !state.runId || FINISHED.has(status);
+}
+
+/** The shown run's badge in the list follows its events, between the list's refreshes. */
+function showStatusInList(runId, status) {
+  if (!runId || !status) return;
+  const item = [...$("run-list").querySelectorAll("button")].find((b) => b.dataset.taskId === runId);
+  const badge = item?.querySelector(".run-badge");
+  if (!badge) return;
+  badge.className = `run-badge status-${cssToken(status)}`;
+  badge.textContent = FINISHED.has(status) ? status : STATUS_TEXT[status] || status;
 }
 
 async function stopRun() {
@@ -617,12 +628,12 @@ function renderActionResult(e) {
 
 function renderCredentialRequest(e) {
   setRunStatus("waiting_credential");
-  const title = providerOf(e.provider)?.title || e.provider;
+  const title = providerOf(e.provider)?.title || `${e.provider} key`;
   const mine = !e.user_id || e.user_id === state.session?.user_id;
   const node = el("p", "line credential-line");
   const whose = mine ? "your" : `${e.user_id}’s`;
   const refused = e.rejected ? " The previous key was refused." : "";
-  node.append(el("span", null, `The run needs ${whose} key for ${title}.${refused}`));
+  node.append(el("span", null, `The run needs ${whose} ${title}.${refused}`));
   if (mine) {
     const button = el("button", "credential-open secondary", "Give the key");
     button.type = "button";
@@ -661,7 +672,7 @@ function openCredentialDialog(request) {
   const dialog = $("credential-dialog");
   const provider = providerOf(request.provider);
   state.dialogRequest = request;
-  $("credential-title").textContent = `A key for ${provider?.title || request.provider} is needed`;
+  $("credential-title").textContent = `Your ${provider?.title || `${request.provider} key`}`;
   $("credential-description").textContent = request.description || "";
   $("credential-hint").textContent = provider?.hint || "";
   $("credential-rejected").hidden = !request.rejected;

@@ -221,9 +221,13 @@ class KeyRequestRepository(Repository):
                         CredentialRequestRow.status == RequestStatus.PENDING,
                         CredentialRequestRow.expires_at >= utcnow(),
                     )
-                    .order_by(CredentialRequestRow.run_id)
+                    .order_by(CredentialRequestRow.created_at)
                 )
             )
+            # Runs first, in id order, then the key: the order `fulfil` takes them in (a
+            # run, then its key), so a modal and this, at once, never wait on each other.
+            for run_id in sorted({row.run_id for row in rows}):
+                await work.lock(run_id)
             await self._credentials.store_in(session, owner, secret)
             work.audit(
                 workspace_id=owner.workspace_id,
@@ -233,8 +237,7 @@ class KeyRequestRepository(Repository):
                 detail={"owner": owner.user_id, "requests": [row.id for row in rows]},
             )
             woken: list[str] = []
-            for row in rows:  # locked in run order, so two suppliers never cross
-                await work.lock(row.run_id)
+            for row in rows:
                 if not await self._resolve(session, row.id, RequestStatus.FULFILLED):
                     continue  # answered meanwhile (a modal, another replica)
                 received = {"request_id": row.id, "provider": row.provider, "user_id": row.user_id}

@@ -12,6 +12,7 @@ something to deliver).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -237,7 +238,10 @@ class Database:
         self.on_finish: list[FinishHook] = []
         self.on_append: list[AppendHook] = []
         self._listeners: list[Listener] = []
+        # SQLite's one writer at a time, queued in this process (see `Store`); PostgreSQL
+        # needs none. `_writing` is the task inside it, so re-entry fails at once.
         self.writer: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
+        self._writing: asyncio.Task[object] | None = None
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -252,9 +256,18 @@ class Database:
     @contextlib.asynccontextmanager
     async def work(self) -> AsyncIterator[RunWork]:
         """One transaction; listeners hear of its events and ready runs once it commits."""
-        async with self.writer, self.sessions.begin() as session:
-            work = RunWork(session, self.on_finish, self.on_append)
-            yield work
+        task = asyncio.current_task()
+        if task is not None and task is self._writing:
+            # With the in-process writer lock this would wait on itself for ever.
+            raise RuntimeError("a unit of work was opened inside another one")
+        async with self.writer:
+            self._writing = task
+            try:
+                async with self.sessions.begin() as session:
+                    work = RunWork(session, self.on_finish, self.on_append)
+                    yield work
+            finally:
+                self._writing = None
         for run_id in work.appended_to:
             self.notify(EVENT, run_id)
         for run_id in work.ready:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field, StringConstraints
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from runner.keys import PROBLEMS, check_secret
 from runner.manager import CancelOutcome
@@ -25,6 +25,20 @@ from web.context import WebServices, services
 from web.events import public_event
 
 MAX_EVENTS_PER_READ = 500
+MAX_SEQ = 2**63 - 1  # the database's integer
+PERSON = r"^[A-Za-z0-9._\-]{1,32}$"  # a Slack user id, or a local person's (create-token)
+PROVIDER = r"^[A-Za-z0-9._\-]{1,64}$"
+
+
+def _no_nul(value: str) -> str:
+    """PostgreSQL stores no NUL character in text (SQLite would): refuse it up front."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+UserId = Annotated[str, Path(pattern=PERSON, description="Your own user id.")]
+ProviderName = Annotated[str, Path(pattern=PROVIDER)]
 
 
 async def caller(request: Request) -> TokenHolder:
@@ -39,10 +53,14 @@ router = APIRouter()
 
 
 class StartTask(BaseModel):
-    task: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = Field(
-        max_length=MAX_TASK_CHARS, description="What the team should do."
+    task: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TASK_CHARS),
+        AfterValidator(_no_nul),
+    ] = Field(description="What the team should do.")
+    team: Annotated[str, StringConstraints(max_length=64), AfterValidator(_no_nul)] | None = Field(
+        default=None, description="A team of TEAMS_DIR."
     )
-    team: str | None = Field(default=None, max_length=64, description="A team of TEAMS_DIR.")
 
 
 class StartedTask(BaseModel):
@@ -74,8 +92,8 @@ class TaskView(TaskSummary):
 
 
 class Decide(BaseModel):
-    note: str | None = Field(
-        default=None, max_length=4000, description="Why (a denied tool call's reason, say)."
+    note: Annotated[str, StringConstraints(max_length=4000), AfterValidator(_no_nul)] | None = (
+        Field(default=None, description="Why (a denied tool call's reason, say).")
     )
 
 
@@ -90,9 +108,11 @@ class Cancelled(BaseModel):
 
 
 class GiveCredential(BaseModel):
-    user_id: str = Field(min_length=1, max_length=32)
-    provider: str = Field(min_length=1, max_length=64)
-    value: str = Field(min_length=1, max_length=4096, description="Never shown again.")
+    user_id: str = Field(pattern=PERSON)
+    provider: str = Field(pattern=PROVIDER)
+    value: Annotated[
+        str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_nul)
+    ] = Field(description="Never shown again.")
 
 
 class StoredCredential(BaseModel):
@@ -147,7 +167,7 @@ async def start_task(body: StartTask, request: Request, holder: Caller) -> dict[
     team = body.team.strip() if body.team and body.team.strip() else None
     if team is not None and web.runs.teams.get(team) is None:
         names = ", ".join(name for name, _ in web.runs.teams.listing)
-        raise Refused(422, f"There is no team named {team[:64]!r}. Teams: {names}.")
+        raise Refused(422, f"There is no such team. Teams: {names}.")
     key = request.headers.get("idempotency-key")
     started = await web.runs.start_run(
         workspace_id=holder.workspace_id,
@@ -177,7 +197,9 @@ async def get_task(
     task_id: str,
     request: Request,
     holder: Caller,
-    after: Annotated[int, Query(ge=0, description="Only events after this number.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_SEQ, description="Only events after this number.")
+    ] = 0,
 ) -> dict[str, Any]:
     """A run's status and totals, and its events after `after` (at most 500 a read: read
     again from `last_seq` for more)."""
@@ -265,7 +287,7 @@ async def give_credential(body: GiveCredential, request: Request, holder: Caller
     provider = body.provider.strip()
     if provider not in web.runs.providers.names and provider not in await _asked_for(web, holder):
         names = ", ".join(web.runs.providers.names)
-        raise Refused(422, f"Unknown provider {provider[:64]!r}. Known: {names}.")
+        raise Refused(422, f"There is no such provider. Known: {names}.")
     secret = body.value.strip()
     problem = check_secret(secret)
     if problem is not None:
@@ -284,7 +306,9 @@ async def _asked_for(web: WebServices, holder: TokenHolder) -> set[str]:
 
 
 @router.get("/credentials/{user_id}", response_model=list[CredentialListed], tags=["credentials"])
-async def list_credentials(user_id: str, request: Request, holder: Caller) -> list[dict[str, Any]]:
+async def list_credentials(
+    user_id: UserId, request: Request, holder: Caller
+) -> list[dict[str, Any]]:
     """One's stored keys: which providers and when, never a value."""
     web = services(request)
     await _own(web, holder, user_id, "list_credentials")
@@ -302,7 +326,7 @@ async def list_credentials(user_id: str, request: Request, holder: Caller) -> li
 
 @router.delete("/credentials/{user_id}/{provider}", status_code=204, tags=["credentials"])
 async def delete_credential(
-    user_id: str, provider: str, request: Request, holder: Caller
+    user_id: UserId, provider: ProviderName, request: Request, holder: Caller
 ) -> Response:
     """Delete one of one's stored keys (a run that needs it asks again)."""
     web = services(request)

@@ -47,7 +47,7 @@ def create_web_app(
         status, report = await health()
         return JSONResponse(report, status_code=status)
 
-    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/healthz", healthz, methods=["GET", "HEAD"], include_in_schema=False)
     if slack is not None:
         assert signing_secret is not None
         app.add_api_route(

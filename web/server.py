@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from web.limits import BodyLimit
+
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 5.0
@@ -52,13 +54,17 @@ _NOTICE = _InvalidRequestNotice()
 
 
 class _Answered:
-    """Starlette answers an unexpected error with the app's JSON 500, then raises it again
-    for the server to log; it is logged already (`web.errors`), once, so stop it here."""
+    """Starlette answers an unexpected HTTP error with the app's JSON 500, then raises it
+    again for the server to log; it is logged already (`web.errors`), once, so stop it
+    here. A WebSocket's failure is logged where it happens (`web.stream`)."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # type: ignore[arg-type]
+            return
         with contextlib.suppress(Exception):
             await self.app(scope, receive, send)  # type: ignore[arg-type]
 
@@ -89,7 +95,7 @@ async def serve_web(
     """Serve `app` on `sock` until `stop`; open WebSockets are told to go first
     (`on_stop`), then connections get SHUTDOWN_GRACE_S to finish."""
     config = uvicorn.Config(
-        _Answered(app),
+        BodyLimit(_Answered(app)),
         log_config=None,
         access_log=False,
         lifespan="off",

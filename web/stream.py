@@ -5,15 +5,16 @@ that reconnects with `?after=<last seq it saw>` gets the rest and nothing twice:
 follower reads the run's event log (the record every replica writes) from that number, so
 it works whichever replica runs the run. The socket closes (1000) once the run has finished
 and its `finished` event is sent; 1012 when the server stops (reconnect with `after`).
-Refusals close with 4401 (no or a revoked token), 4403 (someone else's run), 4404 (no such
-run) and 4400 (a bad `after`), each with a reason.
-"""
+Refusals close with 4401 (no or a revoked token: checked again before each batch of
+new events), 4403 (someone else's run), 4404 (no such run) and 4400 (a bad `after`), each with
+a reason; 1011 when the server fails (logged; reconnect with `after`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import re
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -28,13 +29,26 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 CLOSE_FINISHED = 1000
+CLOSE_FAILED = 1011
 CLOSE_RESTARTING = 1012
+SEQ = re.compile(r"[0-9]{1,18}")
 
 
 @router.websocket("/ws/{task_id}")
 async def follow_task(websocket: WebSocket, task_id: str) -> None:
-    web = services(websocket)
     await websocket.accept()
+    try:
+        await _serve(websocket, task_id)
+    except WebSocketDisconnect:
+        pass  # the client went away mid-send
+    except Exception:
+        log.exception("following task %s failed", task_id[:40])
+        with contextlib.suppress(Exception):
+            await websocket.close(code=CLOSE_FAILED, reason="server error; reconnect with after")
+
+
+async def _serve(websocket: WebSocket, task_id: str) -> None:
+    web = services(websocket)
     try:
         after = _after(websocket.query_params.get("after"))
         holder = await holder_of(web.store, websocket)
@@ -51,8 +65,6 @@ async def follow_task(websocket: WebSocket, task_id: str) -> None:
     listening = asyncio.create_task(_until_closed(websocket))
     try:
         await _follow(websocket, task_id, after, listening)
-    except (WebSocketDisconnect, RuntimeError):
-        pass  # the client went away mid-send
     finally:
         listening.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -62,7 +74,7 @@ async def follow_task(websocket: WebSocket, task_id: str) -> None:
 def _after(raw: str | None) -> int:
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or len(raw) > 18:
+    if SEQ.fullmatch(raw) is None:
         raise Refused(400, "'after' must be the sequence number of an event (0 or more).")
     return int(raw)
 
@@ -72,7 +84,16 @@ async def _follow(websocket: WebSocket, task_id: str, after: int, listening: asy
     first = True
     with web.feed.watch(task_id) as changed:
         while not listening.done():
+            if web.feed.closing.is_set():
+                await websocket.close(code=CLOSE_RESTARTING, reason="server restarting")
+                return
             events = await web.store.runs.events(task_id, after_seq=after)
+            if events and not first:  # the token may have been revoked since: nothing then
+                try:
+                    await holder_of(web.store, websocket)
+                except Refused as refused:
+                    await websocket.close(code=4000 + refused.status, reason=refused.message[:120])
+                    return
             for event in events:
                 await websocket.send_json(public_event(event))
                 after = event.seq
@@ -83,9 +104,6 @@ async def _follow(websocket: WebSocket, task_id: str, after: int, listening: asy
                     await websocket.close(code=CLOSE_FINISHED, reason="finished")
                     return
             first = False
-            if web.feed.closing.is_set():
-                await websocket.close(code=CLOSE_RESTARTING, reason="server restarting")
-                return
             await _next_change(web.feed, changed, listening)
 
 
@@ -99,6 +117,6 @@ async def _next_change(feed: RunFeed, changed: asyncio.Event, listening: asyncio
 
 async def _until_closed(websocket: WebSocket) -> None:
     """Read (and ignore) what the client sends, until it closes: the follower stops then."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+    with contextlib.suppress(WebSocketDisconnect):
         while (await websocket.receive())["type"] != "websocket.disconnect":
             pass

@@ -138,7 +138,7 @@ async def test_bad_bodies_get_clear_json_errors_that_never_quote_the_value(
         long_key = "k" * 5000
         cases = [
             ("POST", "/start-task", {"task": "   "}, 422, "task"),
-            ("POST", "/start-task", {"task": "Go", "team": "nope"}, 422, "no team named"),
+            ("POST", "/start-task", {"task": "Go", "team": "nope"}, 422, "no such team"),
             ("POST", "/start-task", ["not", "an", "object"], 422, "body"),
             (
                 "POST",
@@ -159,7 +159,7 @@ async def test_bad_bodies_get_clear_json_errors_that_never_quote_the_value(
                 "/credentials",
                 {"user_id": "alice", "provider": "nobody-knows", "value": KEY},
                 422,
-                "Unknown provider",
+                "no such provider",
             ),
             ("GET", "/tasks/not-an-id", None, 404, "no such task"),
             ("POST", f"/tasks/{'a' * 16}/cancel", None, 404, "no such task"),

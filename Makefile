@@ -34,7 +34,7 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff format --check .
 
 bench: $(DEV_STAMP)
-	$(PY) -m tests.bench
+	$(PY) -m bench
 
 rotate-keys: $(RUNTIME_STAMP)
 	$(PY) -m store rotate-keys

@@ -36,6 +36,7 @@ re-exports the names tests import.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable
@@ -103,6 +104,9 @@ class FakeLLMServer:
         # answer each piece sent as (time.monotonic(), text), so a test or the benchmark
         # can time what the app shows against what the model wrote.
         self.stream_pace_s = 0.0
+        # Seconds each answer waits before it starts: a model's time to first byte, for
+        # the benchmark (tests leave it at 0).
+        self.latency_s = 0.0
         self.streamed: list[list[tuple[float, str]]] = []
         self._script = ReplyScript(fallback)
         self._host = host
@@ -249,6 +253,8 @@ class FakeLLMServer:
                 reply.error_body(), status=reply.status, headers=dict(reply.headers or {})
             )
 
+        if self.latency_s > 0:
+            await asyncio.sleep(self.latency_s)
         answer = self._answer(reply)
         record(200)
         self._completions += 1

@@ -1,10 +1,9 @@
-"""`make bench`: speed and memory figures, measured (never asserted in tests).
+"""In-process figures (the app's parts driven from the bench's own process), shown for
+reference beside the scenarios against the real app process:
 
 - what a waiting run costs in memory (100 runs parked on a credential request);
 - wall time per completed run with a replayed three-turn team and the verifier on;
 - event appends per second on SQLite (the outbox write path);
-- slash-command ack latency over HTTP against the Slack emulator;
-- `POST /start-task` latency, 50 requests at once from a client process of its own;
 - a tool call's round trip through the runner's workbench (credential, policy, scrubbing,
   ledger) against the tests' MCP server over stdio, beside the same call made directly;
 - a streamed reply: from the model's first piece to the first text of it visible in the
@@ -17,7 +16,6 @@ import asyncio
 import gc
 import os
 import statistics
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import psutil
 from cryptography.fernet import Fernet
 
+from bench.report import Figure, median, shown
 from store import Store
 from store.crypto import Owner
 from store.records import RunStatus
@@ -34,6 +33,7 @@ from tests.fakes.slack_api import SlackApiEmulator
 from tests.runner.helpers import ScriptedVerifier, manager, replay_team_file, verdict
 
 KEY = "sk-bench-key-000000000"
+NAME = "0 in-process"
 
 
 def _rss_mb() -> float:
@@ -48,7 +48,7 @@ async def _wait_all(store: Store, ids: list[str], statuses: set[RunStatus]) -> N
         await asyncio.sleep(0.05)
 
 
-async def bench_waiting_memory(folder: Path, count: int = 100) -> None:
+async def bench_waiting_memory(folder: Path, count: int = 100) -> list[Figure]:
     team = replay_team_file(folder, ["a"], ["TERMINATE"])
     settings = load_settings(
         database_url=f"sqlite+aiosqlite:///{folder}/wait.db",
@@ -77,16 +77,17 @@ async def bench_waiting_memory(folder: Path, count: int = 100) -> None:
     grown = sum(stat.size_diff for stat in after.compare_to(baseline, "filename"))
     tracemalloc.stop()
     tasks = len([t for t in asyncio.all_tasks() if t.get_name().startswith("run-")])
-    print(
-        f"waiting runs: {count} parked on a credential request; run tasks alive: {tasks}; "
-        f"Python heap growth {grown / count / 1024:.1f} KiB per waiting run "
-        f"(RSS {rss_before:.0f} -> {_rss_mb():.0f} MB)"
-    )
+    rss_after = _rss_mb()
     await runs.stop()
     await store.close()
+    return [
+        shown(NAME, f"run tasks alive with {count} runs waiting", tasks, "tasks"),
+        shown(NAME, "Python heap per waiting run", grown / count / 1024, "KiB"),
+        shown(NAME, f"RSS growth for {count} waiting runs", rss_after - rss_before, "MB"),
+    ]
 
 
-async def bench_completed_runs(folder: Path, count: int = 20) -> None:
+async def bench_completed_runs(folder: Path, count: int = 20) -> list[Figure]:
     team = replay_team_file(folder, ["Draft.", "Revised."], ["Fine. TERMINATE"])
     settings = load_settings(
         database_url=f"sqlite+aiosqlite:///{folder}/done.db",
@@ -108,15 +109,12 @@ async def bench_completed_runs(folder: Path, count: int = 20) -> None:
     ]
     await _wait_all(store, ids, {RunStatus.COMPLETED})
     elapsed = time.perf_counter() - started
-    print(
-        f"completed runs: {count} two-turn runs (verifier on, 4 at a time) in {elapsed:.2f} s "
-        f"= {elapsed / count * 1000:.0f} ms per run"
-    )
     await runs.stop()
     await store.close()
+    return [shown(NAME, "two-turn run, verifier on, 4 at a time", elapsed / count * 1000, "ms")]
 
 
-async def bench_event_appends(folder: Path, count: int = 2000) -> None:
+async def bench_event_appends(folder: Path, count: int = 2000) -> list[Figure]:
     settings = load_settings(
         database_url=f"sqlite+aiosqlite:///{folder}/ev.db",
         server_secret_key=Fernet.generate_key().decode(),
@@ -127,70 +125,12 @@ async def bench_event_appends(folder: Path, count: int = 2000) -> None:
     for i in range(count):
         await add_event(store, run.id, "info", {"i": i})
     elapsed = time.perf_counter() - started
-    print(f"event appends (SQLite, one transaction each): {count / elapsed:.0f}/s")
+    await store.close()
+    return [shown(NAME, "event appends (SQLite, a transaction each)", count / elapsed, "/s")]
     await store.close()
 
 
-async def bench_ack_latency(folder: Path, count: int = 30) -> None:
-    from tests.e2e.stack import running_stack
-
-    async with running_stack(folder, Fernet.generate_key().decode(), valid_keys={KEY}) as stack:
-        latencies = []
-        for _ in range(count):
-            status, _, elapsed = await stack.command("help")
-            assert status == 200
-            latencies.append(elapsed * 1000)
-        starts = []
-        for i in range(10):
-            _, _, elapsed = await stack.command(f"task number {i}")
-            starts.append(elapsed * 1000)
-        # The runs' roots are posted after the ack: let them out before Slack goes away.
-        await stack.slack.wait_for(lambda s: len(s.channel_messages("C1")) == 10, timeout=30)
-    print(
-        f"ack latency over HTTP: /autogen help median {statistics.median(latencies):.1f} ms, "
-        f"max {max(latencies):.1f} ms; /autogen <task> median {statistics.median(starts):.1f} ms, "
-        f"max {max(starts):.1f} ms"
-    )
-
-
-async def bench_start_task_latency(folder: Path, concurrency: int = 50, rounds: int = 4) -> None:
-    """`POST /start-task` over real HTTP, `concurrency` at once, from a process of its own,
-    while the runs it starts work (the fake model answers at once)."""
-    import json
-    import subprocess
-    import sys
-
-    from tests.e2e.stack import verdict
-    from tests.web.stack import running_web
-
-    async with running_web(
-        folder, Fernet.generate_key().decode(), valid_keys={KEY}, llm_api_key=KEY
-    ) as stack:
-        stack.llm.default("agent-model", "Done. TERMINATE")
-        stack.llm.default("verifier-model", verdict())
-        alice = await stack.client("alice")
-        load = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.bench_http_load",
-            f"{stack.base}/start-task",
-            str(alice.token),
-            str(concurrency),
-            str(rounds),
-            stdout=subprocess.PIPE,
-            cwd=Path(__file__).parent.parent,
-        )
-        out, _ = await load.communicate()
-        latencies = sorted(json.loads(out))
-    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
-    print(
-        f"POST /start-task, {concurrency} at once x {rounds} ({len(latencies)} requests, a "
-        f"separate client process): p50 {statistics.median(latencies):.1f} ms, "
-        f"p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms"
-    )
-
-
-async def bench_tool_round_trip(folder: Path, count: int = 200) -> None:
+async def bench_tool_round_trip(folder: Path, count: int = 200) -> list[Figure]:
     import contextlib
     import json
 
@@ -248,11 +188,10 @@ async def bench_tool_round_trip(folder: Path, count: int = 200) -> None:
     direct = await median_ms(lambda: direct_workbench.call_tool("list_issues", args))
     await direct_workbench.stop()
     await store.close()
-    print(
-        f"tool call round trip (MCP stdio, {count} calls): through the runner's workbench "
-        f"median {through:.2f} ms, the same call direct {direct:.2f} ms "
-        f"(runner's own share {through - direct:.2f} ms)"
-    )
+    return [
+        shown(NAME, "MCP tool call through the runner's workbench", through, "ms"),
+        shown(NAME, "the same MCP call direct", direct, "ms"),
+    ]
 
 
 def _finished_runs(slack: SlackApiEmulator) -> int:
@@ -262,7 +201,7 @@ def _finished_runs(slack: SlackApiEmulator) -> int:
     return sum("Run finished" in text_of(m) for r in roots for m in slack.thread("C1", r["ts"]))
 
 
-async def bench_streamed_replies(folder: Path, runs: int = 2, words: int = 120) -> None:
+async def bench_streamed_replies(folder: Path, runs: int = 2, words: int = 120) -> list[Figure]:
     from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, running_stack
     from tests.e2e.stack import verdict as verdict_json
 
@@ -290,33 +229,29 @@ async def bench_streamed_replies(folder: Path, runs: int = 2, words: int = 120) 
             if not pieces:
                 continue
             first_at, first_word = pieces[0]
-            shown = next(
+            visible = next(
                 (c for c in starts if first_word.strip() in c.params.get("markdown_text", "")),
                 None,
             )
-            if shown is not None:
-                latencies.append((shown.at - first_at) * 1000)
+            if visible is not None:
+                latencies.append((visible.at - first_at) * 1000)
         appends = [len(m["stream_appends"]) for m in stack.slack.streams()]
-    print(
-        f"streamed replies: first text visible {statistics.median(latencies):.0f} ms after the "
-        f"model's first piece (median of {len(latencies)}, max {max(latencies):.0f} ms); "
-        f"appends per reply median {statistics.median(appends):.0f} "
-        f"(min {min(appends)}, max {max(appends)}) for {words} words written in {words / 20:g} s"
+    return [
+        shown(NAME, "streamed reply: model's first piece to text shown", median(latencies), "ms"),
+        shown(
+            NAME, f"appends per {words}-word reply written in {words / 20:g} s", median(appends), ""
+        ),
+    ]
+
+
+async def run(folder: Path, *, smoke: bool) -> list[Figure]:
+    """The in-process figures, for reference beside the scenarios' targets."""
+    small = smoke
+    figures = await bench_waiting_memory(folder, count=5 if small else 100)
+    figures += await bench_completed_runs(folder, count=2 if small else 20)
+    figures += await bench_event_appends(folder, count=50 if small else 2000)
+    figures += await bench_tool_round_trip(folder, count=5 if small else 200)
+    figures += await bench_streamed_replies(
+        folder, runs=1 if small else 2, words=20 if small else 120
     )
-
-
-async def main() -> None:
-    with tempfile.TemporaryDirectory() as raw:
-        folder = Path(raw)
-        os.chdir(folder)
-        await bench_waiting_memory(folder)
-        await bench_completed_runs(folder)
-        await bench_event_appends(folder)
-        await bench_ack_latency(folder)
-        await bench_start_task_latency(folder)
-        await bench_tool_round_trip(folder)
-        await bench_streamed_replies(folder)
-
-
-if __name__ == "__main__":
-    asyncio.run(main())
+    return figures

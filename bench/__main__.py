@@ -1,0 +1,63 @@
+"""`python -m bench [--smoke] [--only NAME,...] [--out PATH]`: run the scenarios, print the
+table, write the figures (default `bench/results/latest.json`; a smoke run writes only
+where `--out` says)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bench import ack, inprocess, startup
+from bench.report import Figure, table, write_json
+
+Scenario = Callable[..., Awaitable[list[Figure]]]
+SCENARIOS: dict[str, Scenario] = {
+    "inprocess": inprocess.run,
+    "ack": ack.run,
+    "startup": startup.run,
+}
+LATEST = Path(__file__).parent / "results" / "latest.json"
+
+
+async def measure(names: list[str], *, smoke: bool) -> list[Figure]:
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="autogen-bench-") as raw:
+        folder = Path(raw)
+        here = Path.cwd()
+        os.chdir(folder)  # nothing the app parts write lands in the project
+        try:
+            for name in names:
+                print(f"... {name}", file=sys.stderr, flush=True)
+                (folder / name).mkdir()
+                figures += await SCENARIOS[name](folder / name, smoke=smoke)
+        finally:
+            os.chdir(here)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="a few requests per scenario")
+    parser.add_argument("--only", default="", help=f"comma separated, of {', '.join(SCENARIOS)}")
+    parser.add_argument("--out", type=Path, default=None, help="where the JSON goes")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}")
+    figures = asyncio.run(measure(names, smoke=args.smoke))
+    print(table(figures))
+    out = args.out or (None if args.smoke else LATEST)
+    if out is not None:
+        write_json(figures, out, smoke=args.smoke)
+        print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

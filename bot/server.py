@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -101,7 +101,7 @@ async def serve(
     feed = RunFeed(store)
     logins = LoginCodes()
     web = WebServices(settings, runs, feed, logins)
-    stop = _stopped_by_signals(stop or asyncio.Event())
+    stop = _stopped_by_signals(stop or asyncio.Event(), hurry=runs.hurry)
     slack_app = None
     publisher = None
     if identity is not None:
@@ -139,16 +139,18 @@ async def serve(
     except BaseException:
         await store.close()
         raise
-    await runs.start()
-    if publisher is not None:
-        await publisher.start()
     try:
+        await runs.start()
+        if publisher is not None:
+            await publisher.start()
         if identity is not None:
             log.info("connected to Slack as %s in %s", identity.get("user"), identity.get("team"))
         await _serve_front_ends(web_app, sock, slack_app, settings, host, ready, stop, feed)
     finally:
         log.info("shutting down: letting runs reach a saved state")
         feed.close()
+        if sock is not None:
+            sock.close()  # closed already when the web server ran; not when it never did
         await runs.stop()
         if publisher is not None:
             await publisher.stop()
@@ -252,11 +254,20 @@ def _print_sign_in_link(web_app: FastAPI, host: str, port: int) -> None:
     )
 
 
-def _stopped_by_signals(stop: asyncio.Event) -> asyncio.Event:
+def _stopped_by_signals(stop: asyncio.Event, *, hurry: Callable[[], None]) -> asyncio.Event:
+    """The first SIGTERM / Ctrl-C stops gracefully; a second one means now: turns are
+    aborted at once (each run resumes later from its last saved turn)."""
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("stopping now: running turns are aborted (they resume later)")
+            hurry()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     return stop
 
 

@@ -96,6 +96,7 @@ class RunManager:
         self._poll_interval_s = poll_interval_s
         self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}
         self._wake = asyncio.Event()
+        self._hurried = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
         self._stopping = False
         store.subscribe(self._on_store_change)
@@ -114,7 +115,15 @@ class RunManager:
                 await self._scheduler
         tasks = [task for task, _ in self._tasks.values()]
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            # Every turn done, the grace over, or a hurry (a second Ctrl-C): whichever first.
+            hurried = asyncio.ensure_future(self._hurried.wait())
+            finished = asyncio.ensure_future(asyncio.wait(tasks))
+            await asyncio.wait(
+                {hurried, finished}, timeout=grace_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            hurried.cancel()
+            finished.cancel()
+            pending = {task for task in tasks if not task.done()}
             # Past the grace: abort the turns through their tokens (which also aborts the
             # model calls); each run is handed back from its last saved turn.
             for _, token in list(self._tasks.values()):
@@ -124,6 +133,10 @@ class RunManager:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def hurry(self) -> None:
+        """Cut `stop`'s grace short (a second Ctrl-C): the turns are aborted now."""
+        self._hurried.set()
 
     @property
     def active_run_ids(self) -> set[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from store.actions import ActionRepository
@@ -22,7 +23,7 @@ from store.keys import resolve_secret_keys
 from store.outbox import OutboxRepository
 from store.replies import ReplyRepository
 from store.runs import RunRepository
-from store.settings import Settings
+from store.settings import ConfigError, Settings
 from store.tokens import TokenRepository
 from store.work import Database, Listener, RunWork
 
@@ -59,7 +60,15 @@ class Store:
         cipher = CredentialCipher(resolve_secret_keys(settings))
         engine = create_engine(settings.database_url)
         if run_migrations:
-            await migrate(engine)
+            try:
+                await migrate(engine)
+            except (OSError, OperationalError, InterfaceError) as exc:
+                await engine.dispose()
+                reason = type(getattr(exc, "orig", None) or exc).__name__
+                raise ConfigError(
+                    f"DATABASE_URL could not be reached ({reason}): check that the database "
+                    "server is up and that the URL's host, port, user and database are right."
+                ) from None
         return cls(engine, cipher)
 
     def work(self) -> contextlib.AbstractAsyncContextManager[RunWork]:

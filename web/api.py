@@ -22,7 +22,7 @@ from store.tokens import TokenHolder
 from store.work import looks_like_id
 from web.access import Refused, holder_of, refuse
 from web.context import WebServices, services
-from web.events import public_event
+from web.events import plain, public_event
 
 MAX_EVENTS_PER_READ = 500
 MAX_SEQ = 2**63 - 1  # the database's integer
@@ -141,7 +141,7 @@ def _summary(run: Run) -> dict[str, Any]:
         "source": "api" if run.channel_id == NO_CHANNEL else "slack",
         "created_at": run.created_at,
         "finished_at": run.finished_at,
-        "outcome": run.outcome,
+        "outcome": plain(run.outcome),
     }
 
 

@@ -10,6 +10,7 @@ the same style. Nothing secret is in the log, so nothing secret can be in a view
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -78,9 +79,17 @@ def _action_result(p: Payload) -> tuple[str, Payload]:
     return "action_result", {"action": p.get("type"), "detail": detail}
 
 
+_MENTION = re.compile(r"<@([A-Za-z0-9._\-]+)>")
+
+
+def plain(text: str | None) -> str | None:
+    """Slack's mention markup (`<@U123>`, in a run's outcome) as a reader reads it: `@U123`."""
+    return _MENTION.sub(r"@\1", text) if text else text
+
+
 def _finished(p: Payload) -> tuple[str, Payload]:
-    keys = ("status", "outcome", "turns", "prompt_tokens", "completion_tokens", "duration_s")
-    return "finished", {key: p.get(key) for key in keys}
+    keys = ("status", "turns", "prompt_tokens", "completion_tokens", "duration_s")
+    return "finished", {"outcome": plain(p.get("outcome")), **{key: p.get(key) for key in keys}}
 
 
 SHAPES: dict[str, Shape] = {

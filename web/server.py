@@ -40,10 +40,14 @@ class _Server(uvicorn.Server):
 
 class _InvalidRequestNotice(logging.Filter):
     """uvicorn warns of every request it cannot parse; a bad client is not the app's
-    problem: one INFO line that never quotes the bytes."""
+    problem: one INFO line that never quotes the bytes. Its WebSocket lines quote the
+    request line (path and query): not logged at all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith("Invalid HTTP request"):
+        message = record.getMessage()
+        if '"WebSocket ' in message or message.startswith("connection "):
+            return False  # a WebSocket's request line ("... [accepted]"), open and closed
+        if message.startswith("Invalid HTTP request"):
             record.msg, record.args = "refused a malformed HTTP request", ()
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info, record.exc_text = None, None

@@ -83,8 +83,9 @@ async def test_a_run_from_the_printed_link_to_the_end(
 
                 # The team works: each agent's name, its message and its verdict.
                 messages = page.locator("#transcript .agent-message")
+                # Each agent under its own display name (the team's slack_name, else its name).
                 await expect(messages.first.locator(".sender")).to_have_text(
-                    re.compile("planner"), timeout=20_000
+                    re.compile("planner", re.I), timeout=20_000
                 )
                 await expect(messages.nth(1)).to_contain_text("Queues wait")
                 await expect(page.locator("#transcript .verdict").first).to_contain_text(
@@ -101,7 +102,7 @@ async def test_a_run_from_the_printed_link_to_the_end(
                 )
                 await expect(page.locator("#stop-button")).to_be_disabled()
                 senders = await page.locator("#transcript .agent-message .sender").all_inner_texts()
-                assert [s.split()[0] for s in senders] == [
+                assert [s.split()[0].lower() for s in senders] == [
                     "planner",
                     "worker",
                     "worker",

@@ -13,6 +13,8 @@ const STATUS_TEXT = {
 const REFUSALS = new Set([4400, 4401, 4403, 4404]); // the server said no: retrying cannot help
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 10000];
 const RUN_LIST_EVERY_MS = 10000;
+const LIST_STEP = 20; // runs listed at first, and added by "Show older runs"
+const MAX_LISTED = 100; // what GET /tasks gives at most
 // A replayed transcript holds a run's old key requests followed by their answers; waiting
 // this long before opening the dialog keeps it from flashing up for an answered one.
 const CREDENTIAL_DELAY_MS = 300;
@@ -41,6 +43,9 @@ const state = {
   credentialTimer: null,
   dialogRequest: null, // the key request the dialog is open for
   sendingKey: false,
+  listLimit: LIST_STEP,
+  appendQueue: [], // transcript nodes appended since the last frame
+  followEnd: false, // the reader was at the transcript's end before them
 };
 
 const $ = (id) => document.getElementById(id);
@@ -125,6 +130,7 @@ function showSignIn(hint) {
   $("who-box").hidden = true;
   $("signin-section").hidden = false;
   $("signin-hint").textContent = hint;
+  for (const id of ["run-notice", "start-error", "connection"]) $(id).textContent = "";
   $("token-input").focus();
 }
 
@@ -230,9 +236,11 @@ async function startTask() {
 }
 
 async function refreshRuns() {
-  const { ok, data } = await api("GET", "/tasks?limit=20");
+  const { ok, data } = await api("GET", `/tasks?limit=${state.listLimit}`);
   if (!ok || !Array.isArray(data)) return []; // keep the old list through a passing failure
   renderRuns(data);
+  // As many as asked for: there may be older ones (the API gives at most MAX_LISTED).
+  $("more-runs").hidden = data.length < state.listLimit || state.listLimit >= MAX_LISTED;
   noticeContinuedRun(data);
   return data;
 }
@@ -329,6 +337,7 @@ function showStatusInList(runId, status) {
 async function stopRun() {
   const runId = state.runId;
   if (!runId) return;
+  keepFocusOff($("stop-button"));
   $("stop-button").disabled = true;
   const { ok, status, data } = await api("POST", taskPath(runId, "/cancel"));
   if (runId !== state.runId) return;
@@ -340,13 +349,44 @@ async function stopRun() {
   if (status !== 409) $("stop-button").disabled = false;
 }
 
-/** Append to the transcript, keeping it scrolled to the end if the reader was there. */
+/** Before a focused button is disabled, move the focus to the run's status line, so a
+ * keyboard user stays where they were instead of falling back to the page's start. */
+function keepFocusOff(button) {
+  if (document.activeElement === button) $("run-status").focus();
+}
+
+/**
+ * Append to the transcript, keeping it scrolled to the end if the reader was there. Where
+ * the reader was is looked at once per frame, not per node: reading the layout after each
+ * of thousands of events (a long run replayed) would cost a layout each.
+ */
 function append(node) {
-  const box = $("transcript");
-  const atEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
-  box.append(node);
-  if (atEnd) box.scrollTop = box.scrollHeight;
+  if (state.appendQueue.length === 0) {
+    state.followEnd = readerAtEnd();
+    requestAnimationFrame(flushAppends);
+  }
+  state.appendQueue.push(node);
+  $("transcript").append(node);
   return node;
+}
+
+/** The transcript scrolls in its box on a wide screen; on a phone the page itself does. */
+function transcriptScroller() {
+  const box = $("transcript");
+  return getComputedStyle(box).overflowY === "visible" ? document.scrollingElement : box;
+}
+
+function readerAtEnd() {
+  const scroller = transcriptScroller();
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+}
+
+function flushAppends() {
+  state.appendQueue = [];
+  if (state.followEnd) {
+    const scroller = transcriptScroller();
+    scroller.scrollTop = scroller.scrollHeight;
+  }
 }
 
 function line(className, text) {
@@ -407,7 +447,7 @@ function onSocketClose(close) {
   }
   if (REFUSALS.has(close.code)) {
     $("run-notice").textContent = close.reason || "The server refused to show this run.";
-    if (close.code === 4401) loadSession();
+    if (close.code === 4401) loadSession(`Your session has ended. ${SIGNIN_HINT}`);
     return;
   }
   scheduleReconnect();
@@ -472,7 +512,7 @@ function renderAgentMessage(e) {
   setRunStatus("running");
   const box = el("article", "agent-message");
   const head = el("header", "message-head");
-  head.append(el("span", "sender", e.identity?.username || e.sender || "agent"));
+  head.append(el("span", "sender", e.identity?.name || e.sender || "agent"));
   if (e.recipient && e.recipient !== "team") {
     head.append(el("span", "recipient muted", `to ${e.recipient}`)); // "team" is everyone
   }
@@ -663,7 +703,10 @@ function forgetCredentialRequest() {
 function renderCredentialReceived(e) {
   if (state.pendingCredential?.request_id === e.request_id) forgetCredentialRequest();
   const button = state.credentialButtons.get(e.request_id);
-  if (button) button.disabled = true;
+  if (button) {
+    keepFocusOff(button);
+    button.disabled = true;
+  }
   if (state.dialogRequest?.request_id === e.request_id) $("credential-dialog").close();
   if (!FINISHED.has(state.runStatus)) setRunStatus("running");
 }
@@ -746,6 +789,10 @@ function wire() {
   });
   $("team-select").addEventListener("change", showTeamDescription);
   $("stop-button").addEventListener("click", stopRun);
+  $("more-runs").addEventListener("click", () => {
+    state.listLimit = Math.min(MAX_LISTED, state.listLimit + LIST_STEP);
+    refreshRuns();
+  });
   $("credential-form").addEventListener("submit", submitCredential);
   $("credential-cancel").addEventListener("click", () => $("credential-dialog").close());
   $("credential-dialog").addEventListener("close", onCredentialDialogClosed);

@@ -99,13 +99,18 @@ async def running_app(
         await wait_healthy(f"http://127.0.0.1:{port}")
         yield App(process, port, folder)
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), timeout=60)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop(process, grace_s=60)
+
+
+async def stop(process: asyncio.subprocess.Process, *, grace_s: float) -> None:
+    """SIGTERM, as a platform stops a container; SIGKILL past `grace_s`."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), timeout=grace_s)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 FLOOR_APP = """
@@ -169,13 +174,7 @@ async def _floor_process(code: str, env: dict[str, str], url: str) -> AsyncItera
         await _started(url, (400, 401, 422))
         yield url
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await stop(process, grace_s=10)
 
 
 def running_floor_api() -> contextlib.AbstractAsyncContextManager[str]:

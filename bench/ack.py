@@ -96,7 +96,9 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
             slash_floor = await generate("slash", url, SIGNING_SECRET, concurrency, rounds, "")
         async with running_floor_api() as url:
             api_floor = await generate("start-task", url, "-", concurrency, rounds, "floor")
-        async with running_app(slack, llm, folder / "ack", MAX_CONCURRENT_RUNS="256") as app:
+        async with running_app(
+            slack, llm, folder / "ack", MAX_CONCURRENT_RUNS="256", MAX_TURNS="500"
+        ) as app:
             await generate(
                 "slash",
                 app.events_url,

@@ -86,8 +86,12 @@ async def running_app(
     """`python -m bot` as `make run` starts it, until the block ends (SIGTERM, then wait)."""
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
+    # BENCH_PROFILE=DIR: the app runs under pyinstrument, its profile written to DIR.
+    profile = os.environ.get("BENCH_PROFILE")
+    wrapper = ["-m", "pyinstrument", "-r", "text", "-o", f"{profile}/{folder.name}.txt"]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
+        *(wrapper if profile else []),
         "-m",
         "bot",
         cwd=folder,

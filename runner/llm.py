@@ -7,10 +7,10 @@ from enum import StrEnum
 
 import openai
 from autogen_core.models import ChatCompletionClient
-from autogen_ext.models.openai import OpenAIChatCompletionClient
 
 from runner.credential_source import stored_key
 from runner.model_info import model_info_for
+from runner.openai_pool import PooledOpenAIChatCompletionClient
 from runner.verifier import ClientFactory
 from store import Store
 from store.records import Run
@@ -23,7 +23,7 @@ def openai_verifier_factory(settings: Settings) -> ClientFactory:
     def build(api_key: str) -> ChatCompletionClient:
         model = settings.verifier_model_name
         model_info = model_info_for(model, settings)
-        return OpenAIChatCompletionClient(
+        return PooledOpenAIChatCompletionClient(
             model=model,
             api_key=api_key,
             base_url=settings.llm_base_url,

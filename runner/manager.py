@@ -225,7 +225,7 @@ class RunManager:
         outcome = f"Cancelled by <@{user_id}>."
         change = RunChange(status=RunStatus.CANCELLED, outcome=outcome, cancelled_by=user_id)
         events = closing_events(run, RunStatus.CANCELLED, outcome, cancelled_by=user_id)
-        async with self.store.work() as work:
+        async with self.store.work(urgent=True) as work:
             ended = await work.write(run.id, change, Guard.unfinished(), events)
             if ended is not None:
                 work.audit(

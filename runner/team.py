@@ -33,6 +33,7 @@ from store.settings import Settings
 
 MODEL_PLACEHOLDER = "${LLM_MODEL}"
 OPENAI_CLIENT = "autogen_ext.models.openai.OpenAIChatCompletionClient"
+POOLED_CLIENT = "runner.openai_pool.PooledOpenAIChatCompletionClient"
 TURN_BOUNDARY_REASON = "Maximum number of turns 1 reached."
 STARTUP_CHECK_KEY = "startup-check"
 
@@ -52,6 +53,7 @@ def configure_model_clients(node: Any, *, settings: Settings, api_key: str) -> N
         config.setdefault("base_url", settings.llm_base_url)
         config["api_key"] = api_key
         config.setdefault("max_retries", settings.llm_max_retries)
+        node["provider"] = POOLED_CLIENT  # the same client, on the process's shared pool
         if settings.llm_model_info is not None or "model_info" not in config:
             model_info = model_info_for(config["model"], settings)
             if model_info is not None:

@@ -7,7 +7,6 @@ returns repositories that share one engine and one write path (`store.work`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -26,6 +25,7 @@ from store.runs import RunRepository
 from store.settings import ConfigError, Settings
 from store.tokens import TokenRepository
 from store.work import Database, Listener, RunWork
+from store.writers import WriterQueue
 
 
 class Store:
@@ -50,10 +50,7 @@ class Store:
         )
         self._db.on_append.append(self.outbox.track)
         if engine.dialect.name == "sqlite":
-            # SQLite has one writer at a time: writers of this process queue here, in the
-            # event loop, rather than in SQLite's busy handler, which polls with sleeps of
-            # up to 100 ms and turns a queue of writers into seconds of latency.
-            self._db.writer = asyncio.Lock()
+            self._db.writers = WriterQueue()  # one writer at a time, people first
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Store:
@@ -71,10 +68,11 @@ class Store:
                 ) from None
         return cls(engine, cipher)
 
-    def work(self) -> contextlib.AbstractAsyncContextManager[RunWork]:
+    def work(self, *, urgent: bool = False) -> contextlib.AbstractAsyncContextManager[RunWork]:
         """A unit of work for writes that span repositories (an action applied with the
-        key request it opens); each repository's `*_in(work, ...)` methods join it."""
-        return self._db.work()
+        key request it opens); each repository's `*_in(work, ...)` methods join it.
+        `urgent`: a person waits on it (see `store.writers`)."""
+        return self._db.work(urgent=urgent)
 
     def subscribe(self, listener: Listener) -> None:
         """Be told (in this process) when events are appended or a run becomes ready."""

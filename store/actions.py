@@ -146,7 +146,7 @@ class ActionRepository(Repository):
         """Approve an offered action once. The run must be waiting for approval; the other
         buttons of the same offer are superseded in the same transaction. `note` (a reason
         the person gave) and `extra` are kept with the action's parameters."""
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             session = work.session
             refused, row, run = await _check(session, action_id, user_id, approvers)
             if refused is not None or row is None or run is None:

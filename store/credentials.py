@@ -39,7 +39,7 @@ class CredentialRepository(Repository):
         self._cipher = cipher
 
     async def put(self, owner: Owner, secret: str, *, actor_id: str) -> None:
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             await self.store_in(work.session, owner, secret)
             work.audit(
                 workspace_id=owner.workspace_id,
@@ -132,7 +132,7 @@ class CredentialRepository(Repository):
             return [_info(row) for row in rows]
 
     async def delete(self, owner: Owner, *, actor_id: str) -> bool:
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             result = await work.session.execute(delete(CredentialRow).where(*_owned_by(owner)))
             if result.rowcount != 1:
                 return False

@@ -28,7 +28,7 @@ class FeedbackRepository(Repository):
         a replay, or two replicas at once) changes nothing."""
         if rating not in RATINGS:
             return FeedbackOutcome.NOT_FOUND
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             session = work.session
             run = await session.get(RunRow, run_id)
             if run is None:

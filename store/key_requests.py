@@ -184,7 +184,7 @@ class KeyRequestRepository(Repository):
         The run goes back to `queued` (any replica may pick it up) once no other request of
         it is pending; what it is told on resuming is the runner's decision, made when it is
         claimed. Nothing is written unless every check passes."""
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             session = work.session
             row = await session.get(CredentialRequestRow, request_id)
             if row is None:
@@ -209,7 +209,7 @@ class KeyRequestRepository(Repository):
         """Store `owner`'s key and answer every pending request for it, in one transaction:
         a key given without naming a request (the web API's `POST /credentials`) resumes
         each run that waits for it, as the modal does for one. The runs woken, in order."""
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             session = work.session
             rows = list(
                 await session.scalars(

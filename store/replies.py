@@ -64,7 +64,7 @@ class ReplyRepository(Repository):
 
     async def remember(self, run_id: str, keys: Iterable[str]) -> None:
         """Note message ids acted on by some other write (a decision, say)."""
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             await insert_new_keys(work.session, run_id, keys)
 
     async def hear(
@@ -80,7 +80,7 @@ class ReplyRepository(Repository):
         """Take the message's ids before acting on it in another unit of work (a decision):
         False when another delivery of it took them first."""
         try:
-            async with self._db.work() as work:
+            async with self._db.work(urgent=True) as work:
                 if not await insert_new_keys(work.session, run_id, keys):
                     raise _Known()
         except _Known:
@@ -125,7 +125,7 @@ class ReplyRepository(Repository):
         done: ReplyOutcome,
     ) -> ReplyOutcome:
         try:
-            async with self._db.work() as work:
+            async with self._db.work(urgent=True) as work:
                 if not await insert_new_keys(work.session, run.id, keys):
                     raise _Known()
                 written = await work.write(run.id, change, guard, [event])

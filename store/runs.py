@@ -55,7 +55,7 @@ class RunRepository(Repository):
             last_seq=0,
         )
         try:
-            async with self._db.work() as work:
+            async with self._db.work(urgent=True) as work:
                 work.session.add(row)
                 await work.session.flush()
                 await work.append(row.id, events)
@@ -90,7 +90,7 @@ class RunRepository(Repository):
         `root_ts`, its root posted as a reply in the thread the run was created in) and let
         replicas claim the run. False when the run already has another thread (the hold
         lapsed and the publisher posted a root of its own) or no longer exists."""
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             if root_ts is not None:  # a reply root in a thread the run had from the start
                 attached = await self._attach_root(work.session, run_id, root_ts)
             else:
@@ -107,7 +107,7 @@ class RunRepository(Repository):
 
     async def discard(self, run_id: str) -> bool:
         """Delete a run that never got going (its front end could not show it)."""
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             result = await work.session.execute(
                 delete(RunRow).where(RunRow.id == run_id, RunRow.lease_owner == FRONT_END_HOLD)
             )

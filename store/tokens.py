@@ -68,7 +68,7 @@ class TokenRepository(Repository):
                 raise TokenError(f"the {what} must be 1-32 letters, digits, '.', '_' or '-'")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = new_id()
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             work.session.add(
                 ApiTokenRow(
                     id=token_id,
@@ -103,7 +103,7 @@ class TokenRepository(Repository):
             last_used = row.last_used_at
         now = utcnow()
         if last_used is None or last_used < now - LAST_USED_STEP:
-            async with self._db.work() as work:
+            async with self._db.work(urgent=True) as work:
                 await work.session.execute(
                     update(ApiTokenRow)
                     .where(ApiTokenRow.id == holder.token_id)
@@ -118,7 +118,7 @@ class TokenRepository(Repository):
             which = ApiTokenRow.token_hash == _digest(token_id_or_token)
         else:
             which = ApiTokenRow.id == token_id_or_token
-        async with self._db.work() as work:
+        async with self._db.work(urgent=True) as work:
             row = await work.session.scalar(
                 update(ApiTokenRow)
                 .where(which, ApiTokenRow.revoked_at.is_(None))

@@ -28,6 +28,7 @@ from store.changes import ANY_RUN, KEEP, NO_CHANGE, Guard, RunChange
 from store.events import NewEvent
 from store.models import AuditRow, RunEventRow, RunRow, utcnow
 from store.records import FINISHED_STATUSES, Run, RunEvent, RunStatus, record_of
+from store.writers import WriterQueue
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +239,10 @@ class Database:
         self.on_finish: list[FinishHook] = []
         self.on_append: list[AppendHook] = []
         self._listeners: list[Listener] = []
-        # SQLite's one writer at a time, queued in this process (see `Store`); PostgreSQL
-        # needs none. `_writing` is the task inside it, so re-entry fails at once.
-        self.writer: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
+        # SQLite's one writer at a time, queued in this process (`store.writers`; set by
+        # `Store`); PostgreSQL needs none. `_writing` is the task inside it, so re-entry
+        # fails at once.
+        self.writers: WriterQueue | None = None
         self._writing: asyncio.Task[object] | None = None
 
     def subscribe(self, listener: Listener) -> None:
@@ -254,13 +256,16 @@ class Database:
                 log.exception("store listener failed", extra={"run_id": run_id})
 
     @contextlib.asynccontextmanager
-    async def work(self) -> AsyncIterator[RunWork]:
-        """One transaction; listeners hear of its events and ready runs once it commits."""
+    async def work(self, *, urgent: bool = False) -> AsyncIterator[RunWork]:
+        """One transaction; listeners hear of its events and ready runs once it commits.
+        `urgent`: a person waits on it (a start, a click, a key), so on SQLite it goes
+        before the runs' own writes."""
         task = asyncio.current_task()
         if task is not None and task is self._writing:
             # With the in-process writer lock this would wait on itself for ever.
             raise RuntimeError("a unit of work was opened inside another one")
-        async with self.writer:
+        turn = self.writers.turn(urgent=urgent) if self.writers else contextlib.nullcontext()
+        async with turn:
             self._writing = task
             try:
                 async with self.sessions.begin() as session:

@@ -20,12 +20,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from autogen_core import CancellationToken
 from autogen_core.tools import ParametersSchema, ToolSchema
-from autogen_ext.tools.mcp import McpWorkbench, StdioServerParams, StreamableHttpServerParams
 
 from runner.credential_source import RunCredentials
 from runner.placeholders import PlaceholderError, credentials_named, env_named, fill
@@ -33,6 +32,9 @@ from runner.redact import always_hide, redact
 from runner.team_config import TeamConfigError
 from runner.workbench import CredentialRefused, ToolEntry, ToolOutput, call_workbench
 from store.settings import Settings, environment_value
+
+if TYPE_CHECKING:  # the MCP SDK costs 0.25 s to import: only a run with servers loads it
+    from autogen_ext.tools.mcp import McpWorkbench, StdioServerParams, StreamableHttpServerParams
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,8 @@ class McpSession:
         except (PlaceholderError, ValueError) as exc:  # pydantic's errors are ValueErrors
             self.problem = f"The {self.spec.name} MCP server is not configured right ({exc})."
             return
+        from autogen_ext.tools.mcp import McpWorkbench
+
         workbench = McpWorkbench(params)
         self._workbench = workbench
         try:
@@ -229,6 +233,8 @@ def _server_params(
 ) -> StdioServerParams | StreamableHttpServerParams:
     """autogen-ext's parameters; a stdio session's read timeout bounds every request,
     tool calls included, so it is the tool timeout (TOOL_TIMEOUT_S) unless set here."""
+    from autogen_ext.tools.mcp import StdioServerParams, StreamableHttpServerParams
+
     timeout = float(config.get("timeout_s", call_timeout_s))
     if "command" in config:
         return StdioServerParams(

@@ -36,7 +36,7 @@ async def test_a_thousand_waiting_runs_leave_no_object_per_run(tmp_path: Path) -
     await runs.start()
     try:
         # Warm up every path a parked run takes (imports, caches, pools) before counting.
-        warm = await runs.start_run(workspace_id="T1", channel_id="C1", requester_id="U0", task="w")
+        await runs.start_run(workspace_id="T1", channel_id="C1", requester_id="U0", task="w")
         await _until_waiting(store, 1)
         before = _objects_by_type()
         ids = []

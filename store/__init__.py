@@ -8,7 +8,9 @@ returns repositories that share one engine and one write path (`store.work`).
 from __future__ import annotations
 
 import contextlib
+import logging
 
+import asyncpg
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -24,8 +26,11 @@ from store.replies import ReplyRepository
 from store.runs import RunRepository
 from store.settings import ConfigError, Settings
 from store.tokens import TokenRepository
+from store.wakeups import Listening
 from store.work import Database, Listener, RunWork
 from store.writers import WriterQueue
+
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -51,6 +56,7 @@ class Store:
         self._db.on_append.append(self.outbox.track)
         if engine.dialect.name == "sqlite":
             self._db.writers = WriterQueue()  # one writer at a time, people first
+        self.listening: Listening | None = None  # PostgreSQL's wake-ups from other replicas
 
     @classmethod
     async def open(cls, settings: Settings, *, run_migrations: bool = True) -> Store:
@@ -66,7 +72,21 @@ class Store:
                     f"DATABASE_URL could not be reached ({reason}): check that the database "
                     "server is up and that the URL's host, port, user and database are right."
                 ) from None
-        return cls(engine, cipher)
+        store = cls(engine, cipher)
+        if engine.dialect.name == "postgresql":
+            await store._listen(settings.database_url)
+        return store
+
+    async def _listen(self, url: str) -> None:
+        """Tell other replicas what this one commits (NOTIFY), and hear theirs (LISTEN)."""
+        self._db.tell_others = True
+        listening = Listening(url, self._db.origin, self._db.notify)
+        try:
+            await listening.start()
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("no wake-ups from other replicas (%s): polling only", type(exc).__name__)
+            return
+        self.listening = listening
 
     def work(self, *, urgent: bool = False) -> contextlib.AbstractAsyncContextManager[RunWork]:
         """A unit of work for writes that span repositories (an action applied with the
@@ -79,6 +99,8 @@ class Store:
         self._db.subscribe(listener)
 
     async def close(self) -> None:
+        if self.listening is not None:
+            await self.listening.close()
         await self.engine.dispose()
 
 

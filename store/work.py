@@ -28,6 +28,7 @@ from store.changes import ANY_RUN, KEEP, NO_CHANGE, Guard, RunChange
 from store.events import NewEvent
 from store.models import AuditRow, RunEventRow, RunRow, utcnow
 from store.records import FINISHED_STATUSES, Run, RunEvent, RunStatus, record_of
+from store.wakeups import new_origin, send
 from store.writers import WriterQueue
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,9 @@ class Database:
         # fails at once.
         self.writers: WriterQueue | None = None
         self._writing: asyncio.Task[object] | None = None
+        # PostgreSQL: other replicas are told too (`store.wakeups`), as this origin.
+        self.tell_others = False
+        self.origin = new_origin()
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -271,12 +275,19 @@ class Database:
                 async with self.sessions.begin() as session:
                     work = RunWork(session, self.on_finish, self.on_append)
                     yield work
+                    if self.tell_others:  # delivered when, and only if, this commits
+                        await send(session, self.origin, _messages(work))
             finally:
                 self._writing = None
-        for run_id in work.appended_to:
-            self.notify(EVENT, run_id)
-        for run_id in work.ready:
-            self.notify(RUN_READY, run_id)
+        for topic, run_id in _messages(work):
+            self.notify(topic, run_id)
+
+
+def _messages(work: RunWork) -> list[tuple[str, str]]:
+    """What a committed unit of work tells listeners: new events, then runs ready."""
+    return [(EVENT, r) for r in sorted(work.appended_to)] + [
+        (RUN_READY, r) for r in sorted(work.ready)
+    ]
 
 
 class Repository:

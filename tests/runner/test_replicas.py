@@ -100,3 +100,45 @@ async def test_only_one_replica_claims_each_run(tmp_path: Path, secret_key: str)
         for store in stores:
             await store.close()
         await drop_postgres_database(url)
+
+
+async def test_a_key_submitted_on_replica_b_wakes_replica_a_without_a_poll(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """Replica A polls once an hour here: only PostgreSQL's NOTIFY from B (heard on A's
+    LISTEN connection) can wake its scheduler to take the run again."""
+    url = await create_postgres_database()
+    team = replay_team_file(tmp_path, ["Result."], ["Fine. TERMINATE"])
+    settings = load_settings(database_url=url, server_secret_key=secret_key, team_config=str(team))
+    store_a, store_b = await Store.open(settings), await Store.open(settings)
+    replica_a = RunManager(
+        store_a,
+        settings,
+        verifier_client_factory=ScriptedVerifier([verdict()] * 20),
+        instance_id="a",
+        poll_interval_s=3600,
+    )
+    await replica_a.start()
+    try:
+        started = await replica_a.start_run(
+            workspace_id="T1", channel_id="C1", requester_id="UREQ", task="t"
+        )
+        run_id = started.run.id
+        await wait_for_status(store_a, run_id, {RunStatus.WAITING_CREDENTIAL})
+        assert store_a.listening is not None and store_b.listening is not None
+        heard_before = store_a.listening.heard[("run_ready", run_id)]
+        request = [e for e in await store_b.runs.events(run_id) if e.kind == ev.CREDENTIAL_REQUEST]
+        result = await store_b.requests.fulfil(
+            request[-1].payload["request_id"], user_id="UREQ", secret="sk-replica-key-2"
+        )
+        assert result.run_resumed
+        run = await wait_for_status(store_a, run_id, FINISHED)
+        assert run.status == RunStatus.COMPLETED
+        # The wake-up came from B, over PostgreSQL: A heard "run_ready" for this run.
+        assert store_a.listening.heard[("run_ready", run_id)] == heard_before + 1
+        assert store_b.listening.heard[("event", run_id)] >= 1  # and B hears A's events
+    finally:
+        await replica_a.stop()
+        await store_a.close()
+        await store_b.close()
+        await drop_postgres_database(url)

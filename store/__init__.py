@@ -56,6 +56,7 @@ class Store:
         self._db.on_append.append(self.outbox.track)
         if engine.dialect.name == "sqlite":
             self._db.writers = WriterQueue()  # one writer at a time, people first
+        self._db.postgres = engine.dialect.name == "postgresql"
         self.listening: Listening | None = None  # PostgreSQL's wake-ups from other replicas
 
     @classmethod

@@ -129,6 +129,9 @@ class RunRepository(Repository):
     async def claim_next(self, *, owner: str, lease_s: float) -> Run | None:
         """Take the oldest queued run for this replica, or None. Safe across replicas."""
         now = utcnow()
+        lease = Lease(owner, now + timedelta(seconds=lease_s))
+        if self._db.postgres:  # one transaction, and no replica waits on another
+            return await self._claim_skipping_locked(now, lease)
         async with self._db.reads() as session:
             candidates = list(
                 await session.scalars(
@@ -141,7 +144,6 @@ class RunRepository(Repository):
                     .limit(5)
                 )
             )
-        lease = Lease(owner, now + timedelta(seconds=lease_s))
         for run_id in candidates:
             # Still queued and not held (a front end's hold may have been taken meanwhile).
             async with self._db.work() as work:
@@ -153,6 +155,28 @@ class RunRepository(Repository):
             if claimed is not None:
                 return claimed
         return None
+
+    async def _claim_skipping_locked(self, now: datetime, lease: Lease) -> Run | None:
+        """PostgreSQL's `FOR NO KEY UPDATE SKIP LOCKED`: replicas claiming at once each
+        take a different run in one transaction, instead of racing for the same few."""
+        async with self._db.work() as work:
+            run_id = await work.session.scalar(
+                select(RunRow.id)
+                .where(
+                    RunRow.status == RunStatus.QUEUED,
+                    or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < now),
+                )
+                .order_by(RunRow.created_at)
+                .limit(1)
+                .with_for_update(skip_locked=True, key_share=True)
+            )
+            if run_id is None:
+                return None
+            return await work.change(
+                run_id,
+                RunChange(status=RunStatus.RUNNING, lease=lease),
+                Guard(statuses=frozenset({RunStatus.QUEUED}), lapsed_before=now),
+            )
 
     async def renew_lease(self, run_id: str, *, owner: str, lease_s: float) -> bool:
         """Extend this replica's lease; False means the run was taken or changed elsewhere."""

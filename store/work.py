@@ -248,6 +248,7 @@ class Database:
         # PostgreSQL: other replicas are told too (`store.wakeups`), as this origin.
         self.tell_others = False
         self.origin = new_origin()
+        self.postgres = False  # set by `Store`: row locks that skip what others hold
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)

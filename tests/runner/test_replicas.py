@@ -3,6 +3,7 @@ dead replica's run is taken over from its saved state."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -141,4 +142,35 @@ async def test_a_key_submitted_on_replica_b_wakes_replica_a_without_a_poll(
         await replica_a.stop()
         await store_a.close()
         await store_b.close()
+        await drop_postgres_database(url)
+
+
+async def test_replicas_claiming_at_once_take_each_run_once(secret_key: str) -> None:
+    """Four stores claim forty queued runs as fast as they can (FOR NO KEY UPDATE SKIP
+    LOCKED): every run is claimed exactly once, and no claim waits on another's lock."""
+    url = await create_postgres_database()
+    settings = load_settings(database_url=url, server_secret_key=secret_key)
+    stores = [await Store.open(settings) for _ in range(4)]
+    try:
+        ids = set()
+        for n in range(40):
+            run, _ = await stores[0].runs.create(
+                workspace_id="T1", channel_id="C1", requester_id="UREQ", task=f"t{n}"
+            )
+            ids.add(run.id)
+
+        async def claim_all(store: Store, owner: str) -> list[str]:
+            claimed = []
+            while (run := await store.runs.claim_next(owner=owner, lease_s=30)) is not None:
+                claimed.append(run.id)
+            return claimed
+
+        results = await asyncio.gather(
+            *(claim_all(store, f"r{n}") for n, store in enumerate(stores))
+        )
+        everything = [run_id for claimed in results for run_id in claimed]
+        assert sorted(everything) == sorted(ids)  # each once, none left
+    finally:
+        for store in stores:
+            await store.close()
         await drop_postgres_database(url)

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -76,9 +75,22 @@ async def _signed_in_page(
 # --- the playground page -------------------------------------------------------------------
 
 
-async def test_a_long_transcript_shows_in_a_few_seconds(
+COUNT_LAYOUT_READS = """() => {
+  window.layoutReads = 0;
+  const real = Object.getOwnPropertyDescriptor(Element.prototype, "scrollHeight");
+  Object.defineProperty(Element.prototype, "scrollHeight", {
+    configurable: true,
+    get() { window.layoutReads += 1; return real.get.call(this); },
+  });
+}"""
+
+
+async def test_a_long_transcript_reads_the_layout_per_frame_not_per_event(
     tmp_path: Path, secret_key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Reading the layout after every appended node costs a layout each (3,000 events
+    replayed took seconds that way): the page reads it once per frame instead. Counted,
+    not timed: the reads of `scrollHeight` while 3,000 events are shown."""
     from playwright.async_api import expect
 
     count = 3000
@@ -87,14 +99,13 @@ async def test_a_long_transcript_shows_in_a_few_seconds(
         task_id = await me.start("A long run")
         await _append(stack, task_id, _infos("line", count))
         async with _signed_in_page(stack, capsys.readouterr().out) as page:
+            await page.evaluate(COUNT_LAYOUT_READS)
             await page.locator("#run-list button").first.click()
-            started = time.monotonic()
-            # The server sends all of them in well under a second (aiohttp: ~0.2 s).
             await expect(page.locator("#transcript .info-line")).to_have_count(
                 count, timeout=60_000
             )
-            took = time.monotonic() - started
-        assert took < 3.0, f"{count} events took {took:.1f} s to show"
+            reads = await page.evaluate("window.layoutReads")
+        assert reads < count / 10, f"{reads} layout reads for {count} events"
 
 
 async def test_stopping_with_the_keyboard_keeps_the_focus_in_the_run(
@@ -335,7 +346,7 @@ async def test_a_second_ctrl_c_stops_the_app_at_once(tmp_path: Path, secret_key:
             cwd=tmp_path,
             env=env,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             assert process.stdout is not None
@@ -353,13 +364,11 @@ async def test_a_second_ctrl_c_stops_the_app_at_once(tmp_path: Path, secret_key:
             process.send_signal(signal.SIGINT)
             await asyncio.sleep(1)
             process.send_signal(signal.SIGINT)  # "no, really"
-            try:
-                await asyncio.wait_for(process.wait(), timeout=5)
-                stopped = True
-            except TimeoutError:
-                stopped = False
+            # Well inside the 30 s the first Ctrl-C alone would give the turn.
+            _out, err = await asyncio.wait_for(process.communicate(), timeout=25)
         finally:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-    assert stopped, "a second Ctrl-C did not stop the app"
+    assert "stopping now: running turns are aborted" in err.decode(), err.decode()[-2000:]
+    assert process.returncode == 0

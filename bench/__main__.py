@@ -12,13 +12,14 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import ack, inprocess, startup
+from bench import ack, delivery, inprocess, startup
 from bench.report import Figure, table, write_json
 
 Scenario = Callable[..., Awaitable[list[Figure]]]
 SCENARIOS: dict[str, Scenario] = {
     "inprocess": inprocess.run,
     "ack": ack.run,
+    "delivery": delivery.run,
     "startup": startup.run,
 }
 LATEST = Path(__file__).parent / "results" / "latest.json"

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
 
@@ -224,12 +225,30 @@ class SlackApiEmulator(EventsMixin, ResponseUrlsMixin, ViewsMixin):
         if injected is not None:
             return injected
         wait = self._tier_wait(method)
-        if wait is not None:  # over the method's rate tier
+        if wait is None:
+            wait = self._channel_wait(method, params)
+        if wait is not None:  # over the method's rate tier, or the channel's posting limit
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
         try:
             return 200, {"ok": True, **handler(params)}, {}
         except ApiError as exc:
             return 200, error_body(exc), {}
+
+    def _channel_wait(self, method: str, params: JsonDict) -> int | None:
+        """Slack's special limit on posting: about one message per second per channel,
+        short bursts allowed. With `posts_per_channel_s` set, a `chat.postMessage` past
+        that many in the last second to one channel gets 429 and `Retry-After: 1`."""
+        if self.posts_per_channel_s is None or method != "chat.postMessage":
+            return None
+        channel = str(params.get("channel") or "")
+        now = time.monotonic()
+        recent = 0
+        for call in reversed(self.calls):
+            if now - call.at >= 1.0:
+                break
+            if call.method == method and call.ok and call.params.get("channel") == channel:
+                recent += 1
+        return 1 if recent >= self.posts_per_channel_s else None
 
     def _token_error(self, method: str, token: str) -> str | None:
         """Slack's answer to a token that does not fit the method, else ``None``.

@@ -66,6 +66,9 @@ class EmulatorBase:
         # The bot token's scopes: Slack names them in every Web API answer's
         # X-OAuth-Scopes header, and some methods' arguments depend on them.
         self.scopes: set[str] = set(scopes)
+        # Posts per second per channel Slack allows (`chat.postMessage`); None: no limit,
+        # as most tests want. The benchmark sets it to measure delivery at Slack's limit.
+        self.posts_per_channel_s: int | None = None
 
         self.calls: list[RecordedCall] = []
         self.problems: list[str] = []

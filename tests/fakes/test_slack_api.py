@@ -475,6 +475,24 @@ async def test_rate_limit_is_seen_by_the_client_with_retry_after(
     assert [c.status for c in slack.calls_to("chat.postMessage")] == [429, 200]
 
 
+async def test_posting_past_the_channels_limit_is_a_429_for_that_channel_only(
+    slack: SlackApiEmulator, client: AsyncWebClient
+) -> None:
+    """Slack's special posting limit (about one message a second per channel, short bursts
+    allowed), set to 2 a second here: the third post within a second to C1 is refused;
+    another channel is not held up; a second later C1 takes posts again."""
+    slack.member_channels.add("C2")
+    slack.posts_per_channel_s = 2
+    for _ in range(2):
+        assert (await client.chat_postMessage(channel="C1", text="hi"))["ok"]
+    error = await slack_error(client.chat_postMessage(channel="C1", text="too soon"))
+    assert error.response.status_code == 429 and error.response.headers["Retry-After"] == "1"
+    assert (await client.chat_postMessage(channel="C2", text="elsewhere"))["ok"]
+    await asyncio.sleep(1.05)
+    assert (await client.chat_postMessage(channel="C1", text="again"))["ok"]
+    assert len(slack.channel_messages("C1")) == 3
+
+
 async def test_sdk_rate_limit_handler_retries_after_the_header(slack: SlackApiEmulator) -> None:
     retrying = AsyncWebClient(
         token=TOKEN,

@@ -1,0 +1,128 @@
+"""Scenario 4, delivery under Slack's limit: the emulator allows N posts per second per
+channel (429 and `Retry-After` beyond, as Slack's special posting limit does); a run whose
+team writes far faster than that (both fakes answer at once) must keep its thread in order
+and drain at the limit. One run of many messages in one channel, then ten runs in ten
+channels at once. Figures: the share of the allowed rate used, messages lost, messages
+posted twice, and whether each thread is in turn order."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.load import generate
+from bench.processes import BENCH_KEY, running_app
+from bench.report import Figure, at_least, at_most, shown
+from tests.e2e.stack import AGENT_MODEL, SIGNING_SECRET, VERIFIER_MODEL, text_of, verdict
+from tests.fakes.llm_server import FakeLLMServer
+from tests.fakes.slack_api import SlackApiEmulator
+from tests.fakes.slack_signing import sign, slash_command
+
+NAME = "4 delivery"
+LIMIT = 5  # posts per second per channel
+TURN = re.compile(r"turn (\d+)")
+
+
+def _thread(slack: SlackApiEmulator, channel: str) -> list[dict]:
+    """The thread of the one run in `channel` (its root is the channel's last message)."""
+    roots = slack.channel_messages(channel)
+    return slack.thread(channel, roots[-1]["ts"]) if roots else []
+
+
+def _finished(slack: SlackApiEmulator, channel: str) -> bool:
+    return any("Run finished" in text_of(m) for m in _thread(slack, channel))
+
+
+def _check(slack: SlackApiEmulator, channel: str, turns: int) -> tuple[float, int, int, bool]:
+    """(share of the limit used, lost, posted twice, in order) for one channel's run."""
+    posts = [
+        c for c in slack.calls_to("chat.postMessage") if c.ok and c.params.get("channel") == channel
+    ]
+    span = posts[-1].at - posts[0].at
+    used = (len(posts) - 1) / span / LIMIT if span > 0 else 0.0
+    seen = [
+        int(m.group(1)) for m in (TURN.search(text_of(x)) for x in _thread(slack, channel)) if m
+    ]
+    lost = len(set(range(1, turns + 1)) - set(seen))
+    twice = len(seen) - len(set(seen))
+    return min(used, 1.0), lost, twice, seen == sorted(seen)
+
+
+async def run(folder: Path, *, smoke: bool) -> list[Figure]:
+    long_turns, short_turns, channels = (12, 6, 2) if smoke else (300, 30, 10)
+    names = [f"C{n}" for n in range(2, 2 + channels)]
+    async with (
+        SlackApiEmulator(member_channels={"C1", *names}) as slack,
+        FakeLLMServer(valid_keys={BENCH_KEY}) as llm,
+    ):
+        slack.posts_per_channel_s = LIMIT
+        llm.default(AGENT_MODEL, "Another step of the work.")  # never TERMINATE: MAX_TURNS ends it
+        llm.default(VERIFIER_MODEL, verdict())
+        figures: list[Figure] = []
+        async with running_app(slack, llm, folder / "one", MAX_TURNS=str(long_turns)) as app:
+            await generate("slash", app.events_url, SIGNING_SECRET, 1, 1, "long run")
+            await _until(lambda: _finished(slack, "C1"), timeout_s=long_turns / LIMIT * 3 + 60)
+            used, lost, twice, ordered = _check(slack, "C1", long_turns)
+        figures += [
+            at_least(NAME, f"one run, {long_turns} messages: limit used", used * 100, "%", 90),
+            at_most(NAME, "one run: messages lost", lost, "", 0),
+            at_most(NAME, "one run: messages posted twice", twice, "", 0),
+            at_least(NAME, "one run: thread in turn order", float(ordered), "yes", 1),
+        ]
+    async with (
+        SlackApiEmulator(member_channels=set(names)) as slack,
+        FakeLLMServer(valid_keys={BENCH_KEY}) as llm,
+    ):
+        slack.posts_per_channel_s = LIMIT
+        llm.default(AGENT_MODEL, "Another step of the work.")
+        llm.default(VERIFIER_MODEL, verdict())
+        async with running_app(
+            slack, llm, folder / "many", MAX_TURNS=str(short_turns), MAX_CONCURRENT_RUNS="16"
+        ) as app:
+            await asyncio.gather(*(_start_in(app.events_url, channel) for channel in names))
+            await _until(
+                lambda: all(_finished(slack, c) for c in names),
+                timeout_s=short_turns / LIMIT * 3 + 60,
+            )
+            checks = [_check(slack, c, short_turns) for c in names]
+        figures += [
+            at_least(
+                NAME,
+                f"{channels} runs in {channels} channels: limit used (lowest)",
+                min(c[0] for c in checks) * 100,
+                "%",
+                90,
+            ),
+            at_most(NAME, f"{channels} runs: messages lost", sum(c[1] for c in checks), "", 0),
+            at_most(NAME, f"{channels} runs: posted twice", sum(c[2] for c in checks), "", 0),
+            shown(
+                NAME,
+                f"{channels} runs: threads in turn order",
+                sum(c[3] for c in checks),
+                "of " + str(channels),
+            ),
+        ]
+    return figures
+
+
+async def _start_in(url: str, channel: str) -> None:
+    """`/autogen <task>` in `channel`, signed as Slack signs it."""
+    body, content_type = slash_command(text=f"run in {channel}", channel_id=channel)
+    headers = {"Content-Type": content_type, **sign(SIGNING_SECRET, body)}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers=headers) as answer,
+    ):
+        await answer.read()
+
+
+async def _until(condition, *, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the runs did not finish in time")
+        await asyncio.sleep(0.2)

@@ -11,7 +11,7 @@ client's `close()` leaves the pool open (others use it); the pool lives as long 
 from __future__ import annotations
 
 import asyncio
-import weakref
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import openai
@@ -19,13 +19,17 @@ from autogen_ext.models.openai import OpenAIChatCompletionClient
 
 
 class _SharedHttpClient(openai.DefaultAsyncHttpxClient):
+    """Shares connections and the TLS context, never state: it keeps no cookie, so what an
+    endpoint set on one person's request never goes out with another's."""
+
+    def __init__(self) -> None:
+        super().__init__(cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+
     async def aclose(self) -> None:
         """Closing one model client does not close the pool the others use."""
 
 
-_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedHttpClient] = (
-    weakref.WeakKeyDictionary()
-)
+POOL_ATTRIBUTE = "_autogen_slack_http_pool"  # kept on the loop: it lives and dies with it
 
 
 def shared_http_client() -> _SharedHttpClient | None:
@@ -35,9 +39,13 @@ def shared_http_client() -> _SharedHttpClient | None:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return None
-    pool = _POOLS.get(loop)
+    pool = getattr(loop, POOL_ATTRIBUTE, None)
     if pool is None:
-        pool = _POOLS[loop] = _SharedHttpClient()
+        # On the loop itself, not in a map keyed by it: the pool's connections refer to
+        # their loop, so a map's entry would keep a closed loop alive for ever; as a
+        # cycle between the two, both go once the loop is dropped.
+        pool = _SharedHttpClient()
+        setattr(loop, POOL_ATTRIBUTE, pool)
     return pool
 
 

@@ -15,7 +15,7 @@ from store.events import NewEvent
 from store.models import RunEventRow, RunRow, utcnow
 from store.records import FRONT_END_HOLD, Run, RunEvent, RunStatus
 from store.replies import insert_new_keys
-from store.work import EVENT, Repository, Written, new_id, to_event, to_run
+from store.work import Repository, Written, new_id, to_event, to_run
 
 
 class RunRepository(Repository):
@@ -102,7 +102,7 @@ class RunRepository(Repository):
                 RunChange(status=RunStatus.QUEUED),
                 Guard(statuses=frozenset({RunStatus.QUEUED}), held_by=FRONT_END_HOLD),
             )
-        self._db.notify(EVENT, run_id)  # its events can be shown now: it has a thread
+            work.appended_to.add(run_id)  # its events can be shown now: it has a thread
         return attached
 
     async def discard(self, run_id: str) -> bool:

@@ -27,6 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 log = logging.getLogger(__name__)
 
 CHANNEL = "autogen_wake"
+CATCH_UP = "*"  # the run id of a wake-up after an outage: any run may have changed
+# What a listener is told (with the run's id), here and through `store.work`.
+EVENT = "event"  # the run has new events
+RUN_READY = "run_ready"  # the run may be claimed
 RECONNECT_S = 5.0
 _NOTIFY = text(
     "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
@@ -58,9 +62,14 @@ class Listening:
         self.heard: Counter[tuple[str, str]] = Counter()  # (topic, run id) from elsewhere
 
     async def start(self) -> None:
-        self._connection = await asyncpg.connect(self._dsn)
-        self._connection.add_termination_listener(self._lost)
-        await self._connection.add_listener(CHANNEL, self._on_notification)
+        connection = await asyncpg.connect(self._dsn)
+        try:
+            await connection.add_listener(CHANNEL, self._on_notification)
+        except BaseException:
+            connection.terminate()  # half open: never left for the collector to report
+            raise
+        connection.add_termination_listener(self._lost)
+        self._connection = connection
 
     def _on_notification(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         origin, _, rest = payload.partition(" ")
@@ -70,9 +79,11 @@ class Listening:
         self.heard[(topic, run_id)] += 1
         self._deliver(topic, run_id)
 
-    def _lost(self, _connection: object) -> None:
-        if self._closed:
-            return
+    def _lost(self, connection: object) -> None:
+        if self._closed or connection is not self._connection:
+            return  # closing, or an old connection: the current one is fine
+        if self._reconnecting is not None and not self._reconnecting.done():
+            return  # one reconnect loop at a time
         log.warning("lost the wake-up connection to PostgreSQL; polling until it is back")
         self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
 
@@ -85,6 +96,9 @@ class Listening:
                 log.info("wake-up connection not back yet (%s)", type(exc).__name__)
                 continue
             log.info("wake-up connection to PostgreSQL is back")
+            # What other replicas sent meanwhile is lost: have every listener look again.
+            self._deliver(RUN_READY, CATCH_UP)
+            self._deliver(EVENT, CATCH_UP)
             return
 
     async def close(self) -> None:

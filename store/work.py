@@ -17,6 +17,7 @@ import contextlib
 import logging
 import re
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,15 +29,13 @@ from store.changes import ANY_RUN, KEEP, NO_CHANGE, Guard, RunChange
 from store.events import NewEvent
 from store.models import AuditRow, RunEventRow, RunRow, utcnow
 from store.records import FINISHED_STATUSES, Run, RunEvent, RunStatus, record_of
-from store.wakeups import new_origin, send
+from store.wakeups import EVENT, RUN_READY, new_origin, send
 from store.writers import WriterQueue
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, str], None]
 """Called after a commit with (topic, run_id); topics are `event` and `run_ready`."""
-EVENT = "event"
-RUN_READY = "run_ready"
 
 FinishHook = Callable[[AsyncSession, str], Awaitable[None]]
 AppendHook = Callable[[AsyncSession, Run, int], Awaitable[None]]
@@ -144,6 +143,9 @@ class RunWork:
         await self.session.execute(
             select(RunRow.id).where(RunRow.id == run_id).with_for_update(key_share=True)
         )
+        # A claim meanwhile (SKIP LOCKED, on PostgreSQL) passes over a queued run locked
+        # here: tell the schedulers to look again once this commits.
+        self.ready.add(run_id)
 
     async def change(self, run_id: str, change: RunChange, guard: Guard = ANY_RUN) -> Run | None:
         """Apply `change` if the run is as `guard` says; the run after it, or None (nothing
@@ -172,7 +174,7 @@ class RunWork:
         if change.status in FINISHED_STATUSES:
             for hook in self._on_finish:
                 await hook(self.session, run_id)
-        if change.status == RunStatus.QUEUED:
+        if row.status == RunStatus.QUEUED:  # made ready, or locked while a claim skipped it
             self.ready.add(run_id)
         run = to_run(row)
         return Written(run, await self._insert(run, events, row.last_seq))
@@ -241,10 +243,10 @@ class Database:
         self.on_append: list[AppendHook] = []
         self._listeners: list[Listener] = []
         # SQLite's one writer at a time, queued in this process (`store.writers`; set by
-        # `Store`); PostgreSQL needs none. `_writing` is the task inside it, so re-entry
-        # fails at once.
+        # `Store`); PostgreSQL needs none. `_writing` holds the tasks inside a unit of work, so
+        # re-entry fails at once.
         self.writers: WriterQueue | None = None
-        self._writing: asyncio.Task[object] | None = None
+        self._writing: weakref.WeakSet[asyncio.Task[object]] = weakref.WeakSet()
         # PostgreSQL: other replicas are told too (`store.wakeups`), as this origin.
         self.tell_others = False
         self.origin = new_origin()
@@ -266,12 +268,14 @@ class Database:
         `urgent`: a person waits on it (a start, a click, a key), so on SQLite it goes
         before the runs' own writes."""
         task = asyncio.current_task()
-        if task is not None and task is self._writing:
-            # With the in-process writer lock this would wait on itself for ever.
+        if task is not None and task in self._writing:
+            # It would wait on itself for ever: on the writer lock (SQLite), or on its own
+            # outer transaction's row locks (PostgreSQL).
             raise RuntimeError("a unit of work was opened inside another one")
         turn = self.writers.turn(urgent=urgent) if self.writers else contextlib.nullcontext()
         async with turn:
-            self._writing = task
+            if task is not None:
+                self._writing.add(task)
             try:
                 async with self.sessions.begin() as session:
                     work = RunWork(session, self.on_finish, self.on_append)
@@ -279,7 +283,8 @@ class Database:
                     if self.tell_others:  # delivered when, and only if, this commits
                         await send(session, self.origin, _messages(work))
             finally:
-                self._writing = None
+                if task is not None:
+                    self._writing.discard(task)
         for topic, run_id in _messages(work):
             self.notify(topic, run_id)
 

@@ -5,7 +5,8 @@ polls with sleeps of up to 100 ms, so a queue of writers becomes seconds of late
 they queue in the event loop instead and are handed the lock in turn. Writes a person is
 waiting on (a task started, a click, a key submitted) go before the runs' own progress
 (events, leases, the outbox): with hundreds of runs writing, a start still waits for one
-write at most, not for all of them. PostgreSQL has no such limit and takes no lock.
+write at most, not for all of them; after a few people's writes in a row, a waiting run's
+write goes next, so none waits for ever. PostgreSQL has no such limit and takes no lock.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 
+URGENT_IN_A_ROW = 8  # then the oldest background write gets a turn: none is starved
+
 
 class WriterQueue:
     def __init__(self) -> None:
         self._busy = False
+        self._urgent_in_a_row = 0
         self._urgent: deque[asyncio.Future[None]] = deque()
         self._background: deque[asyncio.Future[None]] = deque()
 
@@ -46,14 +50,23 @@ class WriterQueue:
             raise
 
     def _release(self) -> None:
-        """Hand the turn to the next waiter, people's writes first; or free the lock."""
-        for queue in (self._urgent, self._background):
+        """Hand the turn to the next waiter, people's writes first (but never more than
+        URGENT_IN_A_ROW of them while a run's write waits: a lease renewal starved for
+        long enough would lose a live run); or free the lock."""
+        order = (self._urgent, self._background)
+        if self._urgent_in_a_row >= URGENT_IN_A_ROW:
+            order = (self._background, self._urgent)
+        for queue in order:
             while queue:
                 waiter = queue.popleft()
                 if not waiter.done():
                     waiter.set_result(None)
+                    self._urgent_in_a_row = (
+                        self._urgent_in_a_row + 1 if queue is self._urgent else 0
+                    )
                     return
         self._busy = False
+        self._urgent_in_a_row = 0
 
     @property
     def waiting(self) -> int:

@@ -143,7 +143,7 @@ async def test_passes_queued_behind_followers_do_not_hold_up_other_runs(env: Env
         # Slack is slow: each slot is taken by a busy run's post.
         for run in busy:
             await add_event(env.store, run.id, ev.INFO, {"text": "busy"})
-        env.slack.slow("chat.postMessage", 1.0, times=PARALLEL_RUNS)
+        env.slack.slow("chat.postMessage", 2.0, times=PARALLEL_RUNS)  # long: all in flight at once
         busy_passes = [asyncio.create_task(publisher._publish_in_turn(r.id)) for r in busy]
         tasks += busy_passes
         await env.slack.wait_for(

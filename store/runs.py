@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -133,25 +133,11 @@ class RunRepository(Repository):
         if self._db.postgres:  # one transaction, and no replica waits on another
             return await self._claim_skipping_locked(now, lease)
         async with self._db.reads() as session:
-            candidates = list(
-                await session.scalars(
-                    select(RunRow.id)
-                    .where(
-                        RunRow.status == RunStatus.QUEUED,
-                        or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < now),
-                    )
-                    .order_by(RunRow.created_at)
-                    .limit(5)
-                )
-            )
+            candidates = list(await session.scalars(_claimable(now).limit(5)))
         for run_id in candidates:
             # Still queued and not held (a front end's hold may have been taken meanwhile).
             async with self._db.work() as work:
-                claimed = await work.change(
-                    run_id,
-                    RunChange(status=RunStatus.RUNNING, lease=lease),
-                    Guard(statuses=frozenset({RunStatus.QUEUED}), lapsed_before=now),
-                )
+                claimed = await work.change(run_id, *_claim(now, lease))
             if claimed is not None:
                 return claimed
         return None
@@ -161,22 +147,11 @@ class RunRepository(Repository):
         take a different run in one transaction, instead of racing for the same few."""
         async with self._db.work() as work:
             run_id = await work.session.scalar(
-                select(RunRow.id)
-                .where(
-                    RunRow.status == RunStatus.QUEUED,
-                    or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < now),
-                )
-                .order_by(RunRow.created_at)
-                .limit(1)
-                .with_for_update(skip_locked=True, key_share=True)
+                _claimable(now).limit(1).with_for_update(skip_locked=True, key_share=True)
             )
             if run_id is None:
                 return None
-            return await work.change(
-                run_id,
-                RunChange(status=RunStatus.RUNNING, lease=lease),
-                Guard(statuses=frozenset({RunStatus.QUEUED}), lapsed_before=now),
-            )
+            return await work.change(run_id, *_claim(now, lease))
 
     async def renew_lease(self, run_id: str, *, owner: str, lease_s: float) -> bool:
         """Extend this replica's lease; False means the run was taken or changed elsewhere."""
@@ -235,6 +210,27 @@ class RunRepository(Repository):
                 .order_by(RunEventRow.seq)
             )
             return [to_event(row) for row in rows]
+
+
+def _claimable(now: datetime) -> Select[tuple[str]]:
+    """Queued runs nobody holds (no lease, or a lapsed one), oldest first."""
+    return (
+        select(RunRow.id)
+        .where(
+            RunRow.status == RunStatus.QUEUED,
+            or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < now),
+        )
+        .order_by(RunRow.created_at)
+    )
+
+
+def _claim(now: datetime, lease: Lease) -> tuple[RunChange, Guard]:
+    """Running under `lease`, if the run is still queued and unheld (a front end's hold
+    may have been taken meanwhile)."""
+    return (
+        RunChange(status=RunStatus.RUNNING, lease=lease),
+        Guard(statuses=frozenset({RunStatus.QUEUED}), lapsed_before=now),
+    )
 
 
 async def _set_once(session: AsyncSession, run_id: str, column: Any, value: str) -> bool:

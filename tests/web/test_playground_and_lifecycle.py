@@ -128,6 +128,38 @@ async def test_stopping_with_the_keyboard_keeps_the_focus_in_the_run(
         assert not focused, "the focus fell to the page's start"
 
 
+async def test_a_stop_answered_after_the_runs_end_still_shows_the_end(
+    tmp_path: Path, secret_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The `finished` event can come over the socket before the answer to Stop's request
+    (seen on a loaded CI machine): the status line keeps the end, not "stopping…". The
+    answer is held here until the end is shown, so the order is the late one every time."""
+    from playwright.async_api import Route, expect
+
+    async with running_web(tmp_path, secret_key) as stack:
+        me = await stack.client("playground")
+        await me.start("Something to stop")
+        async with _signed_in_page(stack, capsys.readouterr().out) as page:
+            status = page.locator("#run-status")
+
+            answered = asyncio.Event()
+
+            async def answer_late(route: Route) -> None:
+                answer = await route.fetch()  # the run is cancelled on the server now
+                await expect(status).to_contain_text("finished")  # its event was shown
+                await route.fulfill(response=answer)
+                answered.set()
+
+            await page.route("**/tasks/*/cancel", answer_late)
+            await page.locator("#run-list button").first.click()
+            await expect(page.locator("#credential-dialog")).to_be_visible()
+            await page.keyboard.press("Escape")
+            await page.locator("#stop-button").click()
+            await asyncio.wait_for(answered.wait(), timeout=20)
+            await page.wait_for_timeout(300)  # the page has read the late answer by now
+            await expect(status).to_contain_text("finished")
+
+
 async def test_on_a_phone_the_transcript_follows_a_reader_at_its_end(
     tmp_path: Path, secret_key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

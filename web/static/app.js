@@ -342,7 +342,8 @@ async function stopRun() {
   const { ok, status, data } = await api("POST", taskPath(runId, "/cancel"));
   if (runId !== state.runId) return;
   if (ok) {
-    $("run-status").textContent = "stopping…"; // the `finished` event follows
+    // The `finished` event follows, unless it came while the answer was on its way.
+    if (!FINISHED.has(state.runStatus)) $("run-status").textContent = "stopping…";
     return;
   }
   $("run-notice").textContent = data.error;

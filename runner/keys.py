@@ -1,5 +1,6 @@
-"""What a front end may do with credentials: list and delete a person's own, look up a key
-request, and answer one (which wakes the waiting run on any replica)."""
+"""What a front end may do with credentials: check a typed key, list and delete a person's
+own, look up a key request and answer it, or give a key unasked (which answers every request
+for it): either wakes the waiting runs on any replica."""
 
 from __future__ import annotations
 
@@ -57,11 +58,6 @@ class KeyDesk:
         """Delete one of the person's own credentials (audited as theirs)."""
         owner = Owner(workspace_id, user_id, provider[:64])
         return await self._store.credentials.delete(owner, actor_id=user_id)
-
-    async def put(self, *, workspace_id: str, user_id: str, provider: str, secret: str) -> None:
-        """Store one of the person's own keys (no run asked for it; audited as theirs)."""
-        owner = Owner(workspace_id, user_id, provider[:64])
-        await self._store.credentials.put(owner, secret, actor_id=user_id)
 
     async def request(self, request_id: str) -> CredentialRequest | None:
         if not looks_like_id(request_id):

@@ -23,6 +23,7 @@ from store import Store
 from store.actions import may_decide
 from store.records import Run
 from store.tokens import TokenHolder
+from store.work import looks_like_id
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +104,16 @@ async def refuse(
         )
     log.info("refused %s on %s for token %s", action, subject, holder.token_id)
     return Refused(403, "This belongs to someone else.")
+
+
+async def visible_run(
+    store: Store, rules: Rules, holder: TokenHolder, task_id: str, asked: str
+) -> Run:
+    """The run `task_id` if `holder` may see it: `Refused(404)` when there is none, and an
+    audited `Refused(403)` when it is someone else's (`asked`: what was asked of it)."""
+    run = await store.runs.get(task_id) if looks_like_id(task_id) else None
+    if run is None:
+        raise Refused(404, "There is no such task.")
+    if not rules.may_see(holder, run):
+        raise await refuse(store, holder, action=asked, subject=task_id, run_id=task_id)
+    return run

@@ -20,7 +20,7 @@ from store.actions import DecisionOutcome
 from store.records import MAX_TASK_CHARS, NO_CHANNEL, Run
 from store.tokens import TokenHolder
 from store.work import looks_like_id
-from web.access import Refused, holder_of, refuse
+from web.access import Refused, holder_of, refuse, visible_run
 from web.context import WebServices, services
 from web.events import plain, public_event
 
@@ -145,15 +145,6 @@ def _summary(run: Run) -> dict[str, Any]:
     }
 
 
-async def _visible_run(web: WebServices, holder: TokenHolder, task_id: str, asked: str) -> Run:
-    run = await web.runs.store.runs.get(task_id) if looks_like_id(task_id) else None
-    if run is None:
-        raise Refused(404, "There is no such task.")
-    if not web.rules.may_see(holder, run):
-        raise await refuse(web.store, holder, action=asked, subject=task_id, run_id=task_id)
-    return run
-
-
 def ws_url(request: Request, task_id: str) -> str:
     scheme = "wss" if request.url.scheme == "https" else "ws"
     return f"{scheme}://{request.url.netloc}/ws/{task_id}"
@@ -204,7 +195,7 @@ async def get_task(
     """A run's status and totals, and its events after `after` (at most 500 a read: read
     again from `last_seq` for more)."""
     web = services(request)
-    run = await _visible_run(web, holder, task_id, "read_task")
+    run = await visible_run(web.store, web.rules, holder, task_id, "read_task")
     events = (await web.store.runs.events(run.id, after_seq=after))[:MAX_EVENTS_PER_READ]
     return {
         **_summary(run),
@@ -229,7 +220,7 @@ CANCEL_ANSWERS = {
 async def cancel_task(task_id: str, request: Request, holder: Caller) -> dict[str, Any]:
     """Stop a run (its person or an approver): the turn under way is aborted."""
     web = services(request)
-    run = await _visible_run(web, holder, task_id, "cancel_task")
+    run = await visible_run(web.store, web.rules, holder, task_id, "cancel_task")
     outcome = await web.runs.cancel(run.id, user_id=holder.user_id)
     if outcome in CANCEL_ANSWERS:
         raise Refused(*CANCEL_ANSWERS[outcome])
@@ -258,7 +249,7 @@ async def decide_action(
     """Choose one of the actions an `actions_offered` event lists (a verifier suggestion, or
     approving or denying a tool call): once, by the run's person or an approver."""
     web = services(request)
-    run = await _visible_run(web, holder, task_id, "decide_action")
+    run = await visible_run(web.store, web.rules, holder, task_id, "decide_action")
     action = await web.store.actions.get(action_id) if looks_like_id(action_id) else None
     if action is None or action.run_id != run.id:
         raise Refused(*DECISION_ANSWERS[DecisionOutcome.NOT_FOUND])

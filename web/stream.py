@@ -19,8 +19,7 @@ import re
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from store import events as ev
-from store.work import looks_like_id
-from web.access import Refused, holder_of, refuse
+from web.access import Refused, holder_of, visible_run
 from web.context import services
 from web.events import public_event
 from web.feed import RunFeed
@@ -52,13 +51,7 @@ async def _serve(websocket: WebSocket, task_id: str) -> None:
     try:
         after = _after(websocket.query_params.get("after"))
         holder = await holder_of(web.store, websocket)
-        run = await web.store.runs.get(task_id) if looks_like_id(task_id) else None
-        if run is None:
-            raise Refused(404, "There is no such task.")
-        if not web.rules.may_see(holder, run):
-            raise await refuse(
-                web.store, holder, action="follow_task", subject=task_id, run_id=task_id
-            )
+        await visible_run(web.store, web.rules, holder, task_id, "follow_task")
     except Refused as refused:
         await websocket.close(code=4000 + refused.status, reason=refused.message[:120])
         return

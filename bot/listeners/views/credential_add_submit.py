@@ -1,4 +1,5 @@
-"""The add-a-key form's submission: check, store encrypted for the person, refresh Home."""
+"""The add-a-key form's submission: check, store encrypted for the person (a run of theirs
+waiting for that key resumes, as from the API), refresh Home."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ async def credential_add_submit_view(
         await ack(response_action="errors", errors={ids.CREDENTIAL_INPUT_BLOCK: PROBLEMS[problem]})
         return
     team_id, user_id = team_of(body), body["user"]["id"]
-    await services.runs.keys.put(
+    await services.runs.keys.supply(
         workspace_id=team_id, user_id=user_id, provider=provider, secret=secret
     )
     await ack()

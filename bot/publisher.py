@@ -9,9 +9,11 @@ and skipped, so one bad event cannot block a thread forever; a channel Slack no 
 posts to ends the run.
 
 With several replicas, each runs a publisher; a run's events are posted by whichever holds
-the run's publishing claim in the outbox (taken at the start of a pass, renewed before
-every Slack call, released after it), and a delivery is recorded only from where the
-cursor stands: a replica that lost the claim stops before posting anything more. A long
+the run's publishing claim in the outbox (taken at the start of a pass, renewed in the
+background for every run a pass holds and checked before every Slack call, released after
+the pass), and a delivery is recorded only from where the cursor stands: a replica that
+lost the claim stops before posting anything more. A claim lasts about a run lease, so a
+dead replica's posting is taken over about when its runs are. A long
 message's parts are recorded one by one, so a failure between parts resumes after the last
 part that went out.
 
@@ -87,6 +89,8 @@ class Publisher:
         self._on_unshowable = on_unshowable
         self._not_before: dict[str, float] = {}
         self._held_since: dict[str, float] = {}  # loop time the claim was last taken/renewed
+        self._lost: set[str] = set()  # claims the background renewal found taken
+        self._claim_keeper: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self._parallel = asyncio.Semaphore(PARALLEL_RUNS)
@@ -143,6 +147,31 @@ class Publisher:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="slack-publisher")
+        self._claim_keeper = asyncio.create_task(self._keep_claims(), name="claim-keeper")
+
+    async def _keep_claims(self) -> None:
+        """Every quarter of a claim, renew every claim a pass holds here in one write: a
+        pass waiting out a Retry-After or a backoff keeps its claim although the claim is
+        short. A claim found taken is marked lost; its pass stops before its next call."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._claim_s / 4)
+            held = dict(self._held_since)
+            asked = loop.time()  # the claim runs from before the write, not after it
+            try:
+                renewed = await self._store.outbox.renew_all(
+                    held, owner=self._owner, lease_s=self._claim_s
+                )
+            except Exception as exc:  # the passes' own checks ask again before each call
+                log.warning("claim renewal failed (%s)", type(exc).__name__)
+                continue
+            for run_id, since in held.items():
+                if self._held_since.get(run_id) != since:
+                    continue  # released or claimed again meanwhile: that pass knows
+                if run_id in renewed:
+                    self._held_since[run_id] = asked
+                else:
+                    self._lost.add(run_id)
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
         """Post what is pending, then stop. Every pass (the loop's, a follower's) finishes
@@ -167,6 +196,10 @@ class Publisher:
         for task in late:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._claim_keeper is not None:
+            self._claim_keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._claim_keeper
 
     async def _loop(self) -> None:
         while True:
@@ -243,6 +276,7 @@ class Publisher:
                     log.info("another replica took over posting", extra={"run_id": run_id})
                 finally:
                     self._held_since.pop(run_id, None)
+                    self._lost.discard(run_id)
                     await self._store.outbox.release(run_id, owner=self._owner)
         if not claimed:  # another replica is posting this run: keep nothing of it here
             self._new_events.discard(run_id)
@@ -257,15 +291,19 @@ class Publisher:
             self._on_draft(run_id)  # a reply is being written: a follower shows it
 
     async def _claim(self, run_id: str) -> bool:
+        asked = asyncio.get_running_loop().time()
         claimed = await self._store.outbox.claim(run_id, owner=self._owner, lease_s=self._claim_s)
         if claimed:
-            self._held_since[run_id] = asyncio.get_running_loop().time()
+            self._held_since[run_id] = asked
+            self._lost.discard(run_id)
         return claimed
 
     async def _renew(self, run_id: str) -> bool:
         """Before each Slack call: is the claim still ours? Within the first third of a
         claim taken or renewed by this replica nobody else can hold it (another may only
         take an expired or released one), so the database is asked only after that."""
+        if run_id in self._lost:
+            return False
         now = asyncio.get_running_loop().time()
         if now - self._held_since.get(run_id, float("-inf")) < self._claim_s / 3:
             return True

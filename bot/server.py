@@ -116,9 +116,9 @@ async def serve(
             store,
             web_client(settings, retries=False),
             owner=runs.instance_id,
-            # A replica killed mid-post leaves its publishing claim; others may take it over
-            # after three of its run leases (90 s by default), when its runs are recovered.
-            claim_s=3 * settings.run_lease_s,
+            # A replica killed mid-post leaves its publishing claim: it lapses after one run
+            # lease, and the replica that recovers its runs frees it at once.
+            claim_s=settings.run_lease_s,
             on_unshowable=lambda run_id, reason: runs.abandon_unshowable(run_id, reason=reason),
             agent_identities=CUSTOMIZE_SCOPE in identity["scopes"],
             drafts=runs.drafts if settings.streaming else None,

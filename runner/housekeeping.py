@@ -17,10 +17,14 @@ from store.records import WAITING_STATUSES, RunStatus
 MAX_RECOVERIES = 3
 
 
-async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) -> None:
+async def requeue_orphaned_runs(
+    store: Store, *, running_here: Collection[str], lease_s: float
+) -> None:
     """Runs marked running whose lease lapsed (their process died) go back to the queue and
     resume from their last saved turn; after MAX_RECOVERIES they are marked interrupted,
-    so a run that kills its process cannot loop forever."""
+    so a run that kills its process cannot loop forever. Either way the dead replica's
+    publishing claim on the run is freed, so what it had stored but not posted is posted
+    now by whoever takes the run up, not when that claim lapses."""
     now = utcnow()
     for run in await store.runs.orphaned(now=now):
         if run.id in running_here:
@@ -34,20 +38,23 @@ async def requeue_orphaned_runs(store: Store, *, running_here: Collection[str]) 
                 f"The run was interrupted {run.recoveries} times while running and "
                 "was not resumed again."
             )
-            await store.runs.change(
+            taken = await store.runs.change(
                 run.id,
                 RunChange(status=RunStatus.INTERRUPTED, outcome=text),
                 still_orphaned,
                 closing_events(run, RunStatus.INTERRUPTED, text, error=("interrupted", text)),
             )
-            continue
-        where = "from its last saved turn" if run.team_state else "from the start"
-        await store.runs.change(
-            run.id,
-            RunChange(status=RunStatus.QUEUED, recoveries=run.recoveries + 1),
-            still_orphaned,
-            [NewEvent(ev.INFO, {"text": f"The app restarted during this run; resuming {where}."})],
-        )
+        else:
+            where = "from its last saved turn" if run.team_state else "from the start"
+            note = f"The app restarted during this run; resuming {where}."
+            taken = await store.runs.change(
+                run.id,
+                RunChange(status=RunStatus.QUEUED, recoveries=run.recoveries + 1),
+                still_orphaned,
+                [NewEvent(ev.INFO, {"text": note})],
+            )
+        if taken is not None and run.lease_owner is not None:
+            await store.outbox.take_over(run.id, dead_owner=run.lease_owner, lease_s=lease_s)
 
 
 async def expire_credential_requests(store: Store, *, timeout_s: int) -> None:

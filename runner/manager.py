@@ -4,7 +4,8 @@ Runs are claimed from the database by a scheduler loop (any replica can claim a 
 so a credential submitted or an action decided on one replica resumes the run on whichever
 replica has room. A running run's lease is renewed while it runs; when renewal is refused
 (the run was cancelled or taken over elsewhere) or none succeeds for a whole lease, its turn
-is aborted with the CancellationToken.
+is aborted with the CancellationToken. One keeper renews every lease this replica holds
+in one write, so a short lease (fast failover) costs a write per replica, not per run.
 """
 
 from __future__ import annotations
@@ -98,12 +99,14 @@ class RunManager:
         self._wake = asyncio.Event()
         self._hurried = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
+        self._lease_keeper: asyncio.Task[None] | None = None
         self._stopping = False
         store.subscribe(self._on_store_change)
 
     async def start(self) -> None:
         await self.recover()
         self._scheduler = asyncio.create_task(self._schedule(), name="scheduler")
+        self._lease_keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
 
     async def stop(self, *, grace_s: float = 30.0) -> None:
         """Take no new work; let running runs reach a saved state and hand them back."""
@@ -114,6 +117,17 @@ class RunManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scheduler
         tasks = [task for task, _ in self._tasks.values()]
+        try:
+            await self._finish_turns(tasks, grace_s)
+        finally:
+            if self._lease_keeper is not None:
+                self._lease_keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._lease_keeper
+
+    async def _finish_turns(self, tasks: list[asyncio.Task[None]], grace_s: float) -> None:
+        """Wait for the running turns (their leases still renewed), aborting them past
+        the grace or at a hurry."""
         if tasks:
             # Every turn done, the grace over, or a hurry (a second Ctrl-C): whichever first.
             hurried = asyncio.ensure_future(self._hurried.wait())
@@ -337,42 +351,40 @@ class RunManager:
             self._tasks[run.id] = (task, token)
 
     async def _drive(self, run: Run, token: CancellationToken) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(run.id, token))
         try:
             await self._executor.execute(run, token)
         except RunLost:
             pass
         finally:
-            heartbeat.cancel()
             # A quick re-claim (auto-applied action) may already have put a new task here.
             if self._tasks.get(run.id, (None, None))[0] is asyncio.current_task():
                 del self._tasks[run.id]
             self._wake.set()
 
-    async def _heartbeat(self, run_id: str, token: CancellationToken) -> None:
-        """Renew the run's lease; stop the run when it is definitely lost (renewal refused,
-        or no renewal got through for a whole lease). A failed renewal is retried, not fatal:
-        one database hiccup must not hand a live run to another replica."""
+    async def _keep_leases(self) -> None:
+        """Every quarter of a lease, renew the leases of all the runs driven here in one
+        write; abort a run whose renewal is refused (taken over or ended elsewhere), or
+        every run when no renewal got through for a whole lease. A failed renewal is
+        retried, not fatal: one database hiccup must not hand live runs to another replica."""
         lease_s = self.settings.run_lease_s
         loop = asyncio.get_running_loop()
         last_renewed = loop.time()
         while True:
-            await asyncio.sleep(max(lease_s / 3, 0.5))
+            await asyncio.sleep(max(lease_s / 4, 0.5))
+            driven = dict(self._tasks)
             try:
-                held = await self.store.runs.renew_lease(
-                    run_id, owner=self.instance_id, lease_s=lease_s
+                held = await self.store.runs.renew_leases(
+                    driven, owner=self.instance_id, lease_s=lease_s
                 )
             except Exception as exc:  # retried: the lease has slack for it
-                log.warning(
-                    "lease renewal failed (%s)", type(exc).__name__, extra={"run_id": run_id}
-                )
+                log.warning("lease renewal failed (%s)", type(exc).__name__)
                 if loop.time() - last_renewed < lease_s:
                     continue
-                held = False
-            if not held:
-                token.cancel()
-                return
+                held = set()
             last_renewed = loop.time()
+            for run_id, (task, token) in driven.items():
+                if run_id not in held and self._tasks.get(run_id, (None,))[0] is task:
+                    token.cancel()
 
     async def _housekeeping(self) -> None:
         await expire_credential_requests(self.store, timeout_s=self.settings.credential_timeout_s)
@@ -381,7 +393,9 @@ class RunManager:
     async def recover(self) -> None:
         """Runs whose replica died resume from saved state; approved-but-unapplied actions
         are applied. Called at start-up and periodically (a dead peer's lease lapses)."""
-        await requeue_orphaned_runs(self.store, running_here=set(self._tasks))
+        await requeue_orphaned_runs(
+            self.store, running_here=set(self._tasks), lease_s=self.settings.run_lease_s
+        )
         # A decision younger than a lease may still be being applied by its replica.
         decided_before = utcnow() - timedelta(seconds=self.settings.run_lease_s)
         for action in await self.store.actions.approved_unapplied(decided_before=decided_before):

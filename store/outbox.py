@@ -11,6 +11,7 @@ with something to deliver come from a partial index instead of a scan of the log
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -117,6 +118,39 @@ class OutboxRepository(Repository):
                 update(OutboxRow)
                 .where(OutboxRow.run_id == run_id, OutboxRow.claim_owner == owner)
                 .values(claim_expires_at=utcnow() + timedelta(seconds=lease_s))
+            )
+            return result.rowcount == 1
+
+    async def renew_all(self, run_ids: Collection[str], *, owner: str, lease_s: float) -> set[str]:
+        """Extend every claim in `run_ids` this replica still holds, in one statement (a
+        background renewal, so a pass that waits on Slack keeps a short claim); the ids
+        returned are renewed, any other was taken by another replica or released."""
+        if not run_ids:
+            return set()
+        async with self._db.work() as work:
+            renewed = await work.session.scalars(
+                update(OutboxRow)
+                .where(OutboxRow.run_id.in_(list(run_ids)), OutboxRow.claim_owner == owner)
+                .values(claim_expires_at=utcnow() + timedelta(seconds=lease_s))
+                .returning(OutboxRow.run_id)
+            )
+            return set(renewed)
+
+    async def take_over(self, run_id: str, *, dead_owner: str, lease_s: float) -> bool:
+        """Free the claim a replica whose run lease lapsed left on the run, so whoever
+        takes up the run posts it at once rather than when the claim lapses. Only a claim
+        not renewed for a third of `lease_s` is freed: within that a holder trusts its
+        claim without asking (`Publisher._renew`), so it cannot be posting meanwhile."""
+        trusted_until = utcnow() + timedelta(seconds=lease_s * 2 / 3)
+        async with self._db.work() as work:
+            result = await work.session.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.run_id == run_id,
+                    OutboxRow.claim_owner == dead_owner,
+                    OutboxRow.claim_expires_at < trusted_until,
+                )
+                .values(claim_owner=None, claim_expires_at=None)
             )
             return result.rowcount == 1
 

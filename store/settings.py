@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     run_timeout_s: int = Field(default=1800, ge=10)
     credential_timeout_s: int = Field(default=86400, ge=10)
     run_token_budget: int | None = Field(default=None, ge=1)
-    run_lease_s: int = Field(default=30, ge=2)
+    run_lease_s: int = Field(default=8, ge=2)
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     auto_apply: Annotated[list[ActionType], NoDecode] = Field(default_factory=list)
 

@@ -51,29 +51,63 @@ async def test_a_failed_lease_renewal_is_retried_not_fatal(
         run_id = await start_run(runs)
         claimed = await store.runs.claim_next(owner=runs.instance_id, lease_s=2)
         assert claimed is not None and claimed.id == run_id
-        real_renew = store.runs.renew_lease
+        real_renew = store.runs.renew_leases
         calls = 0
 
-        async def flaky_renew(*args: object, **kwargs: object) -> bool:
+        async def flaky_renew(*args: object, **kwargs: object) -> set[str]:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise OperationalError("UPDATE runs", {}, Exception("connection reset"))
             return await real_renew(*args, **kwargs)
 
-        monkeypatch.setattr(store.runs, "renew_lease", flaky_renew)
+        monkeypatch.setattr(store.runs, "renew_leases", flaky_renew)
         token = CancellationToken()
-        heartbeat = asyncio.create_task(runs._heartbeat(run_id, token))
-        for _ in range(100):
-            if calls >= 3 or heartbeat.done():
-                break
-            await asyncio.sleep(0.1)
-        assert calls >= 3 and not heartbeat.done(), "the heartbeat gave up"
-        assert not token.is_cancelled(), "one failed renewal must not stop a live run"
-        # A renewal the database refuses (the run was taken or cancelled) stops it.
-        await store.runs.change(run_id, RunChange(status=RunStatus.CANCELLED))
-        await asyncio.wait_for(heartbeat, timeout=5)
-        assert token.is_cancelled()
+        driving = asyncio.create_task(asyncio.Event().wait())  # stands for the run's turn
+        runs._tasks[run_id] = (driving, token)
+        keeper = asyncio.create_task(runs._keep_leases())
+        try:
+            for _ in range(100):
+                if calls >= 3 or keeper.done():
+                    break
+                await asyncio.sleep(0.1)
+            assert calls >= 3 and not keeper.done(), "the lease keeper gave up"
+            assert not token.is_cancelled(), "one failed renewal must not stop a live run"
+            # A renewal the database refuses (the run was taken or cancelled) stops it.
+            await store.runs.change(run_id, RunChange(status=RunStatus.CANCELLED))
+            for _ in range(100):
+                if token.is_cancelled():
+                    break
+                await asyncio.sleep(0.1)
+            assert token.is_cancelled()
+        finally:
+            keeper.cancel()
+            driving.cancel()
+            del runs._tasks[run_id]
+
+
+async def test_one_write_renews_every_lease_a_replica_holds(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """Renewal is one statement per replica: its own running runs come back renewed,
+    a run another replica holds or that ended does not (and is left as it was)."""
+    team = replay_team_file(tmp_path, ["a"], ["b TERMINATE"])
+    settings = runner_settings(tmp_path, secret_key, team)
+    async with running_manager(settings, start=False) as (store, runs):
+        mine = [await start_run(runs, task=f"mine {n}") for n in range(3)]
+        for _ in mine:
+            await store.runs.claim_next(owner="replica-a", lease_s=5)
+        theirs = await start_run(runs, task="theirs")
+        await store.runs.claim_next(owner="replica-b", lease_s=5)
+        await store.runs.change(mine[2], RunChange(status=RunStatus.CANCELLED))
+        before = {run_id: (await store.runs.get(run_id)).lease_expires_at for run_id in mine}
+        held = await store.runs.renew_leases([*mine, theirs], owner="replica-a", lease_s=300)
+        assert held == set(mine[:2])
+        for run_id in mine[:2]:
+            assert (await store.runs.get(run_id)).lease_expires_at > before[run_id]
+        other = await store.runs.get(theirs)
+        assert other.lease_owner == "replica-b" and other.status == RunStatus.RUNNING
+        assert await store.runs.renew_leases([], owner="replica-a", lease_s=300) == set()
 
 
 async def test_a_replica_that_lost_the_run_cannot_finish_it(
@@ -113,7 +147,7 @@ async def test_a_renewal_between_the_orphan_scan_and_the_takeover_wins(
             return stale_scan
 
         monkeypatch.setattr(store.runs, "orphaned", scanned_before_the_renewal)
-        await requeue_orphaned_runs(store, running_here=set())
+        await requeue_orphaned_runs(store, running_here=set(), lease_s=30)
         run = await store.runs.get(run_id)
         assert run.status == RunStatus.RUNNING and run.lease_owner == "replica-a"
         assert run.recoveries == 0

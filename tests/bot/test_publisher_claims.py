@@ -1,0 +1,118 @@
+"""Publishing claims as short as a run lease: renewed in the background while a pass waits
+on Slack, and freed by the replica that takes up a dead replica's runs."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select, update
+
+from bot.publisher import Publisher
+from runner.housekeeping import requeue_orphaned_runs
+from store import Store
+from store import events as ev
+from store.events import NewEvent
+from store.models import OutboxRow, RunRow, utcnow
+from store.records import RunStatus
+from store.settings import load_settings
+from tests.db import add_event
+from tests.fakes.slack_api import SlackApiEmulator
+
+LEASE_S = 8
+
+
+async def _open(tmp_path: Path, secret_key: str) -> Store:
+    return await Store.open(
+        load_settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/claims.db", server_secret_key=secret_key
+        )
+    )
+
+
+async def _run_in_thread(store: Store, client: AsyncWebClient) -> str:
+    root = await client.chat_postMessage(channel="C1", text="root")
+    run, _ = await store.runs.create(
+        workspace_id="T1",
+        channel_id="C1",
+        requester_id="U1",
+        task="t",
+        thread_ts=root["ts"],
+        events=[NewEvent(ev.INFO, {"text": "m0"})],
+    )
+    return run.id
+
+
+async def _claim_of(store: Store, run_id: str) -> OutboxRow:
+    async with store.engine.connect() as connection:
+        return (await connection.execute(select(OutboxRow).where(OutboxRow.run_id == run_id))).one()
+
+
+async def test_a_pass_waiting_on_slack_longer_than_its_claim_keeps_it(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """The claim lasts 0.4 s, Slack holds the first post 2 s: the background renewal keeps
+    the claim, so another replica cannot take the run over and post it a second time."""
+    store = await _open(tmp_path, secret_key)
+    try:
+        async with SlackApiEmulator() as slack:
+            client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+            run_id = await _run_in_thread(store, client)
+            await add_event(store, run_id, ev.INFO, {"text": "m1"})
+            slack.slow("chat.postMessage", 2.0)
+            replica_a = Publisher(store, client, owner="replica-a", claim_s=0.4)
+            replica_b = Publisher(store, client, owner="replica-b", claim_s=0.4)
+            await replica_a.start()
+            await slack.wait_for(lambda s: s.in_flight.get("chat.postMessage"))
+            tries = 0
+            while slack.in_flight.get("chat.postMessage"):  # A's post is held by Slack
+                await replica_b.publish_run(run_id)
+                tries += 1
+                await asyncio.sleep(0.1)
+            await replica_a.stop()
+            thread = slack.thread("C1", (await store.runs.get(run_id)).thread_ts)
+            assert [m["text"] for m in thread] == ["m0", "m1"]
+            assert tries >= 5, "replica B never tried while A's post was held"
+            assert (await _claim_of(store, run_id)).claim_owner is None  # released at the end
+    finally:
+        await store.close()
+
+
+async def test_taking_up_a_dead_replicas_run_frees_its_publishing_claim(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """The run's lease lapsed and its replica's claim was last renewed over a third of a
+    lease ago: the recovering replica frees it, so the run's messages are posted at once.
+    A claim renewed within that third is left alone (its holder trusts it without asking)."""
+    store = await _open(tmp_path, secret_key)
+    try:
+        async with SlackApiEmulator() as slack:
+            client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+            dead = await _run_in_thread(store, client)
+            fresh = await _run_in_thread(store, client)
+            for run_id in (dead, fresh):
+                assert await store.runs.claim_next(owner="replica-dead", lease_s=LEASE_S)
+                assert await store.outbox.claim(run_id, owner="replica-dead", lease_s=LEASE_S)
+            now = utcnow()
+            async with store.engine.begin() as connection:
+                await connection.execute(
+                    update(RunRow).values(lease_expires_at=now - timedelta(seconds=1))
+                )
+                await connection.execute(  # renewed half a lease ago
+                    update(OutboxRow)
+                    .where(OutboxRow.run_id == dead)
+                    .values(claim_expires_at=now + timedelta(seconds=LEASE_S / 2))
+                )
+            await requeue_orphaned_runs(store, running_here=set(), lease_s=LEASE_S)
+            assert (await store.runs.get(dead)).status == RunStatus.QUEUED
+            assert (await _claim_of(store, dead)).claim_owner is None
+            assert (await _claim_of(store, fresh)).claim_owner == "replica-dead"
+            survivor = Publisher(store, client, owner="replica-b", claim_s=LEASE_S)
+            await survivor.drain()
+            posted = slack.thread("C1", (await store.runs.get(dead)).thread_ts)
+            assert [m["text"] for m in posted][0] == "m0"
+            assert slack.thread("C1", (await store.runs.get(fresh)).thread_ts) == []
+    finally:
+        await store.close()

@@ -1,6 +1,6 @@
 """`python -m bench [--smoke] [--only NAME,...] [--out PATH]`: run the scenarios, print the
-table, write the figures (default `bench/results/latest.json`; a smoke run writes only
-where `--out` says)."""
+table, write the figures (default `bench/results/latest.json`; a smoke run or a part of the
+suite writes only where `--out` says)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import ack, delivery, inprocess, startup
+from bench import ack, delivery, failover, inprocess, startup
 from bench.report import Figure, table, write_json
 
 Scenario = Callable[..., Awaitable[list[Figure]]]
@@ -20,6 +20,7 @@ SCENARIOS: dict[str, Scenario] = {
     "inprocess": inprocess.run,
     "ack": ack.run,
     "delivery": delivery.run,
+    "failover": failover.run,
     "startup": startup.run,
 }
 LATEST = Path(__file__).parent / "results" / "latest.json"
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenario {unknown[0]!r}")
     figures = asyncio.run(measure(names, smoke=args.smoke))
     print(table(figures))
-    out = args.out or (None if args.smoke else LATEST)
+    # Only the whole suite replaces the committed figures; a part of it is printed only.
+    out = args.out or (None if args.smoke or args.only else LATEST)
     if out is not None:
         write_json(figures, out, smoke=args.smoke)
         print(f"written to {out}")

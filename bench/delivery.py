@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -33,8 +34,15 @@ def _thread(slack: SlackApiEmulator, channel: str) -> list[dict]:
     return slack.thread(channel, roots[-1]["ts"]) if roots else []
 
 
-def _finished(slack: SlackApiEmulator, channel: str) -> bool:
+def finished(slack: SlackApiEmulator, channel: str) -> bool:
     return any("Run finished" in text_of(m) for m in _thread(slack, channel))
+
+
+def thread_turns(slack: SlackApiEmulator, channel: str) -> list[int]:
+    """The turn numbers of the agent messages in the thread of `channel`'s run, as shown."""
+    return [
+        int(m.group(1)) for m in (TURN.search(text_of(x)) for x in _thread(slack, channel)) if m
+    ]
 
 
 def _check(slack: SlackApiEmulator, channel: str, turns: int) -> tuple[float, int, int, bool]:
@@ -44,9 +52,7 @@ def _check(slack: SlackApiEmulator, channel: str, turns: int) -> tuple[float, in
     ]
     span = posts[-1].at - posts[0].at
     used = (len(posts) - 1) / span / LIMIT if span > 0 else 0.0
-    seen = [
-        int(m.group(1)) for m in (TURN.search(text_of(x)) for x in _thread(slack, channel)) if m
-    ]
+    seen = thread_turns(slack, channel)
     lost = len(set(range(1, turns + 1)) - set(seen))
     twice = len(seen) - len(set(seen))
     return min(used, 1.0), lost, twice, seen == sorted(seen)
@@ -65,7 +71,7 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
         figures: list[Figure] = []
         async with running_app(slack, llm, folder / "one", MAX_TURNS=str(long_turns)) as app:
             await generate("slash", app.events_url, SIGNING_SECRET, 1, 1, "long run")
-            await _until(lambda: _finished(slack, "C1"), timeout_s=long_turns / LIMIT * 3 + 60)
+            await until(lambda: finished(slack, "C1"), timeout_s=long_turns / LIMIT * 3 + 60)
             used, lost, twice, ordered = _check(slack, "C1", long_turns)
         figures += [
             at_least(NAME, f"one run, {long_turns} messages: limit used", used * 100, "%", 90),
@@ -83,9 +89,9 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
         async with running_app(
             slack, llm, folder / "many", MAX_TURNS=str(short_turns), MAX_CONCURRENT_RUNS="16"
         ) as app:
-            await asyncio.gather(*(_start_in(app.events_url, channel) for channel in names))
-            await _until(
-                lambda: all(_finished(slack, c) for c in names),
+            await asyncio.gather(*(start_in(app.events_url, channel) for channel in names))
+            await until(
+                lambda: all(finished(slack, c) for c in names),
                 timeout_s=short_turns / LIMIT * 3 + 60,
             )
             checks = [_check(slack, c, short_turns) for c in names]
@@ -109,7 +115,7 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
     return figures
 
 
-async def _start_in(url: str, channel: str) -> None:
+async def start_in(url: str, channel: str) -> None:
     """`/autogen <task>` in `channel`, signed as Slack signs it."""
     body, content_type = slash_command(text=f"run in {channel}", channel_id=channel)
     headers = {"Content-Type": content_type, **sign(SIGNING_SECRET, body)}
@@ -120,7 +126,7 @@ async def _start_in(url: str, channel: str) -> None:
         await answer.read()
 
 
-async def _until(condition, *, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+async def until(condition: Callable[[], bool], *, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:

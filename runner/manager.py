@@ -47,6 +47,7 @@ from store.work import RUN_READY, looks_like_id
 log = logging.getLogger(__name__)
 
 MAX_NOTE_CHARS = 500
+LAPSE_MARGIN_S = 0.05  # look for orphans just after a lease lapses, not just before
 
 
 @dataclass(frozen=True)
@@ -325,19 +326,22 @@ class RunManager:
         )
 
     async def _schedule(self) -> None:
-        last_housekeeping = 0.0
         loop = asyncio.get_running_loop()
+        housekeeping_at = 0.0
         while not self._stopping:
             try:
-                if loop.time() - last_housekeeping >= self._poll_interval_s:
-                    await self._housekeeping()
-                    last_housekeeping = loop.time()
+                if loop.time() >= housekeeping_at:
+                    housekeeping_at = loop.time() + self._poll_interval_s
+                    lapse_in = await self._housekeeping()
+                    if lapse_in is not None:  # a dead replica's runs are taken up at once
+                        housekeeping_at = min(housekeeping_at, loop.time() + lapse_in)
                 await self._claim_available()
             except Exception:
                 log.exception("scheduler pass failed; retrying")
             self._wake.clear()
+            wait_s = min(self._poll_interval_s, max(0.0, housekeeping_at - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
 
     async def _claim_available(self) -> None:
         while len(self._tasks) < self.settings.max_concurrent_runs and not self._stopping:
@@ -386,9 +390,15 @@ class RunManager:
                 if run_id not in held and self._tasks.get(run_id, (None,))[0] is task:
                     token.cancel()
 
-    async def _housekeeping(self) -> None:
+    async def _housekeeping(self) -> float | None:
+        """The periodic repairs; returns the seconds until another replica's lease on a
+        running run lapses (if it is not renewed by then), when they are due again."""
         await expire_credential_requests(self.store, timeout_s=self.settings.credential_timeout_s)
         await self.recover()
+        lapse = await self.store.runs.next_lapse(owner=self.instance_id)
+        lapse_in = None if lapse is None else (lapse - utcnow()).total_seconds()
+        # One lapsed already and still there: not one to wait for (the poll looks again).
+        return lapse_in + LAPSE_MARGIN_S if lapse_in is not None and lapse_in > 0 else None
 
     async def recover(self) -> None:
         """Runs whose replica died resume from saved state; approved-but-unapplied actions

@@ -218,6 +218,16 @@ class RunRepository(Repository):
             )
             return [to_run(row) for row in rows]
 
+    async def next_lapse(self, *, owner: str) -> datetime | None:
+        """When the first lease another replica holds on a running run lapses (unless it
+        is renewed first): a replica looks for orphans then, not a poll later."""
+        async with self._db.reads() as session:
+            return await session.scalar(
+                select(func.min(RunRow.lease_expires_at)).where(
+                    RunRow.status == RunStatus.RUNNING, RunRow.lease_owner != owner
+                )
+            )
+
     async def events(self, run_id: str, *, after_seq: int = 0) -> list[RunEvent]:
         """The run's events after `after_seq`, in order: how any front end follows a run."""
         async with self._db.reads() as session:

@@ -108,6 +108,8 @@ class FakeLLMServer:
         # the benchmark (tests leave it at 0).
         self.latency_s = 0.0
         self.streamed: list[list[tuple[float, str]]] = []
+        # Each chat request as it arrives, before any latency: (time.monotonic(), model).
+        self.arrivals: list[tuple[float, str]] = []
         self._script = ReplyScript(fallback)
         self._host = host
         self._raw_requests: list[bytes] = []
@@ -207,6 +209,7 @@ class FakeLLMServer:
         headers = Headers(request.headers.items())
         payload, decode_problem = decode_json(body)
         model = payload.get("model") if isinstance(payload.get("model"), str) else ""
+        self.arrivals.append((time.monotonic(), model))
 
         def record(status: int) -> None:
             self.requests.append(

@@ -17,9 +17,11 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from runner.housekeeping import requeue_orphaned_runs
+from runner.manager import RunManager
 from runner.team import check_team_config
 from runner.team_config import TeamConfigError
 from runner.writes import ClaimedRunWriter, RunLost
+from store import Store
 from store import events as ev
 from store.changes import RunChange
 from store.models import RunRow, utcnow
@@ -30,6 +32,7 @@ from tests.runner.helpers import (
     FINISHED,
     ScriptedVerifier,
     choose,
+    put_requester_key,
     replay_team_file,
     runner_settings,
     running_manager,
@@ -267,3 +270,33 @@ async def test_magentic_one_is_refused_at_start_up(tmp_path: Path, secret_key: s
     with pytest.raises(TeamConfigError, match="could not be read"):
         await check_team_config(runner_settings(tmp_path, secret_key, broken))
     await check_team_config(load_settings(server_secret_key=secret_key))  # the default team
+
+
+async def test_a_dead_replicas_run_is_taken_up_when_its_lease_lapses_not_a_poll_later(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """This replica polls once an hour; another replica took a run with a 1 s lease and
+    died. The scheduler looks for orphans when that lease lapses, so the run is taken up
+    and finishes here without any poll."""
+    team = replay_team_file(tmp_path, ["a"], ["b TERMINATE"])
+    settings = runner_settings(tmp_path, secret_key, team)
+    store = await Store.open(settings)
+    try:
+        await put_requester_key(store, KEY)
+        runs = RunManager(
+            store,
+            settings,
+            verifier_client_factory=ScriptedVerifier([verdict()] * 5),
+            poll_interval_s=3600,
+        )
+        run_id = await start_run(runs)
+        assert await store.runs.claim_next(owner="replica-dead", lease_s=1)
+        assert await store.runs.next_lapse(owner=runs.instance_id) is not None
+        await runs.start()
+        try:
+            run = await wait_for_status(store, run_id, FINISHED, timeout=30)
+            assert run.status == RunStatus.COMPLETED and run.recoveries == 1
+        finally:
+            await runs.stop()
+    finally:
+        await store.close()

@@ -12,13 +12,15 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import ack, delivery, failover, inprocess, startup
+from bench import ack, delivery, failover, inprocess, pipeline, startup, waiting
 from bench.report import Figure, table, write_json
 
 Scenario = Callable[..., Awaitable[list[Figure]]]
 SCENARIOS: dict[str, Scenario] = {
     "inprocess": inprocess.run,
     "ack": ack.run,
+    "pipeline": pipeline.run,
+    "waiting": waiting.run,
     "delivery": delivery.run,
     "failover": failover.run,
     "startup": startup.run,

@@ -31,10 +31,11 @@ from tests.fakes.slack_api import SlackApiEmulator
 NAME = "1 ack latency"
 
 
-async def make_token(app: App, user_id: str = "bench") -> str:
-    """An API token made as a person makes one (`python -m store create-token`)."""
+async def make_token(app: App, user_id: str = "bench", database_url: str = "") -> str:
+    """An API token made as a person makes one (`python -m store create-token`), in the
+    app's database (its SQLite file unless `database_url` says)."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{app.folder}/bench.db"
+    env["DATABASE_URL"] = database_url or f"sqlite+aiosqlite:///{app.folder}/bench.db"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -115,9 +115,9 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
     return figures
 
 
-async def start_in(url: str, channel: str) -> None:
-    """`/autogen <task>` in `channel`, signed as Slack signs it."""
-    body, content_type = slash_command(text=f"run in {channel}", channel_id=channel)
+async def start_in(url: str, channel: str, *, text: str = "") -> None:
+    """`/autogen <text>` in `channel`, signed as Slack signs it."""
+    body, content_type = slash_command(text=text or f"run in {channel}", channel_id=channel)
     headers = {"Content-Type": content_type, **sign(SIGNING_SECRET, body)}
     async with (
         aiohttp.ClientSession() as session,

@@ -89,16 +89,21 @@ async def running_app(
     # BENCH_PROFILE=DIR: the app runs under pyinstrument, its profile written to DIR.
     profile = os.environ.get("BENCH_PROFILE")
     wrapper = ["-m", "pyinstrument", "-r", "text", "-o", f"{profile}/{folder.name}.txt"]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *(wrapper if profile else []),
-        "-m",
-        "bot",
-        cwd=folder,
-        env=app_environment(slack, llm, folder, port, **settings),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    # BENCH_LOGS=DIR: the app's log (stderr) is kept in DIR, at LOG_LEVEL=INFO.
+    logs = os.environ.get("BENCH_LOGS")
+    if logs:
+        settings = {"LOG_LEVEL": "INFO", **settings}
+    with open(f"{logs}/{folder.name}.log", "ab") if logs else open(os.devnull, "wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *(wrapper if profile else []),
+            "-m",
+            "bot",
+            cwd=folder,
+            env=app_environment(slack, llm, folder, port, **settings),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+        )
     try:
         await wait_healthy(f"http://127.0.0.1:{port}")
         yield App(process, port, folder)

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -92,6 +92,7 @@ class Publisher:
         self._lost: set[str] = set()  # claims the background renewal found taken
         self._claim_keeper: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._lock_users: dict[str, int] = {}  # passes holding or awaiting each lock
         self._wake = asyncio.Event()
         self._parallel = asyncio.Semaphore(PARALLEL_RUNS)
         self._stopping = False
@@ -263,9 +264,8 @@ class Publisher:
         loop = asyncio.get_running_loop()
         if loop.time() < self._not_before.get(run_id, 0.0):
             return  # Slack asked us to wait
-        lock = self._locks.setdefault(run_id, asyncio.Lock())
         finished = False
-        async with lock:
+        async with self._run_lock(run_id):
             claimed = await self._claim(run_id)
             if not claimed and follow:  # not once per streamed chunk while another posts it
                 self._follow_not_before[run_id] = loop.time() + FOLLOW_RETRY_S
@@ -280,15 +280,26 @@ class Publisher:
                     await self._store.outbox.release(run_id, owner=self._owner)
         if not claimed:  # another replica is posting this run: keep nothing of it here
             self._new_events.discard(run_id)
-            if self._locks.get(run_id) is lock and not lock.locked():
-                del self._locks[run_id]
             return
         if finished:
-            self._locks.pop(run_id, None)
             self._not_before.pop(run_id, None)
             self._follow_not_before.pop(run_id, None)
         elif not follow and self._drafts is not None and self._drafts.get(run_id) is not None:
             self._on_draft(run_id)  # a reply is being written: a follower shows it
+
+    @contextlib.asynccontextmanager
+    async def _run_lock(self, run_id: str) -> AsyncIterator[None]:
+        """One pass of a run at a time in this process. The lock lives only while a pass
+        holds or awaits it: a run between passes (waiting for a key, say) keeps nothing."""
+        lock = self._locks.setdefault(run_id, asyncio.Lock())
+        self._lock_users[run_id] = self._lock_users.get(run_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[run_id] -= 1
+            if not self._lock_users[run_id]:
+                del self._lock_users[run_id], self._locks[run_id]
 
     async def _claim(self, run_id: str) -> bool:
         asked = asyncio.get_running_loop().time()

@@ -116,3 +116,24 @@ async def test_taking_up_a_dead_replicas_run_frees_its_publishing_claim(
             assert slack.thread("C1", (await store.runs.get(fresh)).thread_ts) == []
     finally:
         await store.close()
+
+
+async def test_a_run_between_passes_keeps_nothing_in_the_publisher(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """A run that is not over (waiting for a key, say) is shown and left: the publisher
+    keeps no lock or claim time of it, so thousands of waiting runs cost it nothing."""
+    store = await _open(tmp_path, secret_key)
+    try:
+        async with SlackApiEmulator() as slack:
+            client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+            publisher = Publisher(store, client, owner="replica-a")
+            run_ids = [await _run_in_thread(store, client) for _ in range(3)]
+            await publisher.drain()
+            await asyncio.gather(*(publisher.publish_run(r) for r in run_ids * 2))
+            for run_id in run_ids:
+                thread = slack.thread("C1", (await store.runs.get(run_id)).thread_ts)
+                assert [m["text"] for m in thread] == ["m0"]
+            assert (publisher._locks, publisher._lock_users, publisher._held_since) == ({}, {}, {})
+    finally:
+        await store.close()

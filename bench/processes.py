@@ -86,9 +86,10 @@ async def running_app(
     """`python -m bot` as `make run` starts it, until the block ends (SIGTERM, then wait)."""
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    # BENCH_PROFILE=DIR: the app runs under pyinstrument, its profile written to DIR.
+    # BENCH_PROFILE=DIR: the app runs under pyinstrument, its session saved in DIR (show it
+    # with `python -m pyinstrument --load FILE`, `-p flat=true` for time per function).
     profile = os.environ.get("BENCH_PROFILE")
-    wrapper = ["-m", "pyinstrument", "-r", "text", "-o", f"{profile}/{folder.name}.txt"]
+    wrapper = ["-m", "pyinstrument", "-r", "session", "-o", f"{profile}/{folder.name}.pyisession"]
     # BENCH_LOGS=DIR: the app's log (stderr) is kept in DIR, at LOG_LEVEL=INFO.
     logs = os.environ.get("BENCH_LOGS")
     if logs:

@@ -17,6 +17,8 @@ from typing import Any
 import openai
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 
+from runner.openai_messages import send_messages_as_built
+
 
 class _SharedHttpClient(openai.DefaultAsyncHttpxClient):
     """Shares connections and the TLS context, never state: it keeps no cookie, so what an
@@ -50,8 +52,9 @@ def shared_http_client() -> _SharedHttpClient | None:
 
 
 class PooledOpenAIChatCompletionClient(OpenAIChatCompletionClient):
-    """AutoGen's OpenAI client on the shared pool; configured exactly as AutoGen's (team
-    JSON names AutoGen's class: `runner.team` swaps this one in when it loads a team)."""
+    """AutoGen's OpenAI client on the shared pool, its messages sent as built
+    (`runner.openai_messages`); configured exactly as AutoGen's (team JSON names AutoGen's
+    class: `runner.team` swaps this one in when it loads a team)."""
 
     component_provider_override = "runner.openai_pool.PooledOpenAIChatCompletionClient"
 
@@ -61,3 +64,4 @@ class PooledOpenAIChatCompletionClient(OpenAIChatCompletionClient):
             kwargs.setdefault("http_client", pool)
         super().__init__(**kwargs)
         self._raw_config.pop("http_client", None)  # not configuration: never dumped
+        send_messages_as_built(self._client)

@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from autogen_ext.models.openai._model_info import resolve_model
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
+import runner.redact as redact_module
 from bot.logs import install_secret_filter
 from runner.manager import RunManager
 from runner.redact import REDACTED, redact
@@ -360,3 +364,19 @@ async def test_an_unexpected_error_quoting_the_key_is_logged_without_it(
         assert run.status == RunStatus.FAILED
         assert "the provider echoed the key" in caplog.text
         assert plain_key not in caplog.text
+
+
+@examples(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["sk-", "xoxb-", "gh", "p_", "Bearer", " ", "\\n", "%22", "AIza", "agt_", "tvly-"]
+            + ["abcdef", "123456", "-", "_", "*", "é", "task", ".", "\t"]
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_skipping_texts_without_a_key_prefix_hides_every_key_shape(text: str) -> None:
+    """`redact` looks for key shapes only in texts holding a key's prefix (or "Bearer"):
+    the shortcut never lets a shape through that the full look would hide."""
+    assert redact(text) == redact_module._KEY_SHAPES.sub(redact_module.REDACTED, text)

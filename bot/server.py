@@ -97,7 +97,7 @@ async def serve(
     # Slack must reach HTTP mode; put TLS in front. Socket Mode serves probes and the API.
     host = "127.0.0.1" if settings.local_mode else (host or "0.0.0.0")  # noqa: S104
     store = await Store.open(settings)
-    runs = RunManager(store, settings)
+    runs = RunManager(store, settings, pace_to_threads=identity is not None)
     feed = RunFeed(store)
     logins = LoginCodes()
     web = WebServices(settings, runs, feed, logins)

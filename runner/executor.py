@@ -31,6 +31,7 @@ from runner.claimed import ClaimedRun
 from runner.drafts import Drafts
 from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
 from runner.mcp_servers import read_mcp_config
+from runner.pacing import ThreadPace
 from runner.redact import redact, redact_tree, secret_in_use
 from runner.resume import next_input, with_replies
 from runner.run_log import VERIFIER_CONTEXT_MESSAGES, HeardReply, Message, RunLog
@@ -89,8 +90,10 @@ class RunExecutor:
         teams: TeamCatalog | None = None,
         drafts: Drafts | None = None,
         answer_with_replies: Callable[[Run, list[HeardReply]], Awaitable[None]] | None = None,
+        pace: ThreadPace | None = None,
     ) -> None:
         self._store = store
+        self._pace = pace  # None: runs go as fast as they can, whatever their thread shows
         self._drafts = drafts or Drafts()
         self._settings = settings
         self._verifier = verifier if settings.verifier_enabled else None
@@ -226,7 +229,11 @@ class RunExecutor:
             # its final message: its own decision stands.
             await self._complete(claimed)
             return
-        while not await self._limit_reached(claimed, turn_input):
+        while True:
+            if self._pace is not None:  # its thread catches up before the next turn
+                await self._pace.wait(run, token)
+            if await self._limit_reached(claimed, turn_input):
+                return
             await self._collect_replies(claimed)
             given = with_replies(turn_input, claimed.pending_replies, run.requester_id)
             try:

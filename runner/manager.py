@@ -28,6 +28,7 @@ from runner.housekeeping import expire_credential_requests, requeue_orphaned_run
 from runner.keys import KeyDesk
 from runner.llm import openai_verifier_factory
 from runner.outcome import closing_events
+from runner.pacing import ThreadPace
 from runner.providers import ProviderTable
 from runner.team_catalog import TeamCatalog
 from runner.thread_replies import ThreadReplies
@@ -73,6 +74,7 @@ class RunManager:
         verifier_client_factory: ClientFactory | None = None,
         instance_id: str | None = None,
         poll_interval_s: float = 2.0,
+        pace_to_threads: bool = False,  # where a publisher shows runs (`runner.pacing`)
     ) -> None:
         self.store = store
         self.settings = settings
@@ -94,6 +96,7 @@ class RunManager:
             teams=self.teams,
             drafts=self.drafts,
             answer_with_replies=self.thread_replies.answer_with_replies,
+            pace=ThreadPace(store) if pace_to_threads else None,
         )
         self._poll_interval_s = poll_interval_s
         self._tasks: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}

@@ -58,6 +58,9 @@ class Backlog:
     live: LiveMessage | None = None
 
 
+SHOWN = "shown"  # a listener's topic (this process only): the run's thread caught up a step
+
+
 class OutboxRepository(Repository):
     @staticmethod
     async def track(session: AsyncSession, run: Run, last_seq: int) -> None:
@@ -72,6 +75,17 @@ class OutboxRepository(Repository):
             key=["run_id"],
             update={"wanted_seq": last_seq},
         )
+
+    async def unshown(self, run_id: str) -> int:
+        """How many of the run's events its thread has yet to show (0 for a run with no
+        place in Slack)."""
+        async with self._db.reads() as session:
+            behind = await session.scalar(
+                select(OutboxRow.wanted_seq - OutboxRow.delivered_seq).where(
+                    OutboxRow.run_id == run_id
+                )
+            )
+            return max(0, int(behind or 0))
 
     async def pending(self, *, limit: int = 500) -> list[str]:
         """Runs with events not yet delivered, in no fixed order: past `limit` (runs that
@@ -257,7 +271,8 @@ class OutboxRepository(Repository):
                 )
             if closes is not None:
                 await self._close(work.session, run_id, closes)
-            return True
+        self._db.notify(SHOWN, run_id)
+        return True
 
     async def part_delivered(
         self, run_id: str, *, owner: str, ref: str, parts: int, took_live: bool = False
@@ -307,6 +322,12 @@ class OutboxRepository(Repository):
     async def skip_rest(self, run_id: str) -> None:
         """Treat every event of the run as handled without showing it: for a run the front
         end can no longer show, so delivery stops trying."""
+        try:
+            await self._skip_rest(run_id)
+        finally:
+            self._db.notify(SHOWN, run_id)  # nothing is left for the run to wait on
+
+    async def _skip_rest(self, run_id: str) -> None:
         async with self._db.work() as work:
             await work.session.execute(
                 update(OutboxRow)

@@ -24,7 +24,12 @@ from tests.fakes.slack_api import SlackApiEmulator
 from tests.fakes.slack_signing import sign, slash_command
 
 NAME = "4 delivery"
-LIMIT = 5  # posts per second per channel
+# Posts per second per channel the emulator allows. Slack's own limit is about one; the
+# long run goes at five so 300 messages take a minute, not five. Ten channels at once go
+# at Slack's rate: at five each, the 50 posts a second would measure one process's CPU
+# (scenario 2's throughput), not how the publisher shares Slack's limit among channels.
+LIMIT = 5
+MANY_LIMIT = 1
 TURN = re.compile(r"turn (\d+)")
 
 
@@ -45,13 +50,15 @@ def thread_turns(slack: SlackApiEmulator, channel: str) -> list[int]:
     ]
 
 
-def _check(slack: SlackApiEmulator, channel: str, turns: int) -> tuple[float, int, int, bool]:
+def _check(
+    slack: SlackApiEmulator, channel: str, turns: int, limit: int
+) -> tuple[float, int, int, bool]:
     """(share of the limit used, lost, posted twice, in order) for one channel's run."""
     posts = [
         c for c in slack.calls_to("chat.postMessage") if c.ok and c.params.get("channel") == channel
     ]
     span = posts[-1].at - posts[0].at
-    used = (len(posts) - 1) / span / LIMIT if span > 0 else 0.0
+    used = (len(posts) - 1) / span / limit if span > 0 else 0.0
     seen = thread_turns(slack, channel)
     lost = len(set(range(1, turns + 1)) - set(seen))
     twice = len(seen) - len(set(seen))
@@ -72,9 +79,15 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
         async with running_app(slack, llm, folder / "one", MAX_TURNS=str(long_turns)) as app:
             await generate("slash", app.events_url, SIGNING_SECRET, 1, 1, "long run")
             await until(lambda: finished(slack, "C1"), timeout_s=long_turns / LIMIT * 3 + 60)
-            used, lost, twice, ordered = _check(slack, "C1", long_turns)
+            used, lost, twice, ordered = _check(slack, "C1", long_turns, LIMIT)
         figures += [
-            at_least(NAME, f"one run, {long_turns} messages: limit used", used * 100, "%", 90),
+            at_least(
+                NAME,
+                f"one run, {long_turns} messages at {LIMIT}/s: limit used",
+                used * 100,
+                "%",
+                90,
+            ),
             at_most(NAME, "one run: messages lost", lost, "", 0),
             at_most(NAME, "one run: messages posted twice", twice, "", 0),
             at_least(NAME, "one run: thread in turn order", float(ordered), "yes", 1),
@@ -83,7 +96,7 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
         SlackApiEmulator(member_channels=set(names)) as slack,
         FakeLLMServer(valid_keys={BENCH_KEY}) as llm,
     ):
-        slack.posts_per_channel_s = LIMIT
+        slack.posts_per_channel_s = MANY_LIMIT
         llm.default(AGENT_MODEL, "Another step of the work.")
         llm.default(VERIFIER_MODEL, verdict())
         async with running_app(
@@ -92,13 +105,13 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
             await asyncio.gather(*(start_in(app.events_url, channel) for channel in names))
             await until(
                 lambda: all(finished(slack, c) for c in names),
-                timeout_s=short_turns / LIMIT * 3 + 60,
+                timeout_s=short_turns / MANY_LIMIT * 3 + 60,
             )
-            checks = [_check(slack, c, short_turns) for c in names]
+            checks = [_check(slack, c, short_turns, MANY_LIMIT) for c in names]
         figures += [
             at_least(
                 NAME,
-                f"{channels} runs in {channels} channels: limit used (lowest)",
+                f"{channels} runs in {channels} channels at {MANY_LIMIT}/s: limit used (lowest)",
                 min(c[0] for c in checks) * 100,
                 "%",
                 90,

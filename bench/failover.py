@@ -58,7 +58,7 @@ async def _measure(folder: Path, url: str, *, turns: int) -> list[Figure]:
                 await replica_a.process.wait()
                 killed = time.monotonic()
                 await until(lambda: llm.arrivals[-1][0] > killed, timeout_s=120)
-                first_call = next(at for at, _ in llm.arrivals if at > killed) - killed
+                first_call = next(at for at, _, _ in llm.arrivals if at > killed) - killed
                 await until(lambda: _posted_since(slack, killed), timeout_s=120)
                 first_post = min(c.at for c in _posts(slack) if c.at > killed) - killed
                 await until(lambda: finished(slack, CHANNEL), timeout_s=turns * 5 + 60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -42,9 +43,10 @@ def shown(scenario: str, name: str, value: float, unit: str) -> Figure:
 
 
 def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile (p99 of 50 values is the largest but none)."""
+    """The nearest-rank percentile: the smallest value with at least `fraction` of them at
+    or below it (p99 of 100 values is the 99th, of 50 the largest)."""
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered) - 1e-9)))
     return ordered[rank - 1]
 
 

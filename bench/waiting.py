@@ -84,14 +84,22 @@ async def _idle(app: App, *, timeout_s: float) -> None:
 async def _resume_latency(
     llm: FakeLLMServer, parked_on: Api, key_on: Api, user_id: str, task: str
 ) -> float:
-    """Park `user_id`'s run through `parked_on`, submit the key through `key_on`: ms from
-    sending the key to the run's first model request."""
+    """Park `user_id`'s run of `task` (its own) through `parked_on`, submit the key through
+    `key_on`: ms from sending the key to that run's first model request (another run's
+    request, the previous probe's verdict say, is not it)."""
     await parked_on.parked_run(task)
     asked = len(llm.arrivals)
     sent = time.monotonic()
     await key_on.give_key(user_id)
-    await until(lambda: len(llm.arrivals) > asked, timeout_s=30)
-    return (llm.arrivals[asked][0] - sent) * 1000
+
+    def resumed() -> float | None:
+        for at, model, body in llm.arrivals[asked:]:
+            if model == AGENT_MODEL and task in str(body.get("messages")):
+                return at
+        return None
+
+    await until(lambda: resumed() is not None, timeout_s=30)
+    return (resumed() - sent) * 1000  # type: ignore[operator]
 
 
 @contextlib.asynccontextmanager
@@ -142,7 +150,7 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
             latencies = []
             for user in _probes(probes):
                 api = Api(session, app.base, tokens[user])
-                latencies.append(await _resume_latency(llm, api, api, user, "resume me"))
+                latencies.append(await _resume_latency(llm, api, api, user, f"resume {user}"))
     figures += [
         shown(NAME, "runs parked on a key", count, "runs"),
         shown(NAME, "parking rate (start-task to waiting)", (count - warm) / parking_s, "runs/s"),
@@ -205,7 +213,9 @@ async def _across_replicas(folder: Path, probes: int) -> Figure:
                             Api(session, a.base, tokens[user]),
                             Api(session, b.base, tokens[user]),
                         )
-                        latencies.append(await _resume_latency(llm, on_a, on_b, user, "resume me"))
+                        latencies.append(
+                            await _resume_latency(llm, on_a, on_b, user, f"resume {user}")
+                        )
                 release.set()  # the blocker's turn ends: B stops without waiting on it
     return at_most(
         NAME,

@@ -35,6 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.delivery import RunDelivery
 from bot.live_replies import LiveBudgets
+from bot.posting_pace import PostingPace
 from bot.slack_calls import ClaimLost, RetryPolicy, SlackCaller, SlackRefused, SlackUnavailable
 from runner.drafts import Drafts
 from store import Store
@@ -71,6 +72,7 @@ class Publisher:
         self._store = store
         self._drafts = drafts  # replies being written in this process (None: not shown live)
         self._live_budgets = LiveBudgets()
+        self._pace = PostingPace()  # every channel's posts, whichever run's pass posts them
         self._changed: dict[str, asyncio.Event] = {}  # a followed run's draft or events moved
         self._new_events: set[str] = set()
         self._again: set[str] = set()  # runs that changed while a pass held them
@@ -347,11 +349,11 @@ class Publisher:
         renew = lambda: self._renew(run_id)  # noqa: E731
         delivery = RunDelivery(
             self._store,
-            SlackCaller(self._client, self._policy, before_attempt=renew),
+            SlackCaller(self._client, self._policy, before_attempt=renew, pace=self._pace),
             backlog,
             owner=self._owner,
             agent_identities=self._agent_identities,
-            quick=SlackCaller(self._client, QUICK_POLICY, before_attempt=renew),
+            quick=SlackCaller(self._client, QUICK_POLICY, before_attempt=renew, pace=self._pace),
             budgets=self._live_budgets,
         )
         try:

@@ -1,9 +1,10 @@
 """The publisher's Web API calls: bounded retries it owns, so it knows what was posted.
 
 A 429 waits for `Retry-After` in full (a wait longer than `max_delay_s` gives up for now,
-with the wait Slack asked for); 5xx answers and connection errors back off; errors retrying
-cannot fix (`SlackRefused`) are raised at once. Before every attempt a `before_attempt`
-check runs (the publishing claim's renewal): a replica that lost the claim never posts.
+with the wait Slack asked for) and teaches the posting pace the channel's rate; 5xx answers
+and connection errors back off; errors retrying cannot fix (`SlackRefused`) are raised at
+once. Before every attempt a `before_attempt` check runs (the publishing claim's renewal):
+a replica that lost the claim never posts.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.posting_pace import PostingPace
+
 log = logging.getLogger(__name__)
 
 CHANNEL_GONE = frozenset(
     {"not_in_channel", "channel_not_found", "is_archived", "thread_not_found", "restricted_action"}
 )
 """Errors that mean the app cannot post in the channel (or thread) at all."""
+
+
+POST = "chat_postMessage"  # the method Slack limits per channel
 
 
 class SlackUnavailable(Exception):
@@ -66,26 +72,36 @@ class SlackCaller:
         client: AsyncWebClient,
         policy: RetryPolicy,
         before_attempt: Callable[[], Awaitable[bool]] | None = None,
+        pace: PostingPace | None = None,
     ) -> None:
         self._client = client
         self._policy = policy
         self._before_attempt = before_attempt
+        self._pace = pace  # posts spaced at each channel's rate (`bot.posting_pace`)
 
     async def call(self, method: str, *, claimed: bool = True, **kwargs: Any) -> dict[str, Any]:
         """One Web API call (`chat_postMessage`, ...) with the retry policy; `claimed=False`
         skips the `before_attempt` check (for a call that needs no claim)."""
         policy = self._policy
         delay = policy.base_delay_s
+        pace = self._pace if method == POST else None
+        channel = str(kwargs.get("channel") or "")
         for attempt in range(1, policy.max_attempts + 1):
+            if pace is not None:
+                await pace.turn(channel)
             if claimed and self._before_attempt is not None and not await self._before_attempt():
                 raise ClaimLost(method)
             try:
                 response = await getattr(self._client, method)(**kwargs)
+                if pace is not None:
+                    pace.posted(channel)
                 return dict(response.data) if isinstance(response.data, dict) else {}
             except SlackApiError as exc:
                 status = exc.response.status_code
                 if status == 429:
                     wait = float(_header(exc.response.headers, "Retry-After") or 1)
+                    if pace is not None:
+                        pace.limited(channel, wait)
                     if wait > policy.max_delay_s:
                         raise SlackUnavailable(method, retry_after_s=wait) from None
                 elif status >= 500:

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_NOTE_CHARS = 500
 LAPSE_MARGIN_S = 0.05  # look for orphans just after a lease lapses, not just before
+ABORT_AT = 0.75  # of a lease without a renewal: this replica's runs are aborted
 
 
 @dataclass(frozen=True)
@@ -370,28 +371,37 @@ class RunManager:
 
     async def _keep_leases(self) -> None:
         """Every quarter of a lease, renew the leases of all the runs driven here in one
-        write; abort a run whose renewal is refused (taken over or ended elsewhere), or
-        every run when no renewal got through for a whole lease. A failed renewal is
-        retried, not fatal: one database hiccup must not hand live runs to another replica."""
+        write; abort a run whose renewal is refused (taken over or ended elsewhere). A
+        failed or slow renewal is retried, not fatal (one database hiccup must not hand
+        live runs to another replica), but only until three quarters of a lease have gone
+        since the last renewal that went through was sent: then every run here is aborted,
+        before its lease lapses and another replica may take it up."""
         lease_s = self.settings.run_lease_s
         loop = asyncio.get_running_loop()
-        last_renewed = loop.time()
+        renewed_at = loop.time()
         while True:
-            await asyncio.sleep(max(lease_s / 4, 0.5))
+            deadline = renewed_at + lease_s * ABORT_AT
+            await asyncio.sleep(max(0.0, min(lease_s / 4, deadline - loop.time())))
             driven = dict(self._tasks)
+            sent = loop.time()
             try:
-                held = await self.store.runs.renew_leases(
-                    driven, owner=self.instance_id, lease_s=lease_s
+                held = await asyncio.wait_for(
+                    self.store.runs.renew_leases(driven, owner=self.instance_id, lease_s=lease_s),
+                    timeout=max(0.0, deadline - sent),
                 )
-            except Exception as exc:  # retried: the lease has slack for it
-                log.warning("lease renewal failed (%s)", type(exc).__name__)
-                if loop.time() - last_renewed < lease_s:
+            except Exception as exc:  # retried while the lease has slack for it
+                if loop.time() < deadline:
+                    log.warning("lease renewal failed (%s)", type(exc).__name__)
                     continue
+                log.error("no lease renewal went through for most of a lease: runs aborted")
                 held = set()
-            last_renewed = loop.time()
+            else:
+                renewed_at = sent
             for run_id, (task, token) in driven.items():
                 if run_id not in held and self._tasks.get(run_id, (None,))[0] is task:
                     token.cancel()
+            if not held:
+                renewed_at = loop.time()  # nothing is held: the next renewal starts afresh
 
     async def _housekeeping(self) -> float | None:
         """The periodic repairs; returns the seconds until another replica's lease on a

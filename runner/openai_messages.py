@@ -24,7 +24,7 @@ def _plain(value: object) -> bool:
     """JSON data as `json.dumps` sends it: what the transform would return unchanged."""
     if isinstance(value, str | int | float | bool) or value is None:
         return True
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):  # another Mapping would need the transform to be JSON
         return all(isinstance(k, str) and _plain(v) for k, v in value.items())
     if isinstance(value, list | tuple):
         return all(_plain(item) for item in value)

@@ -23,7 +23,7 @@ async def env(tmp_path: Path, secret_key: str) -> AsyncIterator[Env]:
         )
     )
     try:
-        async with SlackApiEmulator(member_channels={"C1"}) as slack:
+        async with SlackApiEmulator(member_channels={"C1", "C2"}) as slack:
             yield Env(store, slack, AsyncWebClient(token=slack.bot_token, base_url=slack.api_url))
     finally:
         await store.close()

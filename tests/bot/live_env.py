@@ -15,12 +15,12 @@ from store.records import Run
 from tests.fakes.slack_api import SlackApiEmulator
 
 
-async def run_with_thread(store: Store, client: AsyncWebClient) -> Run:
-    """U1's run in C1 whose thread (its root message) is already in Slack."""
-    root = await client.chat_postMessage(channel="C1", text="root")
+async def run_with_thread(store: Store, client: AsyncWebClient, channel: str = "C1") -> Run:
+    """U1's run in `channel` whose thread (its root message) is already in Slack."""
+    root = await client.chat_postMessage(channel=channel, text="root")
     run, _ = await store.runs.create(
         workspace_id="T1",
-        channel_id="C1",
+        channel_id=channel,
         requester_id="U1",
         task="t",
         thread_ts=root["ts"],
@@ -35,12 +35,12 @@ class Env:
     slack: SlackApiEmulator
     client: AsyncWebClient
 
-    async def new_run(self) -> Run:
-        """A run whose thread (its root message in C1) is already in Slack."""
-        return await run_with_thread(self.store, self.client)
+    async def new_run(self, channel: str = "C1") -> Run:
+        """A run whose thread (its root message in `channel`) is already in Slack."""
+        return await run_with_thread(self.store, self.client, channel)
 
     def thread(self, run: Run) -> list[dict]:
-        return self.slack.thread("C1", str(run.thread_ts))
+        return self.slack.thread(run.channel_id, str(run.thread_ts))
 
     def texts(self, run: Run) -> list[str]:
         return [m.get("text", "") for m in self.thread(run)]

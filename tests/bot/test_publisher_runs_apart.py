@@ -31,7 +31,8 @@ def publisher_passes() -> list[asyncio.Task]:
 async def test_a_run_waiting_out_a_retry_after_does_not_hold_up_another_runs_events(
     env: Env,
 ) -> None:
-    slow, other = await env.new_run(), await env.new_run()
+    # Slack's posting limit is per channel: a run in another channel is not held up by it.
+    slow, other = await env.new_run(), await env.new_run(channel="C2")
     publisher = Publisher(env.store, env.client, poll_interval_s=0.05)
     await publisher.drain()  # both runs' starts (nothing to post)
     await publisher.start()
@@ -42,7 +43,7 @@ async def test_a_run_waiting_out_a_retry_after_does_not_hold_up_another_runs_eve
         await env.slack.wait_for(
             lambda s: any(c.status == 429 for c in s.calls_to("chat.postMessage")), timeout=5
         )
-        # Now the other run (another thread, nothing wrong with it) has news.
+        # Now the other run (another channel, nothing wrong with it) has news.
         await add_event(env.store, other.id, ev.INFO, {"text": "the other run's news"})
         await env.slack.wait_for(lambda _: "the other run's news" in env.texts(other), timeout=1.5)
     finally:

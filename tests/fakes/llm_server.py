@@ -58,6 +58,7 @@ from tests.fakes.llm_wire import (
     CREATED_BASE,
     MODELS_PATH,
     Answer,
+    JsonDict,
     completion_body,
     error,
     invalid_key,
@@ -108,8 +109,9 @@ class FakeLLMServer:
         # the benchmark (tests leave it at 0).
         self.latency_s = 0.0
         self.streamed: list[list[tuple[float, str]]] = []
-        # Each chat request as it arrives, before any latency: (time.monotonic(), model).
-        self.arrivals: list[tuple[float, str]] = []
+        # Each chat request as it arrives, before any latency: (time.monotonic(), model,
+        # the decoded body).
+        self.arrivals: list[tuple[float, str, JsonDict]] = []
         self._script = ReplyScript(fallback)
         self._host = host
         self._raw_requests: list[bytes] = []
@@ -209,7 +211,7 @@ class FakeLLMServer:
         headers = Headers(request.headers.items())
         payload, decode_problem = decode_json(body)
         model = payload.get("model") if isinstance(payload.get("model"), str) else ""
-        self.arrivals.append((time.monotonic(), model))
+        self.arrivals.append((time.monotonic(), model, payload))
 
         def record(status: int) -> None:
             self.requests.append(

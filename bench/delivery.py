@@ -66,7 +66,7 @@ def _check(
 
 
 async def run(folder: Path, *, smoke: bool) -> list[Figure]:
-    long_turns, short_turns, channels = (12, 6, 2) if smoke else (300, 30, 10)
+    long_turns, short_turns, channels = (12, 3, 2) if smoke else (300, 30, 10)
     names = [f"C{n}" for n in range(2, 2 + channels)]
     async with (
         SlackApiEmulator(member_channels={"C1", *names}) as slack,

@@ -127,7 +127,7 @@ async def _fakes() -> AsyncIterator[tuple[SlackApiEmulator, FakeLLMServer, async
 
 
 async def run(folder: Path, *, smoke: bool) -> list[Figure]:
-    parked, probes = (200, 2) if smoke else (10_000, 7)
+    parked, probes = (150, 2) if smoke else (10_000, 7)
     figures: list[Figure] = []
     settings = {"LLM_API_KEY": "", "MAX_TURNS": "1", "MAX_CONCURRENT_RUNS": "16"}
     async with (

@@ -5,10 +5,10 @@ answers past it with 429 and `Retry-After`. Bursting into the limit and then wai
 every 429 leaves a channel idle for much of each second. Instead, the first 429 starts a
 pace for the channel: posts are spaced at the rate our own posts reached in the second
 before (others may post there too, so that is a lower bound). Every `PROBE_AFTER` posts
-without a 429 prove the spacing good, and the next posts try faster: a fifth faster while
+without a 429 prove the spacing good, and the next posts try faster: a tenth faster while
 nothing has been too fast, then halfway to the slowest spacing that drew a 429. A 429
 marks its spacing too fast and goes back to the last good one (with none yet, to twice as
-slow). Once good and too fast are within 5% the search stops: the channel settles just
+slow). Once good and too fast are within 6% the search stops: the channel settles just
 under its limit after a few 429s, and its backlog drains at the limit. A channel quiet
 for a minute is forgotten.
 """
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 WINDOW_S = 1.0  # Slack's limit is per second per channel
 MARGIN = 1.02  # the first pace: a little under the rate our posts reached
 PROBE_AFTER = 10  # posts at one spacing without a 429 prove it good
-FASTER = 0.8  # a probe's spacing against the good one, while nothing was too fast
-CLOSE_ENOUGH = 1.05  # good / too fast: the search is over
+FASTER = 0.9  # a probe's spacing against the good one, while nothing was too fast
+CLOSE_ENOUGH = 1.06  # good / too fast: the search is over
 SLOWER = 2.0  # after a 429 with nothing proven good yet
 FORGET_S = 60.0
 

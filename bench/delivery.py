@@ -16,10 +16,9 @@ from pathlib import Path
 import aiohttp
 
 from bench.load import generate
-from bench.processes import BENCH_KEY, running_app
+from bench.processes import fakes, running_app
 from bench.report import Figure, at_least, at_most, shown
-from tests.e2e.stack import AGENT_MODEL, SIGNING_SECRET, VERIFIER_MODEL, text_of, verdict
-from tests.fakes.llm_server import FakeLLMServer
+from tests.e2e.stack import SIGNING_SECRET, text_of
 from tests.fakes.slack_api import SlackApiEmulator
 from tests.fakes.slack_signing import sign, slash_command
 
@@ -68,13 +67,8 @@ def _check(
 async def run(folder: Path, *, smoke: bool) -> list[Figure]:
     long_turns, short_turns, channels = (12, 3, 2) if smoke else (300, 30, 10)
     names = [f"C{n}" for n in range(2, 2 + channels)]
-    async with (
-        SlackApiEmulator(member_channels={"C1", *names}) as slack,
-        FakeLLMServer(valid_keys={BENCH_KEY}) as llm,
-    ):
+    async with fakes({"C1", *names}) as (slack, llm):
         slack.posts_per_channel_s = LIMIT
-        llm.default(AGENT_MODEL, "Another step of the work.")  # never TERMINATE: MAX_TURNS ends it
-        llm.default(VERIFIER_MODEL, verdict())
         figures: list[Figure] = []
         async with running_app(slack, llm, folder / "one", MAX_TURNS=str(long_turns)) as app:
             await generate("slash", app.events_url, SIGNING_SECRET, 1, 1, "long run")
@@ -92,13 +86,8 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
             at_most(NAME, "one run: messages posted twice", twice, "", 0),
             at_least(NAME, "one run: thread in turn order", float(ordered), "yes", 1),
         ]
-    async with (
-        SlackApiEmulator(member_channels=set(names)) as slack,
-        FakeLLMServer(valid_keys={BENCH_KEY}) as llm,
-    ):
+    async with fakes(set(names)) as (slack, llm):
         slack.posts_per_channel_s = MANY_LIMIT
-        llm.default(AGENT_MODEL, "Another step of the work.")
-        llm.default(VERIFIER_MODEL, verdict())
         async with running_app(
             slack, llm, folder / "many", MAX_TURNS=str(short_turns), MAX_CONCURRENT_RUNS="16"
         ) as app:

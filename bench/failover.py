@@ -17,10 +17,8 @@ import asyncpg
 from bench.ack import wait_active
 from bench.delivery import finished, start_in, thread_turns, until
 from bench.postgres import NoPostgres, fresh_database
-from bench.processes import BENCH_KEY, running_app
+from bench.processes import fakes, running_app
 from bench.report import Figure, at_most, shown
-from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, verdict
-from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_api import SlackApiEmulator
 
 NAME = "5 failover"
@@ -39,13 +37,8 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
 
 
 async def _measure(folder: Path, url: str, *, turns: int, **extra: str) -> list[Figure]:
-    async with (
-        SlackApiEmulator(member_channels={CHANNEL}) as slack,
-        FakeLLMServer(valid_keys={BENCH_KEY}) as llm,
-    ):
+    async with fakes({CHANNEL}) as (slack, llm):
         llm.latency_s = 1.0  # each answer takes a second: a kill lands mid-reply
-        llm.default(AGENT_MODEL, "Another step of the work.")  # MAX_TURNS ends the run
-        llm.default(VERIFIER_MODEL, verdict())
         settings = {"DATABASE_URL": url, "MAX_TURNS": str(turns), **extra}
         async with running_app(slack, llm, folder / "a", **settings) as replica_a:
             await start_in(replica_a.events_url, CHANNEL)

@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 
 from bench.delivery import finished, start_in, until
-from bench.processes import BENCH_KEY, running_app
+from bench.processes import fakes, running_app
 from bench.report import Figure, at_most, median, percentile, shown
-from tests.e2e.stack import AGENT_MODEL, VERIFIER_MODEL, text_of, verdict
+from tests.e2e.stack import AGENT_MODEL, text_of
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_api import SlackApiEmulator
 
@@ -58,12 +58,7 @@ def _overheads(llm: FakeLLMServer, slack: SlackApiEmulator) -> dict[tuple[str, i
 async def run(folder: Path, *, smoke: bool) -> list[Figure]:
     runs, turns, long_turns = (5, 3, 20) if smoke else (200, 10, 500)
     channels = [f"C{n}" for n in range(100, 100 + runs)]
-    async with (
-        SlackApiEmulator(member_channels={"C1", *channels}) as slack,
-        FakeLLMServer(valid_keys={BENCH_KEY}) as llm,
-    ):
-        llm.default(AGENT_MODEL, "Another step of the work.")  # MAX_TURNS ends each run
-        llm.default(VERIFIER_MODEL, verdict())
+    async with fakes({"C1", *channels}) as (slack, llm):
         settings = {"MAX_TURNS": str(turns), "MAX_CONCURRENT_RUNS": "256"}
         async with running_app(slack, llm, folder / "many", **settings) as app:
             await asyncio.gather(
@@ -73,12 +68,7 @@ async def run(folder: Path, *, smoke: bool) -> list[Figure]:
         many = _overheads(llm, slack)
         sent = [at for times in _replies(llm).values() for at in times]
         span = max(_shown(slack).values()) - min(sent)
-    async with (
-        SlackApiEmulator(member_channels={"C1"}) as slack,
-        FakeLLMServer(valid_keys={BENCH_KEY}) as llm,
-    ):
-        llm.default(AGENT_MODEL, "Another step of the work.")
-        llm.default(VERIFIER_MODEL, verdict())
+    async with fakes({"C1"}) as (slack, llm):
         settings = {"MAX_TURNS": str(long_turns)}
         async with running_app(slack, llm, folder / "long", **settings) as app:
             await start_in(app.events_url, "C1", text="pipeline run in C1")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.e2e.stack import AGENT_MODEL, SIGNING_SECRET, VERIFIER_MODEL, free_port
+from tests.e2e.stack import AGENT_MODEL, SIGNING_SECRET, VERIFIER_MODEL, free_port, verdict
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_api import SlackApiEmulator
 
@@ -64,6 +64,22 @@ def app_environment(
     )
     env.update({name.upper(): value for name, value in settings.items()})
     return {k: v for k, v in env.items() if v != ""}
+
+
+@contextlib.asynccontextmanager
+async def fakes(
+    channels: set[str], agent_reply: str = "Another step of the work."
+) -> AsyncIterator[tuple[SlackApiEmulator, FakeLLMServer]]:
+    """The Slack emulator (the app a member of `channels`) and the fake model (the bench's
+    key valid), every agent answering `agent_reply` (never TERMINATE by default: MAX_TURNS
+    ends a run) and every verdict a pass; at once unless a scenario sets a latency."""
+    async with (
+        SlackApiEmulator(member_channels=channels) as slack,
+        FakeLLMServer(valid_keys={BENCH_KEY}) as llm,
+    ):
+        llm.default(AGENT_MODEL, agent_reply)
+        llm.default(VERIFIER_MODEL, verdict())
+        yield slack, llm
 
 
 async def wait_healthy(base: str, *, timeout_s: float = 60) -> float:

@@ -14,10 +14,10 @@ from bot.publisher import Publisher
 from runner.housekeeping import requeue_orphaned_runs
 from store import Store
 from store import events as ev
-from store.events import NewEvent
 from store.models import OutboxRow, RunRow, utcnow
 from store.records import RunStatus
 from store.settings import load_settings
+from tests.bot.live_env import run_with_thread
 from tests.db import add_event
 from tests.fakes.slack_api import SlackApiEmulator
 
@@ -33,15 +33,9 @@ async def _open(tmp_path: Path, secret_key: str) -> Store:
 
 
 async def _run_in_thread(store: Store, client: AsyncWebClient) -> str:
-    root = await client.chat_postMessage(channel="C1", text="root")
-    run, _ = await store.runs.create(
-        workspace_id="T1",
-        channel_id="C1",
-        requester_id="U1",
-        task="t",
-        thread_ts=root["ts"],
-        events=[NewEvent(ev.INFO, {"text": "m0"})],
-    )
+    """A run whose thread is in Slack, with one message ("m0") to post."""
+    run = await run_with_thread(store, client)
+    await add_event(store, run.id, ev.INFO, {"text": "m0"})
     return run.id
 
 

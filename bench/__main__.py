@@ -9,11 +9,12 @@ import asyncio
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench import ack, delivery, failover, inprocess, pipeline, startup, waiting
-from bench.report import Figure, table, write_json
+from bench.report import Figure, at_most, shown, table, write_json
 
 Scenario = Callable[..., Awaitable[list[Figure]]]
 SCENARIOS: dict[str, Scenario] = {
@@ -38,7 +39,11 @@ async def measure(names: list[str], *, smoke: bool) -> list[Figure]:
             for name in names:
                 print(f"... {name}", file=sys.stderr, flush=True)
                 (folder / name).mkdir()
-                figures += await SCENARIOS[name](folder / name, smoke=smoke)
+                began = time.monotonic()
+                measured = await SCENARIOS[name](folder / name, smoke=smoke)
+                took = time.monotonic() - began
+                label = measured[0].scenario if measured else name
+                figures += [*measured, shown(label, "time this scenario took", took, "s")]
         finally:
             os.chdir(here)
     return figures
@@ -54,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {unknown[0]!r}")
+    began = time.monotonic()
     figures = asyncio.run(measure(names, smoke=args.smoke))
+    took = time.monotonic() - began
+    whole = set(names) == set(SCENARIOS) and not args.smoke
+    figures.append(
+        at_most("suite", "the whole suite's time", took, "s", 600)
+        if whole
+        else shown("suite", "time taken", took, "s")
+    )
     print(table(figures))
     # Only the whole suite replaces the committed figures; a part of it is printed only.
     out = args.out or (None if args.smoke or args.only else LATEST)

@@ -65,7 +65,7 @@ def _check(
 
 
 async def run(folder: Path, *, smoke: bool) -> list[Figure]:
-    long_turns, short_turns, channels = (12, 3, 2) if smoke else (300, 30, 10)
+    long_turns, short_turns, channels = (12, 3, 2) if smoke else (300, 20, 10)
     names = [f"C{n}" for n in range(2, 2 + channels)]
     async with fakes({"C1", *names}) as (slack, llm):
         slack.posts_per_channel_s = LIMIT

@@ -56,7 +56,7 @@ def _overheads(llm: FakeLLMServer, slack: SlackApiEmulator) -> dict[tuple[str, i
 
 
 async def run(folder: Path, *, smoke: bool) -> list[Figure]:
-    runs, turns, long_turns = (5, 3, 20) if smoke else (200, 10, 500)
+    runs, turns, long_turns = (5, 3, 20) if smoke else (200, 5, 500)
     channels = [f"C{n}" for n in range(100, 100 + runs)]
     async with fakes({"C1", *channels}) as (slack, llm):
         settings = {"MAX_TURNS": str(turns), "MAX_CONCURRENT_RUNS": "256"}

@@ -26,7 +26,9 @@ from store.records import NO_CHANNEL, Run
 log = logging.getLogger(__name__)
 
 MAX_UNSHOWN = 4  # events: about two turns (a message and its verdict each)
-RECHECK_S = 1.0  # the thread may be shown by another replica: looked at this often too
+# The thread may be shown by another replica, whose deliveries wake nobody here: looked at
+# this often too (each look is a read, for every run waiting).
+RECHECK_S = 5.0
 
 
 class ThreadPace:

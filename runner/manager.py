@@ -105,6 +105,7 @@ class RunManager:
         self._hurried = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
         self._lease_keeper: asyncio.Task[None] | None = None
+        self._renewal: asyncio.Task[set[str]] | None = None  # the keeper's, on its way
         self._stopping = False
         store.subscribe(self._on_store_change)
 
@@ -125,6 +126,8 @@ class RunManager:
         try:
             await self._finish_turns(tasks, grace_s)
         finally:
+            if self._renewal is not None:  # not cut off halfway (see `_keep_leases`)
+                await asyncio.wait({self._renewal}, timeout=10)
             if self._lease_keeper is not None:
                 self._lease_keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -375,33 +378,39 @@ class RunManager:
         failed or slow renewal is retried, not fatal (one database hiccup must not hand
         live runs to another replica), but only until three quarters of a lease have gone
         since the last renewal that went through was sent: then every run here is aborted,
-        before its lease lapses and another replica may take it up."""
+        before its lease lapses and another replica may take it up. A renewal is waited
+        for, never cancelled halfway: a statement cut off in the middle can leave its
+        database connection unusable."""
         lease_s = self.settings.run_lease_s
         loop = asyncio.get_running_loop()
-        renewed_at = loop.time()
+        renewed_at = sent = loop.time()
+        driven: dict[str, tuple[asyncio.Task[None], CancellationToken]] = {}
         while True:
             deadline = renewed_at + lease_s * ABORT_AT
             await asyncio.sleep(max(0.0, min(lease_s / 4, deadline - loop.time())))
-            driven = dict(self._tasks)
-            sent = loop.time()
-            try:
-                held = await asyncio.wait_for(
-                    self.store.runs.renew_leases(driven, owner=self.instance_id, lease_s=lease_s),
-                    timeout=max(0.0, deadline - sent),
+            if self._renewal is None:  # else the last one is still on its way: wait on
+                driven, sent = dict(self._tasks), loop.time()
+                self._renewal = asyncio.create_task(
+                    self.store.runs.renew_leases(driven, owner=self.instance_id, lease_s=lease_s)
                 )
-            except Exception as exc:  # retried while the lease has slack for it
-                if loop.time() < deadline:
+            await asyncio.wait({self._renewal}, timeout=max(0.0, deadline - loop.time()))
+            held: set[str] = set()
+            if self._renewal.done():
+                renewal, self._renewal = self._renewal, None
+                try:
+                    held = renewal.result()
+                    renewed_at = sent
+                except Exception as exc:  # retried while the lease has slack for it
                     log.warning("lease renewal failed (%s)", type(exc).__name__)
-                    continue
+                    if loop.time() < deadline:
+                        continue
+            if not held and loop.time() >= deadline and driven:
                 log.error("no lease renewal went through for most of a lease: runs aborted")
-                held = set()
-            else:
-                renewed_at = sent
             for run_id, (task, token) in driven.items():
                 if run_id not in held and self._tasks.get(run_id, (None,))[0] is task:
                     token.cancel()
             if not held:
-                renewed_at = loop.time()  # nothing is held: the next renewal starts afresh
+                renewed_at = loop.time()  # nothing is held now: start afresh
 
     async def _housekeeping(self) -> float | None:
         """The periodic repairs; returns the seconds until another replica's lease on a

@@ -41,6 +41,7 @@ class _Channel:
 class PostingPace:
     def __init__(self) -> None:
         self._channels: dict[str, _Channel] = {}
+        self._forgot_at = 0.0  # quiet channels are looked for once in a while, not per post
 
     def spacing(self, channel: str) -> float | None:
         """The channel's current spacing in seconds (None: not paced)."""
@@ -92,6 +93,9 @@ class PostingPace:
         known.next_at = max(known.next_at, now + retry_after_s)
 
     def _forget(self, now: float) -> None:
+        if now - self._forgot_at < FORGET_S:
+            return
+        self._forgot_at = now
         quiet = [
             name
             for name, known in self._channels.items()

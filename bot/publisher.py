@@ -93,6 +93,7 @@ class Publisher:
         self._held_since: dict[str, float] = {}  # loop time the claim was last taken/renewed
         self._lost: set[str] = set()  # claims the background renewal found taken
         self._claim_keeper: asyncio.Task[None] | None = None
+        self._renewal: asyncio.Task[set[str]] | None = None  # the keeper's, on its way
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}  # passes holding or awaiting each lock
         self._wake = asyncio.Event()
@@ -155,19 +156,24 @@ class Publisher:
     async def _keep_claims(self) -> None:
         """Every quarter of a claim, renew every claim a pass holds here in one write: a
         pass waiting out a Retry-After or a backoff keeps its claim although the claim is
-        short. A claim found taken is marked lost; its pass stops before its next call."""
+        short. A claim found taken is marked lost; its pass stops before its next call. As
+        with run leases (`RunManager._keep_leases`), a renewal is never cut off halfway."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._claim_s / 4)
             held = dict(self._held_since)
             asked = loop.time()  # the claim runs from before the write, not after it
+            self._renewal = asyncio.create_task(
+                self._store.outbox.renew_all(held, owner=self._owner, lease_s=self._claim_s)
+            )
             try:
-                renewed = await self._store.outbox.renew_all(
-                    held, owner=self._owner, lease_s=self._claim_s
-                )
+                renewed = await asyncio.shield(self._renewal)
             except Exception as exc:  # the passes' own checks ask again before each call
                 log.warning("claim renewal failed (%s)", type(exc).__name__)
                 continue
+            finally:
+                if self._renewal.done():
+                    self._renewal = None
             for run_id, since in held.items():
                 if self._held_since.get(run_id) != since:
                     continue  # released or claimed again meanwhile: that pass knows
@@ -199,6 +205,8 @@ class Publisher:
         for task in late:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._renewal is not None:  # not cut off halfway
+            await asyncio.wait({self._renewal}, timeout=grace_s)
         if self._claim_keeper is not None:
             self._claim_keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,9 +3,10 @@
 Runs are claimed from the database by a scheduler loop (any replica can claim a queued run),
 so a credential submitted or an action decided on one replica resumes the run on whichever
 replica has room. A running run's lease is renewed while it runs; when renewal is refused
-(the run was cancelled or taken over elsewhere) or none succeeds for a whole lease, its turn
-is aborted with the CancellationToken. One keeper renews every lease this replica holds
-in one write, so a short lease (fast failover) costs a write per replica, not per run.
+(the run was cancelled or taken over elsewhere) or none succeeds for three quarters of a
+lease, its turn is aborted with the CancellationToken. One keeper renews every lease this
+replica holds in one write, so a short lease (fast failover) costs a write per replica, not
+per run.
 """
 
 from __future__ import annotations

@@ -153,10 +153,6 @@ class RunRepository(Repository):
                 return None
             return await work.change(run_id, *_claim(now, lease))
 
-    async def renew_lease(self, run_id: str, *, owner: str, lease_s: float) -> bool:
-        """Extend this replica's lease; False means the run was taken or changed elsewhere."""
-        return run_id in await self.renew_leases([run_id], owner=owner, lease_s=lease_s)
-
     async def renew_leases(
         self, run_ids: Collection[str], *, owner: str, lease_s: float
     ) -> set[str]:

@@ -144,7 +144,7 @@ async def test_a_renewal_between_the_orphan_scan_and_the_takeover_wins(
             )
         stale_scan = await store.runs.orphaned()
         assert [r.id for r in stale_scan] == [run_id]
-        assert await store.runs.renew_lease(run_id, owner="replica-a", lease_s=30)
+        assert run_id in await store.runs.renew_leases([run_id], owner="replica-a", lease_s=30)
 
         async def scanned_before_the_renewal(**_: object) -> list:
             return stale_scan

@@ -84,7 +84,7 @@ async def test_claim_lease_and_orphan_detection(store: Store) -> None:
     claimed = await store.runs.claim_next(owner="replica-a", lease_s=30)
     assert claimed is not None and claimed.id == run.id and claimed.status == RunStatus.RUNNING
     assert await store.runs.claim_next(owner="replica-b", lease_s=30) is None
-    assert await store.runs.renew_lease(run.id, owner="replica-b", lease_s=30) is False
+    assert run.id not in await store.runs.renew_leases([run.id], owner="replica-b", lease_s=30)
     assert await store.runs.orphaned() == []
     later = utcnow() + timedelta(seconds=60)
     assert [r.id for r in await store.runs.orphaned(now=later)] == [run.id]

@@ -35,6 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.delivery import RunDelivery
 from bot.live_replies import LiveBudgets
+from bot.pass_slots import PassSlots
 from bot.posting_pace import PostingPace
 from bot.slack_calls import ClaimLost, RetryPolicy, SlackCaller, SlackRefused, SlackUnavailable
 from runner.drafts import Drafts
@@ -47,7 +48,7 @@ UnshowableHandler = Callable[[str, str], Awaitable[object]]
 
 log = logging.getLogger(__name__)
 
-PARALLEL_RUNS = 8  # runs posted at once, well inside the database pool (5 + 10 overflow)
+PARALLEL_RUNS = 8  # passes working at once, well inside the database pool (5 + 10 overflow)
 LIVE_IDLE_CHECK_S = 5.0  # a live reply with nothing new is looked at again this often
 FOLLOW_RETRY_S = 1.0  # another replica holds a run whose reply is being written here
 QUICK_POLICY = RetryPolicy(max_attempts=2, base_delay_s=0.2, max_delay_s=2.0)  # live calls
@@ -97,7 +98,7 @@ class Publisher:
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}  # passes holding or awaiting each lock
         self._wake = asyncio.Event()
-        self._parallel = asyncio.Semaphore(PARALLEL_RUNS)
+        self._slots = PassSlots(PARALLEL_RUNS)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         store.subscribe(self._on_store_change)
@@ -257,7 +258,7 @@ class Publisher:
     async def _publish_in_turn(self, run_id: str) -> None:
         """One run's pass; its failure (a database error, say) is its own, logged, and the
         other runs' passes go on: the run is tried again on the next pass."""
-        async with self._parallel:
+        async with self._slots.held():
             lock = self._locks.get(run_id)
             if lock is not None and lock.locked():  # looked at once the slot is ours
                 self._again.add(run_id)  # a pass is on it (following a live reply, say)
@@ -355,13 +356,14 @@ class Publisher:
     async def _deliver(self, run_id: str, backlog: Backlog, *, follow: bool) -> bool | None:
         """One round of a pass; None when a live reply was followed and the run has more."""
         renew = lambda: self._renew(run_id)  # noqa: E731
+        calls = {"before_attempt": renew, "pace": self._pace, "waiting": self._slots.given_back}
         delivery = RunDelivery(
             self._store,
-            SlackCaller(self._client, self._policy, before_attempt=renew, pace=self._pace),
+            SlackCaller(self._client, self._policy, **calls),
             backlog,
             owner=self._owner,
             agent_identities=self._agent_identities,
-            quick=SlackCaller(self._client, QUICK_POLICY, before_attempt=renew, pace=self._pace),
+            quick=SlackCaller(self._client, QUICK_POLICY, **calls),
             budgets=self._live_budgets,
         )
         try:

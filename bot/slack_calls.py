@@ -10,8 +10,10 @@ a replica that lost the claim never posts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +75,14 @@ class SlackCaller:
         policy: RetryPolicy,
         before_attempt: Callable[[], Awaitable[bool]] | None = None,
         pace: PostingPace | None = None,
+        waiting: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self._client = client
         self._policy = policy
         self._before_attempt = before_attempt
         self._pace = pace  # posts spaced at each channel's rate (`bot.posting_pace`)
+        # Around every wait (the pace, a backoff): the caller's pass gives its slot back.
+        self._waiting = waiting or contextlib.nullcontext
 
     async def call(self, method: str, *, claimed: bool = True, **kwargs: Any) -> dict[str, Any]:
         """One Web API call (`chat_postMessage`, ...) with the retry policy; `claimed=False`
@@ -87,14 +92,16 @@ class SlackCaller:
         pace = self._pace if method == POST else None
         channel = str(kwargs.get("channel") or "")
         for attempt in range(1, policy.max_attempts + 1):
-            if pace is not None:
-                await pace.turn(channel)
+            if pace is not None and (wait := pace.reserve(channel)) > 0:
+                async with self._waiting():
+                    await asyncio.sleep(wait)
             if claimed and self._before_attempt is not None and not await self._before_attempt():
                 raise ClaimLost(method)
+            sent_at = asyncio.get_running_loop().time()
             try:
                 response = await getattr(self._client, method)(**kwargs)
                 if pace is not None:
-                    pace.posted(channel)
+                    pace.posted(channel, sent_at=sent_at)
                 return dict(response.data) if isinstance(response.data, dict) else {}
             except SlackApiError as exc:
                 status = exc.response.status_code
@@ -113,6 +120,7 @@ class SlackCaller:
                 wait = delay
             if attempt == policy.max_attempts:
                 break
-            await asyncio.sleep(min(wait, policy.max_delay_s))
+            async with self._waiting():
+                await asyncio.sleep(min(wait, policy.max_delay_s))
             delay = min(delay * 2, policy.max_delay_s)
         raise SlackUnavailable(method)

@@ -65,7 +65,7 @@ async def test_passes_of_one_run_that_queued_for_a_slot_give_both_slots_back(env
     busy = [await env.new_run() for _ in range(8)]  # other runs, each with a post to make
     await publisher.drain()
     for _ in range(8):
-        free = publisher._parallel._value  # sizes the load only: fill every free slot
+        free = publisher._slots.free  # sizes the load only: fill every free slot
         if free < 2:
             break
         for run in busy[:free]:

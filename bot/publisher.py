@@ -10,12 +10,13 @@ posts to ends the run.
 
 With several replicas, each runs a publisher; a run's events are posted by whichever holds
 the run's publishing claim in the outbox (taken at the start of a pass, renewed in the
-background for every run a pass holds and checked before every Slack call, released after
-the pass), and a delivery is recorded only from where the cursor stands: a replica that
-lost the claim stops before posting anything more. A claim lasts about a run lease, so a
-dead replica's posting is taken over about when its runs are. A long
-message's parts are recorded one by one, so a failure between parts resumes after the last
-part that went out.
+background and checked before every Slack call, released after the pass; the replica
+driving the run keeps it between passes, until the run has been idle for half a claim, is
+finished, or the replica stops), and a delivery is recorded only from where the cursor
+stands: a replica that lost the claim stops before posting anything more. A claim lasts
+about a run lease, so a dead replica's posting is taken over about when its runs are. A
+long message's parts are recorded one by one, so a failure between parts resumes after
+the last part that went out.
 
 A run normally gets its root message from the /autogen listener while it is held. If that
 never happens (the process died in between, or Slack kept the post waiting past the hold),
@@ -69,8 +70,13 @@ class Publisher:
         on_unshowable: UnshowableHandler | None = None,
         agent_identities: bool = False,
         drafts: Drafts | None = None,
+        keeps_claim: Callable[[str], bool] | None = None,
     ) -> None:
         self._store = store
+        # Which runs keep their claim between passes: those this replica drives (whose
+        # replies it alone can show live). Another replica's run is let go of after each
+        # pass, so that replica can take up its posting.
+        self._keeps_claim = keeps_claim or (lambda _run_id: False)
         self._drafts = drafts  # replies being written in this process (None: not shown live)
         self._live_budgets = LiveBudgets()
         self._pace = PostingPace()  # every channel's posts, whichever run's pass posts them
@@ -93,6 +99,11 @@ class Publisher:
         self._not_before: dict[str, float] = {}
         self._held_since: dict[str, float] = {}  # loop time the claim was last taken/renewed
         self._lost: set[str] = set()  # claims the background renewal found taken
+        # Claims kept between passes (loop time the last pass ended): a run that goes on
+        # posting is not claimed and released around every message; the claim keeper
+        # lets go of those idle for half a claim.
+        self._idle_since: dict[str, float] = {}
+        self._releasing: asyncio.Task[None] | None = None  # the keeper's, on its way
         self._claim_keeper: asyncio.Task[None] | None = None
         self._renewal: asyncio.Task[set[str]] | None = None  # the keeper's, on its way
         self._locks: dict[str, asyncio.Lock] = {}
@@ -162,6 +173,10 @@ class Publisher:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._claim_s / 4)
+            try:
+                await self._let_go_of_idle()
+            except Exception as exc:  # kept a little longer; renewed meanwhile
+                log.warning("releasing idle claims failed (%s)", type(exc).__name__)
             held = dict(self._held_since)
             asked = loop.time()  # the claim runs from before the write, not after it
             self._renewal = asyncio.create_task(
@@ -206,12 +221,17 @@ class Publisher:
         for task in late:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._renewal is not None:  # not cut off halfway
-            await asyncio.wait({self._renewal}, timeout=grace_s)
+        for write in (self._renewal, self._releasing):  # not cut off halfway
+            if write is not None:
+                await asyncio.wait({write}, timeout=grace_s)
         if self._claim_keeper is not None:
             self._claim_keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._claim_keeper
+        try:  # the next replica to post these runs need not wait for the claims to lapse
+            await self._let_go_of_idle()
+        except Exception as exc:
+            log.warning("releasing claims at shutdown failed (%s)", type(exc).__name__)
 
     async def _loop(self) -> None:
         while True:
@@ -286,9 +306,15 @@ class Publisher:
                 except ClaimLost:
                     log.info("another replica took over posting", extra={"run_id": run_id})
                 finally:
-                    self._held_since.pop(run_id, None)
-                    self._lost.discard(run_id)
-                    await self._store.outbox.release(run_id, owner=self._owner)
+                    if (
+                        finished
+                        or self._stopping
+                        or run_id in self._lost
+                        or not self._keeps_claim(run_id)
+                    ):
+                        await self._let_go(run_id)
+                    else:  # more may come soon: kept, renewed, let go of when idle
+                        self._idle_since[run_id] = loop.time()
         if not claimed:  # another replica is posting this run: keep nothing of it here
             self._new_events.discard(run_id)
             return
@@ -312,7 +338,38 @@ class Publisher:
             if not self._lock_users[run_id]:
                 del self._lock_users[run_id], self._locks[run_id]
 
+    async def _let_go(self, run_id: str) -> None:
+        self._held_since.pop(run_id, None)
+        self._idle_since.pop(run_id, None)
+        self._lost.discard(run_id)
+        await self._store.outbox.release(run_id, owner=self._owner)
+
+    async def _let_go_of_idle(self) -> None:
+        """Release the claims kept for runs with no pass for half a claim (all of them when
+        stopping), each under its run's lock: a pass that started meanwhile keeps it. A
+        release is never cut off halfway (stop waits for one on its way)."""
+        now = asyncio.get_running_loop().time()
+        idle = [
+            run_id
+            for run_id, since in self._idle_since.items()
+            if self._stopping or now - since >= self._claim_s / 2
+        ]
+        for run_id in idle:
+            async with self._run_lock(run_id):
+                if run_id in self._idle_since:
+                    self._releasing = asyncio.create_task(self._let_go(run_id))
+                    try:
+                        await asyncio.shield(self._releasing)
+                    finally:
+                        if self._releasing.done():
+                            self._releasing = None
+
     async def _claim(self, run_id: str) -> bool:
+        if self._idle_since.pop(run_id, None) is not None:
+            if await self._renew(run_id):
+                return True  # kept since the last pass, and still ours
+            self._held_since.pop(run_id, None)  # taken meanwhile: ask as anyone would
+            self._lost.discard(run_id)
         asked = asyncio.get_running_loop().time()
         claimed = await self._store.outbox.claim(run_id, owner=self._owner, lease_s=self._claim_s)
         if claimed:

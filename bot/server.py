@@ -122,6 +122,7 @@ async def serve(
             on_unshowable=lambda run_id, reason: runs.abandon_unshowable(run_id, reason=reason),
             agent_identities=CUSTOMIZE_SCOPE in identity["scopes"],
             drafts=runs.drafts if settings.streaming else None,
+            keeps_claim=runs.executes,
         )
     over_http = slack_app is not None and not settings.socket_mode
     web_app = create_web_app(

@@ -165,6 +165,10 @@ class RunManager:
     def active_run_ids(self) -> set[str]:
         return set(self._tasks)
 
+    def executes(self, run_id: str) -> bool:
+        """Whether this replica is driving the run now."""
+        return run_id in self._tasks
+
     def _on_store_change(self, topic: str, _run_id: str) -> None:
         if topic == RUN_READY:
             self._wake.set()

@@ -131,3 +131,71 @@ async def test_a_run_between_passes_keeps_nothing_in_the_publisher(
             assert (publisher._locks, publisher._lock_users, publisher._held_since) == ({}, {}, {})
     finally:
         await store.close()
+
+
+async def test_a_run_driven_here_keeps_its_claim_between_passes_until_idle(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """While this replica drives a run, its messages are posted without claiming and
+    releasing around each one; once no pass came for half a claim, the claim is let go."""
+    store = await _open(tmp_path, secret_key)
+    try:
+        async with SlackApiEmulator() as slack:
+            client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+            run_id = await _run_in_thread(store, client)
+            claims: list[str] = []
+            real_claim = store.outbox.claim
+
+            async def counted(run: str, **kwargs: object) -> bool:
+                claims.append(run)
+                return await real_claim(run, **kwargs)  # type: ignore[arg-type]
+
+            store.outbox.claim = counted  # type: ignore[method-assign]
+            publisher = Publisher(
+                store, client, owner="replica-a", claim_s=0.8, keeps_claim=lambda r: r == run_id
+            )
+            await publisher.publish_run(run_id)
+            for n in (1, 2, 3):
+                await add_event(store, run_id, ev.INFO, {"text": f"m{n}"})
+                await publisher.publish_run(run_id)
+            thread = slack.thread("C1", (await store.runs.get(run_id)).thread_ts)
+            assert [m["text"] for m in thread] == ["m0", "m1", "m2", "m3"]
+            assert claims == [run_id]  # one claim for the four passes
+            assert (await _claim_of(store, run_id)).claim_owner == "replica-a"
+
+            await publisher.start()  # its claim keeper lets go of idle claims
+            try:
+                for _ in range(100):
+                    if (await _claim_of(store, run_id)).claim_owner is None:
+                        break
+                    await asyncio.sleep(0.05)
+                assert (await _claim_of(store, run_id)).claim_owner is None
+                assert publisher._held_since == {}
+            finally:
+                await publisher.stop()
+    finally:
+        await store.close()
+
+
+async def test_a_replica_stopping_lets_go_of_the_claims_it_kept(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """Another replica can post the run at once, not after the claim lapses."""
+    store = await _open(tmp_path, secret_key)
+    try:
+        async with SlackApiEmulator() as slack:
+            client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+            run_id = await _run_in_thread(store, client)
+            replica_a = Publisher(store, client, owner="replica-a", keeps_claim=lambda _: True)
+            await replica_a.start()
+            await slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 2)  # root, m0
+            assert (await _claim_of(store, run_id)).claim_owner == "replica-a"
+            await replica_a.stop()
+            assert (await _claim_of(store, run_id)).claim_owner is None
+            await add_event(store, run_id, ev.INFO, {"text": "m1"})
+            replica_b = Publisher(store, client, owner="replica-b")
+            await replica_b.publish_run(run_id)
+            thread = slack.thread("C1", (await store.runs.get(run_id)).thread_ts)
+            assert [m["text"] for m in thread] == ["m0", "m1"]
+    finally:
+        await store.close()

@@ -121,7 +121,10 @@ class Publisher:
             if run_id in self._changed:  # a follower is on the run: it delivers them next
                 self._new_events.add(run_id)
                 self._poke(run_id)
-            self._wake.set()
+            if run_id in self._passes or run_id in self._locks:
+                self._again.add(run_id)  # a pass is on it: looked at when it is over
+            else:
+                self._wake.set()
 
     def _on_draft(self, run_id: str) -> None:
         """A reply is being written: a pass for its run follows it, unless one is on the

@@ -199,3 +199,43 @@ async def test_a_replica_stopping_lets_go_of_the_claims_it_kept(
             assert [m["text"] for m in thread] == ["m0", "m1"]
     finally:
         await store.close()
+
+
+async def test_events_of_a_run_being_posted_wait_for_its_pass_without_a_scan(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """Each appended event used to send the publisher looking for runs with something to
+    post (a read); while the run's own pass is on, it now only marks the run for a look
+    once the pass is over, and nothing is missed."""
+    store = await _open(tmp_path, secret_key)
+    try:
+        async with SlackApiEmulator() as slack:
+            client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+            run_id = await _run_in_thread(store, client)
+            scans: list[int] = []
+            real_pending = store.outbox.pending
+
+            async def counted(**kwargs: int) -> list[str]:
+                scans.append(1)
+                return await real_pending(**kwargs)
+
+            store.outbox.pending = counted  # type: ignore[method-assign]
+            publisher = Publisher(store, client, owner="replica-a", poll_interval_s=3600)
+            slack.slow("chat.postMessage", 1.0, times=1)
+            await publisher.start()
+            try:
+                await slack.wait_for(lambda s: s.in_flight.get("chat.postMessage"))
+                before = len(scans)
+                for n in range(1, 6):
+                    await add_event(store, run_id, ev.INFO, {"text": f"m{n}"})
+                    await asyncio.sleep(0)
+                assert len(scans) == before  # none while the pass is held
+                await slack.wait_for(
+                    lambda s: len(s.thread("C1", s.channel_messages("C1")[-1]["ts"])) == 6
+                )
+            finally:
+                await publisher.stop()
+            thread = slack.thread("C1", (await store.runs.get(run_id)).thread_ts)
+            assert [m["text"] for m in thread] == [f"m{n}" for n in range(6)]
+    finally:
+        await store.close()

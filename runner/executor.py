@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from runner.drafts import Drafts
 from runner.llm import ProviderFailure, classify, describe, resolve_llm_key
 from runner.mcp_servers import read_mcp_config
 from runner.pacing import ThreadPace
-from runner.redact import redact, redact_tree, secret_in_use
+from runner.redact import redact, redact_tree, redacted_json, secret_in_use
 from runner.resume import next_input, with_replies
 from runner.run_log import VERIFIER_CONTEXT_MESSAGES, HeardReply, Message, RunLog
 from runner.team import TURN_BOUNDARY_REASON, LoadedTeam, load_team
@@ -404,7 +403,7 @@ class RunExecutor:
                 spoken[index] = (source, judged_text(content, calls), message)
         change = dataclasses.replace(
             claimed.progress(),
-            team_state=json.dumps(redact_tree(state, [claimed.key])),
+            team_state=redacted_json(state, [claimed.key]),
             resume_input=None,
         )
         appended = await self._writer.record(claimed.run, events, change)

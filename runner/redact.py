@@ -4,6 +4,7 @@ saved team state (an agent may repeat a key it was never meant to see)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -56,6 +57,23 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     if _MAYBE_KEY.search(text) is None:
         return text
     return _KEY_SHAPES.sub(REDACTED, text)
+
+
+def redacted_json(value: Any, secrets: Iterable[str] = ()) -> str:
+    """`json.dumps(redact_tree(value, secrets))`, without walking the tree when its text
+    holds no secret and no key prefix. JSON escapes a string one character at a time, so
+    a secret inside any string shows in the text as its own escaped form, and the key
+    prefixes (letters, digits, "-", "_") as themselves: a text with neither has nothing to
+    hide. A saved team state grows with the run, and walking it every turn was most of
+    the cost of recording a long run's turn."""
+    known = [secret for secret in secrets if secret]
+    text = json.dumps(value)
+    hidden = [s for s in (*known, *_in_use, *_configured) if len(s) >= 4]
+    if _MAYBE_KEY.search(text) is None and not any(
+        json.dumps(secret)[1:-1] in text for secret in hidden
+    ):
+        return text
+    return json.dumps(redact_tree(value, known))
 
 
 def redact_tree(value: Any, secrets: Iterable[str] = ()) -> Any:

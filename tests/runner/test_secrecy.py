@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import runner.redact as redact_module
 from bot.logs import install_secret_filter
 from runner.manager import RunManager
-from runner.redact import REDACTED, redact
+from runner.redact import REDACTED, redact, redact_tree, redacted_json
 from runner.team import load_team
 from runner.toolkit import Toolkit
 from store import Store
@@ -380,3 +380,24 @@ def test_skipping_texts_without_a_key_prefix_hides_every_key_shape(text: str) ->
     """`redact` looks for key shapes only in texts holding a key's prefix (or "Bearer"):
     the shortcut never lets a shape through that the full look would hide."""
     assert redact(text) == redact_module._KEY_SHAPES.sub(redact_module.REDACTED, text)
+
+
+_PIECES = ["sk-", "xoxb-", "gh", "p_", "Bearer", " ", "\\n", "\n", "%22", "AIza", "agt_"]
+_PIECES += ["abcdef", "123456", "-", "_", "*", "é", '"', "\\", "\t", 'q"uote', "kéy"]
+_TEXTS = st.lists(st.sampled_from(_PIECES), max_size=8).map("".join)
+_TREES = st.recursive(
+    st.none() | st.integers() | st.booleans() | _TEXTS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXTS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@examples(max_examples=400, deadline=None)
+@given(_TREES, st.lists(_TEXTS, max_size=2))
+def test_the_saved_state_shortcut_hides_what_walking_the_tree_hides(
+    tree: object, secrets: list[str]
+) -> None:
+    """`redacted_json` skips the walk when the state's text has no secret and no key
+    prefix: its result is the walk's, whatever quotes, backslashes or accents the secrets
+    and the texts hold."""
+    assert redacted_json(tree, secrets) == json.dumps(redact_tree(tree, secrets))

@@ -176,10 +176,6 @@ class Publisher:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._claim_s / 4)
-            try:
-                await self._let_go_of_idle()
-            except Exception as exc:  # kept a little longer; renewed meanwhile
-                log.warning("releasing idle claims failed (%s)", type(exc).__name__)
             held = dict(self._held_since)
             asked = loop.time()  # the claim runs from before the write, not after it
             self._renewal = asyncio.create_task(
@@ -200,6 +196,10 @@ class Publisher:
                     self._held_since[run_id] = asked
                 else:
                     self._lost.add(run_id)
+            try:  # after the renewal: however long the releases take, none waits on them
+                await self._let_go_of_idle()
+            except Exception as exc:  # kept a little longer; renewed meanwhile
+                log.warning("releasing idle claims failed (%s)", type(exc).__name__)
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
         """Post what is pending, then stop. Every pass (the loop's, a follower's) finishes
@@ -224,13 +224,13 @@ class Publisher:
         for task in late:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for write in (self._renewal, self._releasing):  # not cut off halfway
-            if write is not None:
-                await asyncio.wait({write}, timeout=grace_s)
-        if self._claim_keeper is not None:
+        if self._claim_keeper is not None:  # first: it starts no write after this
             self._claim_keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._claim_keeper
+        for write in (self._renewal, self._releasing):  # not cut off halfway
+            if write is not None:
+                await asyncio.wait({write}, timeout=grace_s)
         try:  # the next replica to post these runs need not wait for the claims to lapse
             await self._let_go_of_idle()
         except Exception as exc:
@@ -262,7 +262,9 @@ class Publisher:
 
     def _pass_done(self, run_id: str) -> None:
         self._passes.pop(run_id, None)
-        self._handed_back(run_id)
+        lock = self._locks.get(run_id)
+        if lock is None or not lock.locked():  # else its holder hands it back when done
+            self._handed_back(run_id)
 
     def _forget_stale(self) -> None:
         """Waits that are over, for runs this replica may never see again (finished where
@@ -348,16 +350,22 @@ class Publisher:
         await self._store.outbox.release(run_id, owner=self._owner)
 
     async def _let_go_of_idle(self) -> None:
-        """Release the claims kept for runs with no pass for half a claim (all of them when
-        stopping), each under its run's lock: a pass that started meanwhile keeps it. A
-        release is never cut off halfway (stop waits for one on its way)."""
+        """Release the claims kept for runs with no pass for half a claim, or no longer
+        driven here (all of them when stopping), each under its run's lock. A run whose
+        lock is taken is skipped: its pass keeps the claim or lets go of it, and the keeper
+        never waits on a pass (its renewals would wait too). A release is never cut off
+        halfway (stop waits for one on its way); events that came meanwhile are looked at
+        once it is over."""
         now = asyncio.get_running_loop().time()
         idle = [
             run_id
             for run_id, since in self._idle_since.items()
-            if self._stopping or now - since >= self._claim_s / 2
+            if self._stopping or now - since >= self._claim_s / 2 or not self._keeps_claim(run_id)
         ]
         for run_id in idle:
+            lock = self._locks.get(run_id)
+            if lock is not None and lock.locked():
+                continue
             async with self._run_lock(run_id):
                 if run_id in self._idle_since:
                     self._releasing = asyncio.create_task(self._let_go(run_id))
@@ -366,6 +374,7 @@ class Publisher:
                     finally:
                         if self._releasing.done():
                             self._releasing = None
+            self._handed_back(run_id)
 
     async def _claim(self, run_id: str) -> bool:
         if self._idle_since.pop(run_id, None) is not None:

@@ -198,7 +198,7 @@ class Publisher:
                     self._lost.add(run_id)
             try:  # after the renewal: however long the releases take, none waits on them
                 await self._let_go_of_idle()
-            except Exception as exc:  # kept a little longer; renewed meanwhile
+            except Exception as exc:  # a claim not released lapses after one claim
                 log.warning("releasing idle claims failed (%s)", type(exc).__name__)
 
     async def stop(self, *, grace_s: float = 10.0) -> None:

@@ -55,12 +55,6 @@ class PostingPace:
         known = self._channels.get(channel)
         return known.spacing if known else None
 
-    async def turn(self, channel: str) -> None:
-        """Wait for the channel's next slot and take it."""
-        wait = self.reserve(channel)
-        if wait > 0:
-            await asyncio.sleep(wait)
-
     def reserve(self, channel: str) -> float:
         """Take the channel's next slot; the seconds to wait until it comes (0: now)."""
         now = asyncio.get_running_loop().time()

@@ -30,7 +30,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -48,6 +49,7 @@ from store.work import EVENT
 UnshowableHandler = Callable[[str, str], Awaitable[object]]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PARALLEL_RUNS = 8  # passes working at once, well inside the database pool (5 + 10 overflow)
 LIVE_IDLE_CHECK_S = 5.0  # a live reply with nothing new is looked at again this often
@@ -103,9 +105,8 @@ class Publisher:
         # posting is not claimed and released around every message; the claim keeper
         # lets go of those idle for half a claim.
         self._idle_since: dict[str, float] = {}
-        self._releasing: asyncio.Task[None] | None = None  # the keeper's, on its way
         self._claim_keeper: asyncio.Task[None] | None = None
-        self._renewal: asyncio.Task[set[str]] | None = None  # the keeper's, on its way
+        self._writes: set[asyncio.Task[object]] = set()  # the keeper's, on their way
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}  # passes holding or awaiting each lock
         self._wake = asyncio.Event()
@@ -133,12 +134,11 @@ class Publisher:
         if self._drafts is None or self._drafts.get(run_id) is None:
             self._follow_not_before.pop(run_id, None)  # the turn is over: nothing to follow
             return
-        lock = self._locks.get(run_id)
         loop = asyncio.get_running_loop()
         if (
             self._stopping
             or run_id in self._followers
-            or (lock is not None and lock.locked())
+            or self._is_held(run_id)
             or loop.time() < self._follow_not_before.get(run_id, 0.0)
         ):
             return
@@ -178,17 +178,13 @@ class Publisher:
             await asyncio.sleep(self._claim_s / 4)
             held = dict(self._held_since)
             asked = loop.time()  # the claim runs from before the write, not after it
-            self._renewal = asyncio.create_task(
-                self._store.outbox.renew_all(held, owner=self._owner, lease_s=self._claim_s)
-            )
             try:
-                renewed = await asyncio.shield(self._renewal)
+                renewed = await self._uncut(
+                    self._store.outbox.renew_all(held, owner=self._owner, lease_s=self._claim_s)
+                )
             except Exception as exc:  # the passes' own checks ask again before each call
                 log.warning("claim renewal failed (%s)", type(exc).__name__)
                 continue
-            finally:
-                if self._renewal.done():
-                    self._renewal = None
             for run_id, since in held.items():
                 if self._held_since.get(run_id) != since:
                     continue  # released or claimed again meanwhile: that pass knows
@@ -228,9 +224,8 @@ class Publisher:
             self._claim_keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._claim_keeper
-        for write in (self._renewal, self._releasing):  # not cut off halfway
-            if write is not None:
-                await asyncio.wait({write}, timeout=grace_s)
+        if self._writes:  # not cut off halfway
+            await asyncio.wait(set(self._writes), timeout=grace_s)
         try:  # the next replica to post these runs need not wait for the claims to lapse
             await self._let_go_of_idle()
         except Exception as exc:
@@ -262,8 +257,7 @@ class Publisher:
 
     def _pass_done(self, run_id: str) -> None:
         self._passes.pop(run_id, None)
-        lock = self._locks.get(run_id)
-        if lock is None or not lock.locked():  # else its holder hands it back when done
+        if not self._is_held(run_id):  # else its holder hands it back when done
             self._handed_back(run_id)
 
     def _forget_stale(self) -> None:
@@ -284,8 +278,7 @@ class Publisher:
         """One run's pass; its failure (a database error, say) is its own, logged, and the
         other runs' passes go on: the run is tried again on the next pass."""
         async with self._slots.held():
-            lock = self._locks.get(run_id)
-            if lock is not None and lock.locked():  # looked at once the slot is ours
+            if self._is_held(run_id):  # looked at once the slot is ours
                 self._again.add(run_id)  # a pass is on it (following a live reply, say)
                 return
             try:
@@ -363,18 +356,26 @@ class Publisher:
             if self._stopping or now - since >= self._claim_s / 2 or not self._keeps_claim(run_id)
         ]
         for run_id in idle:
-            lock = self._locks.get(run_id)
-            if lock is not None and lock.locked():
+            if self._is_held(run_id):
                 continue
             async with self._run_lock(run_id):
                 if run_id in self._idle_since:
-                    self._releasing = asyncio.create_task(self._let_go(run_id))
-                    try:
-                        await asyncio.shield(self._releasing)
-                    finally:
-                        if self._releasing.done():
-                            self._releasing = None
+                    await self._uncut(self._let_go(run_id))
             self._handed_back(run_id)
+
+    async def _uncut(self, write: Coroutine[Any, Any, T]) -> T:
+        """The keeper's database write, never cut off halfway (a statement cut off can
+        leave its connection unusable): cancelling the keeper leaves it running, and stop
+        waits for it."""
+        task = asyncio.create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
+
+    def _is_held(self, run_id: str) -> bool:
+        """Whether a pass (or the keeper) holds the run's lock now."""
+        lock = self._locks.get(run_id)
+        return lock is not None and lock.locked()
 
     async def _claim(self, run_id: str) -> bool:
         if self._idle_since.pop(run_id, None) is not None:

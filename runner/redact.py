@@ -50,10 +50,15 @@ def secret_in_use(secret: str) -> Iterator[None]:
             del _in_use[secret]
 
 
+def _to_hide(secrets: Iterable[str]) -> list[str]:
+    """The given secrets, the runs' keys in use and the configured ones, long enough to
+    hide (shorter ones would blank ordinary words)."""
+    return [s for s in (*secrets, *_in_use, *_configured) if s and len(s) >= 4]
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in (*secrets, *_in_use, *_configured):
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
+    for secret in _to_hide(secrets):
+        text = text.replace(secret, REDACTED)
     if _MAYBE_KEY.search(text) is None:
         return text
     return _KEY_SHAPES.sub(REDACTED, text)
@@ -66,14 +71,13 @@ def redacted_json(value: Any, secrets: Iterable[str] = ()) -> str:
     prefixes (letters, digits, "-", "_") as themselves: a text with neither has nothing to
     hide. A saved team state grows with the run, and walking it every turn was most of
     the cost of recording a long run's turn."""
-    known = [secret for secret in secrets if secret]
+    secrets = list(secrets)
     text = json.dumps(value)
-    hidden = [s for s in (*known, *_in_use, *_configured) if len(s) >= 4]
     if _MAYBE_KEY.search(text) is None and not any(
-        json.dumps(secret)[1:-1] in text for secret in hidden
+        json.dumps(secret)[1:-1] in text for secret in _to_hide(secrets)
     ):
         return text
-    return json.dumps(redact_tree(value, known))
+    return json.dumps(redact_tree(value, secrets))
 
 
 def redact_tree(value: Any, secrets: Iterable[str] = ()) -> Any:
@@ -113,9 +117,7 @@ def redact_unfinished(text: str, secrets: Iterable[str] = ()) -> str:
     recognise once it is complete. Holding back keeps each result a prefix of the next."""
     secrets = tuple(secrets)
     cut = len(text)
-    for secret in (*secrets, *_in_use, *_configured):
-        if len(secret) < 4:
-            continue
+    for secret in _to_hide(secrets):
         for size in range(min(len(secret) - 1, len(text)), 0, -1):
             if text.endswith(secret[:size]):
                 cut = min(cut, len(text) - size)

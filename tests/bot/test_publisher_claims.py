@@ -8,40 +8,18 @@ from datetime import timedelta
 from pathlib import Path
 
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from bot.publisher import Publisher
 from runner.housekeeping import requeue_orphaned_runs
-from store import Store
 from store import events as ev
 from store.models import OutboxRow, RunRow, utcnow
 from store.records import RunStatus
-from store.settings import load_settings
-from tests.bot.live_env import run_with_thread
+from tests.bot.claims_env import claim_of, open_store, run_in_thread
 from tests.db import add_event
 from tests.fakes.slack_api import SlackApiEmulator
 
 LEASE_S = 8
-
-
-async def _open(tmp_path: Path, secret_key: str) -> Store:
-    return await Store.open(
-        load_settings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path}/claims.db", server_secret_key=secret_key
-        )
-    )
-
-
-async def _run_in_thread(store: Store, client: AsyncWebClient) -> str:
-    """A run whose thread is in Slack, with one message ("m0") to post."""
-    run = await run_with_thread(store, client)
-    await add_event(store, run.id, ev.INFO, {"text": "m0"})
-    return run.id
-
-
-async def _claim_of(store: Store, run_id: str) -> OutboxRow:
-    async with store.engine.connect() as connection:
-        return (await connection.execute(select(OutboxRow).where(OutboxRow.run_id == run_id))).one()
 
 
 async def test_a_pass_waiting_on_slack_longer_than_its_claim_keeps_it(
@@ -49,11 +27,11 @@ async def test_a_pass_waiting_on_slack_longer_than_its_claim_keeps_it(
 ) -> None:
     """The claim lasts 0.4 s, Slack holds the first post 2 s: the background renewal keeps
     the claim, so another replica cannot take the run over and post it a second time."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-            run_id = await _run_in_thread(store, client)
+            run_id = await run_in_thread(store, client)
             await add_event(store, run_id, ev.INFO, {"text": "m1"})
             slack.slow("chat.postMessage", 2.0)
             replica_a = Publisher(store, client, owner="replica-a", claim_s=0.4)
@@ -69,7 +47,7 @@ async def test_a_pass_waiting_on_slack_longer_than_its_claim_keeps_it(
             thread = slack.thread("C1", (await store.runs.get(run_id)).thread_ts)
             assert [m["text"] for m in thread] == ["m0", "m1"]
             assert tries >= 5, "replica B never tried while A's post was held"
-            assert (await _claim_of(store, run_id)).claim_owner is None  # released at the end
+            assert (await claim_of(store, run_id)).claim_owner is None  # released at the end
     finally:
         await store.close()
 
@@ -80,12 +58,12 @@ async def test_taking_up_a_dead_replicas_run_frees_its_publishing_claim(
     """The run's lease lapsed and its replica's claim was last renewed over a third of a
     lease ago: the recovering replica frees it, so the run's messages are posted at once.
     A claim renewed within that third is left alone (its holder trusts it without asking)."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-            dead = await _run_in_thread(store, client)
-            fresh = await _run_in_thread(store, client)
+            dead = await run_in_thread(store, client)
+            fresh = await run_in_thread(store, client)
             for run_id in (dead, fresh):
                 assert await store.runs.claim_next(owner="replica-dead", lease_s=LEASE_S)
                 assert await store.outbox.claim(run_id, owner="replica-dead", lease_s=LEASE_S)
@@ -101,8 +79,8 @@ async def test_taking_up_a_dead_replicas_run_frees_its_publishing_claim(
                 )
             await requeue_orphaned_runs(store, running_here=set(), lease_s=LEASE_S)
             assert (await store.runs.get(dead)).status == RunStatus.QUEUED
-            assert (await _claim_of(store, dead)).claim_owner is None
-            assert (await _claim_of(store, fresh)).claim_owner == "replica-dead"
+            assert (await claim_of(store, dead)).claim_owner is None
+            assert (await claim_of(store, fresh)).claim_owner == "replica-dead"
             survivor = Publisher(store, client, owner="replica-b", claim_s=LEASE_S)
             await survivor.drain()
             posted = slack.thread("C1", (await store.runs.get(dead)).thread_ts)
@@ -117,12 +95,12 @@ async def test_a_run_between_passes_keeps_nothing_in_the_publisher(
 ) -> None:
     """A run that is not over (waiting for a key, say) is shown and left: the publisher
     keeps no lock or claim time of it, so thousands of waiting runs cost it nothing."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
             publisher = Publisher(store, client, owner="replica-a")
-            run_ids = [await _run_in_thread(store, client) for _ in range(3)]
+            run_ids = [await run_in_thread(store, client) for _ in range(3)]
             await publisher.drain()
             await asyncio.gather(*(publisher.publish_run(r) for r in run_ids * 2))
             for run_id in run_ids:
@@ -138,11 +116,11 @@ async def test_a_run_driven_here_keeps_its_claim_between_passes_until_idle(
 ) -> None:
     """While this replica drives a run, its messages are posted without claiming and
     releasing around each one; once no pass came for half a claim, the claim is let go."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-            run_id = await _run_in_thread(store, client)
+            run_id = await run_in_thread(store, client)
             claims: list[str] = []
             real_claim = store.outbox.claim
 
@@ -161,15 +139,15 @@ async def test_a_run_driven_here_keeps_its_claim_between_passes_until_idle(
             thread = slack.thread("C1", (await store.runs.get(run_id)).thread_ts)
             assert [m["text"] for m in thread] == ["m0", "m1", "m2", "m3"]
             assert claims == [run_id]  # one claim for the four passes
-            assert (await _claim_of(store, run_id)).claim_owner == "replica-a"
+            assert (await claim_of(store, run_id)).claim_owner == "replica-a"
 
             await publisher.start()  # its claim keeper lets go of idle claims
             try:
                 for _ in range(100):
-                    if (await _claim_of(store, run_id)).claim_owner is None:
+                    if (await claim_of(store, run_id)).claim_owner is None:
                         break
                     await asyncio.sleep(0.05)
-                assert (await _claim_of(store, run_id)).claim_owner is None
+                assert (await claim_of(store, run_id)).claim_owner is None
                 assert publisher._held_since == {}
             finally:
                 await publisher.stop()
@@ -181,17 +159,17 @@ async def test_a_replica_stopping_lets_go_of_the_claims_it_kept(
     tmp_path: Path, secret_key: str
 ) -> None:
     """Another replica can post the run at once, not after the claim lapses."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-            run_id = await _run_in_thread(store, client)
+            run_id = await run_in_thread(store, client)
             replica_a = Publisher(store, client, owner="replica-a", keeps_claim=lambda _: True)
             await replica_a.start()
             await slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 2)  # root, m0
-            assert (await _claim_of(store, run_id)).claim_owner == "replica-a"
+            assert (await claim_of(store, run_id)).claim_owner == "replica-a"
             await replica_a.stop()
-            assert (await _claim_of(store, run_id)).claim_owner is None
+            assert (await claim_of(store, run_id)).claim_owner is None
             await add_event(store, run_id, ev.INFO, {"text": "m1"})
             replica_b = Publisher(store, client, owner="replica-b")
             await replica_b.publish_run(run_id)
@@ -207,11 +185,11 @@ async def test_events_of_a_run_being_posted_wait_for_its_pass_without_a_scan(
     """Each appended event used to send the publisher looking for runs with something to
     post (a read); while the run's own pass is on, it now only marks the run for a look
     once the pass is over, and nothing is missed."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-            run_id = await _run_in_thread(store, client)
+            run_id = await run_in_thread(store, client)
             scans: list[int] = []
             real_pending = store.outbox.pending
 

@@ -9,37 +9,18 @@ from collections.abc import Collection
 from pathlib import Path
 
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import select
 
 from bot.publisher import Publisher
 from store import Store
 from store import events as ev
-from store.models import OutboxRow
-from store.settings import load_settings
+from tests.bot.claims_env import claim_of, open_store, run_in_thread
 from tests.bot.live_env import run_with_thread
 from tests.db import add_event
 from tests.fakes.slack_api import SlackApiEmulator
 
 
-async def _open(tmp_path: Path, secret_key: str) -> Store:
-    return await Store.open(
-        load_settings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path}/kept_claims.db",
-            server_secret_key=secret_key,
-        )
-    )
-
-
-async def _run_in_thread(store: Store, client: AsyncWebClient, text: str = "m0") -> str:
-    run = await run_with_thread(store, client)
-    await add_event(store, run.id, ev.INFO, {"text": text})
-    return run.id
-
-
 async def _claim_owner(store: Store, run_id: str) -> str | None:
-    async with store.engine.connect() as connection:
-        row = (await connection.execute(select(OutboxRow).where(OutboxRow.run_id == run_id))).one()
-        return row.claim_owner
+    return (await claim_of(store, run_id)).claim_owner
 
 
 async def _texts(store: Store, slack: SlackApiEmulator, run_id: str) -> list[str]:
@@ -56,16 +37,33 @@ async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-u
         await asyncio.sleep(0.02)
 
 
+async def _posted_and_idle(
+    publisher: Publisher, store: Store, slack: SlackApiEmulator, run_ids: list[str]
+) -> None:
+    """Until each run's "m0" is posted and its claim kept; then each is made idle long
+    enough for the keeper's next look to let go of it."""
+    for run_id in run_ids:
+        await _until(lambda run=run_id: _posted(store, slack, run, ["m0"]))
+
+    async def all_kept() -> bool:
+        return all(r in publisher._idle_since for r in run_ids)
+
+    await _until(all_kept)
+    now = asyncio.get_running_loop().time()
+    for run_id in run_ids:
+        publisher._idle_since[run_id] = now - 10
+
+
 async def test_an_event_appended_while_the_keeper_lets_go_of_the_claim_is_posted(
     tmp_path: Path, secret_key: str
 ) -> None:
     """The keeper holds the run's lock while it releases an idle claim; an event appended
     meanwhile is posted when the release is over, not at the next poll."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-            run_id = await _run_in_thread(store, client)
+            run_id = await run_in_thread(store, client)
             releasing, go_on = asyncio.Event(), asyncio.Event()
             real_release = store.outbox.release
 
@@ -109,11 +107,11 @@ async def test_a_kept_claim_is_let_go_of_once_the_run_is_no_longer_driven_here(
     """The run left this replica (it waits for an approval, say, and may resume on
     another): its kept claim is let go of at the keeper's next look, not only once idle
     for half a claim, so the replica now driving it can post it."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-            run_id = await _run_in_thread(store, client)
+            run_id = await run_in_thread(store, client)
             driven = {run_id}
             looks_since_flip: list[int] = []  # the keeper's renewals after the run left
             released_at: list[int] = []  # how many of them had come when it was let go of
@@ -164,12 +162,12 @@ async def test_stop_returns_only_once_every_kept_claim_is_released(
 ) -> None:
     """A release the keeper starts while stop() is on its way is waited for: stop()
     returns with no claim left, before the store is closed under it."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     in_flight = 0
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-            run_ids = [await _run_in_thread(store, client) for _ in range(2)]
+            run_ids = [await run_in_thread(store, client) for _ in range(2)]
             publisher = Publisher(
                 store, client, owner="replica-a", claim_s=2, keeps_claim=lambda _run: True
             )
@@ -194,16 +192,7 @@ async def test_stop_returns_only_once_every_kept_claim_is_released(
 
             store.outbox.release = slow_release  # type: ignore[method-assign]
             await publisher.start()
-            for run_id in run_ids:
-                await _until(lambda run=run_id: _posted(store, slack, run, ["m0"]))
-
-            async def both_kept() -> bool:
-                return all(r in publisher._idle_since for r in run_ids)
-
-            await _until(both_kept)
-            now = asyncio.get_running_loop().time()
-            for run_id in run_ids:  # both idle long enough for the keeper's next look
-                publisher._idle_since[run_id] = now - 10
+            await _posted_and_idle(publisher, store, slack, run_ids)
             await asyncio.wait_for(first_release.wait(), timeout=10)
             await publisher.stop(grace_s=5)
             owners = [await _claim_owner(store, r) for r in run_ids]
@@ -223,12 +212,12 @@ async def test_a_run_whose_lock_is_held_does_not_send_the_loop_scanning_over_and
     """While a run's lock is held and the run has something to post, a pass that finds
     the lock taken leaves the run to the lock's holder instead of waking the loop again
     at once (a scan of the outbox per loop turn until the lock is free)."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-            busy = await _run_in_thread(store, client)
-            other = await _run_in_thread(store, client)
+            busy = await run_in_thread(store, client)
+            other = await run_in_thread(store, client)
             publisher = Publisher(store, client, owner="replica-a", poll_interval_s=3600)
             await publisher.drain()  # m0 of both posted
             scans = 0
@@ -264,11 +253,11 @@ async def test_the_keeper_renews_claims_while_a_pass_holds_an_idle_runs_lock(
 ) -> None:
     """The keeper never waits for a run's lock: while a pass holds one, the other claims
     are still renewed, so a pass whose Slack call is held longer than a claim keeps it."""
-    store = await _open(tmp_path, secret_key)
+    store = await open_store(tmp_path, secret_key)
     try:
         async with SlackApiEmulator() as slack:
             client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-            kept = [await _run_in_thread(store, client) for _ in range(2)]
+            kept = [await run_in_thread(store, client) for _ in range(2)]
             posted_later = (await run_with_thread(store, client)).id
             first_released: list[str] = []
             releasing, go_on = asyncio.Event(), asyncio.Event()
@@ -292,16 +281,7 @@ async def test_the_keeper_renews_claims_while_a_pass_holds_an_idle_runs_lock(
             replica_b = Publisher(store, client, owner="replica-b", claim_s=0.8)
             await replica_a.start()
             try:
-                for run_id in kept:
-                    await _until(lambda run=run_id: _posted(store, slack, run, ["m0"]))
-
-                async def both_kept() -> bool:
-                    return all(r in replica_a._idle_since for r in kept)
-
-                await _until(both_kept)
-                now = asyncio.get_running_loop().time()
-                for run_id in kept:  # both idle long enough for the keeper's next look
-                    replica_a._idle_since[run_id] = now - 10
+                await _posted_and_idle(replica_a, store, slack, kept)
                 await asyncio.wait_for(releasing.wait(), timeout=10)
                 other = next(r for r in kept if r not in first_released)
                 # A pass starts on the other idle run while the keeper releases the first.
